@@ -1,0 +1,88 @@
+"""Banner choice: the highest-priority rule that matches the visitor, and a sticky weighted variant."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .records import BannerRule, BannerSet, Card, Inventory, Profile, Settings, Variant
+
+# Rule kind -> tier reported when it is chosen.
+_TIER = {"cart_reminder": "user", "price_drop": "user", "loyalty": "user", "returning_category": "user",
+         "segment": "segment", "new_visitor": "popular", "generic": "popular"}
+
+
+@dataclass(frozen=True, slots=True)
+class BannerChoice:
+    tier: str
+    rule: BannerRule
+    variant: Variant
+    fill: tuple[tuple[str, str], ...] = ()  # placeholder -> text, e.g. ("{item}", "Trail shoe")
+
+
+def pick_variant(rule: BannerRule, bucket_key: str | None) -> Variant:
+    """Deterministic weighted A/B: the same visitor always sees the same variant of a rule.
+
+    Without a key (no consent, no id) everyone gets the first variant: the control.
+    """
+    live = [v for v in rule.variants if v.weight > 0] or list(rule.variants)
+    if bucket_key is None:
+        return live[0]
+    total = sum(v.weight for v in live)
+    if total <= 0:
+        return live[0]
+    digest = hashlib.sha256(f"{bucket_key}|{rule.id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") % total
+    for v in live:
+        point -= v.weight
+        if point < 0:
+            return v
+    return live[-1]  # pragma: no cover - unreachable, the weights sum to total
+
+
+def _price_drop(profile: Profile, inventory: Inventory) -> Card | None:
+    watched = (*profile.cart, *(c for c in profile.recent if c.id in profile.watched))
+    for card in watched:
+        now_price = inventory.prices.get(card.id)
+        if now_price is not None and now_price < card.price and card.id not in inventory.out_of_stock:
+            return card
+    return None
+
+
+def choose(banner_set: BannerSet | None, profile: Profile | None, segment: str | None, *, consented: bool,
+           inventory: Inventory, settings: Settings, now: int, bucket_key: str | None) -> BannerChoice | None:
+    """The banner for this visitor, or ``None`` when no rule applies (the caller uses the default)."""
+    if banner_set is None:
+        return None
+    candidates: list[tuple[BannerRule, tuple[tuple[str, str], ...]]] = []
+    for rule in banner_set.rules:
+        fill: tuple[tuple[str, str], ...] | None = None
+        if rule.kind == "generic":
+            fill = ()
+        elif not consented:
+            continue
+        elif rule.kind == "new_visitor" and profile is None:
+            fill = ()
+        elif profile is None:
+            continue
+        elif rule.kind == "cart_reminder":
+            if profile.cart and now - profile.cart_updated_at >= settings.cart_reminder_after_s:
+                fill = (("{item}", profile.cart[0].title),)
+        elif rule.kind == "price_drop":
+            dropped = _price_drop(profile, inventory)
+            if dropped is not None:
+                fill = (("{item}", dropped.title),)
+        elif rule.kind == "loyalty":
+            if profile.loyalty and profile.loyalty == rule.match:
+                fill = (("{tier}", profile.loyalty),)
+        elif rule.kind == "returning_category":
+            if profile.categories and profile.categories[0] == rule.match:
+                fill = (("{category}", rule.match),)
+        elif rule.kind == "segment" and segment is not None and segment == rule.match:
+            fill = ()
+        if fill is not None:
+            candidates.append((rule, fill))
+    if not candidates:
+        return None
+    rule, fill = max(candidates, key=lambda c: c[0].priority)  # first of equal priority wins
+    return BannerChoice(_TIER[rule.kind], rule, pick_variant(rule, bucket_key if consented else None), fill)

@@ -1,0 +1,94 @@
+"""The one module that owns msgpack: v1 envelopes, strict bounded decoding and the KV size limits.
+
+Every value is one msgpack map ``{"v": 1, "kind", "gen", "at", "until", "data"}``. Decoding is strict
+(``raw=False``, ``strict_map_key=True``, a bounded buffer, see msgpack's README *Security*) and turns every
+failure into ``DecodeError``, so a corrupt value can only ever mean "go to the next tier".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError, LimitError
+
+SCHEMA_VERSION = 1
+KINDS = frozenset({"manifest", "segment", "popular", "item", "banners", "profile", "inventory"})
+
+MAX_VALUE_BYTES = 25 * 1024 * 1024
+MAX_METADATA_BYTES = 1024
+# Far above any real record, far below the 128 MB isolate: a bomb in KV cannot exhaust memory.
+MAX_DECODE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded v1 value: its header and its payload (plain dicts/lists/str/int)."""
+
+    kind: str
+    generation: str | None
+    produced_at: int
+    valid_until: int | None
+    data: dict[str, Any]
+
+
+def encode(kind: str, data: dict[str, Any], *, generation: str | None = None, produced_at: int = 0,
+           valid_until: int | None = None) -> bytes:
+    """Encode one record as a v1 envelope; raises ``LimitError`` past the KV value limit."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown record kind {kind!r}")
+    packed: bytes = msgpack.packb(
+        {"v": SCHEMA_VERSION, "kind": kind, "gen": generation, "at": produced_at, "until": valid_until,
+         "data": data},
+        use_bin_type=True,
+    )
+    check_value_size(packed)
+    return packed
+
+
+def check_value_size(value: bytes, key: str | None = None) -> None:
+    if len(value) > MAX_VALUE_BYTES:
+        raise LimitError(f"value of {len(value)} bytes exceeds {MAX_VALUE_BYTES}", key=key, size=len(value))
+
+
+def check_metadata(metadata: dict[str, Any] | None, key: str | None = None) -> None:
+    """Workers KV metadata is JSON of at most 1024 bytes; checked before anything is written."""
+    if metadata is None:
+        return
+    import json
+
+    size = len(json.dumps(metadata, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise LimitError(f"metadata of {size} bytes exceeds {MAX_METADATA_BYTES}", key=key, size=size)
+
+
+def decode(value: bytes, *, expect: str, key: str | None = None, now: int | None = None) -> Envelope:
+    """Decode a v1 envelope of kind ``expect``; anything else raises ``DecodeError``.
+
+    ``now`` (epoch seconds), when given, rejects a record whose ``until`` has passed.
+    """
+    if len(value) > MAX_DECODE_BYTES:
+        raise DecodeError(f"value of {len(value)} bytes over the decode bound", key=key)
+    try:
+        # unpackb bounds every str/bin/array/map by len(value), itself bounded above.
+        obj = msgpack.unpackb(value, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types; all mean "corrupt"
+        raise DecodeError(f"not msgpack: {type(exc).__name__}", key=key) from None
+    if not isinstance(obj, dict):
+        raise DecodeError("not a map", key=key)
+    if obj.get("v") != SCHEMA_VERSION:
+        raise DecodeError(f"schema version {obj.get('v')!r}, expected {SCHEMA_VERSION}", key=key)
+    if obj.get("kind") != expect:
+        raise DecodeError(f"kind {obj.get('kind')!r}, expected {expect!r}", key=key)
+    data, gen, at, until = obj.get("data"), obj.get("gen"), obj.get("at"), obj.get("until")
+    if not isinstance(data, dict):
+        raise DecodeError("payload is not a map", key=key)
+    if gen is not None and not isinstance(gen, str):
+        raise DecodeError("generation is not a string", key=key)
+    if not isinstance(at, int) or (until is not None and not isinstance(until, int)):
+        raise DecodeError("bad timestamps", key=key)
+    if until is not None and now is not None and until < now:
+        raise DecodeError("record expired", key=key)
+    return Envelope(kind=expect, generation=gen, produced_at=at, valid_until=until, data=data)

@@ -1,0 +1,55 @@
+"""The worker's configuration, parsed once from its vars and secrets into a frozen value."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    signing_keys: tuple[bytes, ...] = ()   # first signs, all verify; empty = identity disabled
+    consent_default: str = "granted"        # "granted" | "denied" when no pz_consent cookie
+    uid_max_age_s: int = 30 * 86400
+    vid_max_age_s: int = 365 * 86400
+    browser_max_age_s: int = 60             # Cache-Control: private, max-age=... on fragments
+    cache_max_bytes: int = 8 * 1024 * 1024  # isolate cache budget (of 128 MB per isolate)
+    manifest_ttl_s: int = 15                # how stale the active generation may be in an isolate
+    origin_url: str = ""
+    origin_timeout_ms: int = 150
+    origin_secret: str = ""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be within {lo}..{hi}, got {value}")
+    return value
+
+
+def parse_config(env: Mapping[str, str]) -> Config:
+    """Build a ``Config`` from string vars; a bad value raises ``ValueError`` naming the var."""
+    keys = tuple(k.strip().encode() for k in str(env.get("PZ_SIGNING_KEYS", "")).split(",") if k.strip())
+    if any(len(k) < 16 for k in keys):
+        raise ValueError("PZ_SIGNING_KEYS: every key must be at least 16 characters")
+    consent = str(env.get("CONSENT_DEFAULT", "granted")).strip() or "granted"
+    if consent not in ("granted", "denied"):
+        raise ValueError(f"CONSENT_DEFAULT must be granted or denied, got {consent!r}")
+    return Config(
+        signing_keys=keys,
+        consent_default=consent,
+        uid_max_age_s=_int(env, "UID_MAX_AGE_S", Config.uid_max_age_s, 60, 400 * 86400),
+        vid_max_age_s=_int(env, "VID_MAX_AGE_S", Config.vid_max_age_s, 60, 400 * 86400),
+        browser_max_age_s=_int(env, "BROWSER_MAX_AGE_S", Config.browser_max_age_s, 0, 86400),
+        cache_max_bytes=_int(env, "CACHE_MAX_BYTES", Config.cache_max_bytes, 0, 64 * 1024 * 1024),
+        manifest_ttl_s=_int(env, "MANIFEST_TTL_S", Config.manifest_ttl_s, 0, 3600),
+        origin_url=str(env.get("ORIGIN_URL", "")).strip().rstrip("/"),
+        origin_timeout_ms=_int(env, "ORIGIN_TIMEOUT_MS", Config.origin_timeout_ms, 1, 10_000),
+        origin_secret=str(env.get("ORIGIN_SECRET", "")),
+    )

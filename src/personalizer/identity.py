@@ -1,0 +1,89 @@
+"""Signed identity tokens (``pz_uid``, ``pz_vid``) and consent.
+
+A token is ``v1.<id>.<issued_at>.<signature>`` where the signature is HMAC-SHA256 over the cookie name, id
+and issue time, base64url without padding. The first configured key signs, every key verifies (rotation).
+Anything unsigned, forged, expired, from the future or malformed verifies to ``None``: an anonymous visitor.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from .config import Config
+from .keys import is_valid_id
+
+UID = "pz_uid"
+VID = "pz_vid"
+CONSENT = "pz_consent"
+MAX_TOKEN_CHARS = 200
+CLOCK_SKEW_S = 300
+
+
+def _mac(key: bytes, name: str, ident: str, issued_at: int) -> str:
+    digest = hmac.new(key, f"{name}|{ident}|{issued_at}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def sign(name: str, ident: str, issued_at: int, key: bytes) -> str:
+    """A token for ``ident`` under cookie ``name`` (``pz_uid`` or ``pz_vid``)."""
+    if name not in (UID, VID):
+        raise ValueError(f"unknown token name {name!r}")
+    if not is_valid_id(ident):
+        raise ValueError(f"invalid id {ident!r}")
+    return f"v1.{ident}.{issued_at}.{_mac(key, name, ident, issued_at)}"
+
+
+def verify(name: str, token: str, keys: tuple[bytes, ...], now: int, max_age_s: int) -> str | None:
+    """The id inside a valid token, else ``None``. Constant-time signature comparison."""
+    if not keys or len(token) > MAX_TOKEN_CHARS:
+        return None
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != "v1" or not parts[2].isdigit():
+        return None
+    ident, issued_at, sig = parts[1], int(parts[2]), parts[3]
+    if not is_valid_id(ident) or issued_at > now + CLOCK_SKEW_S or now - issued_at > max_age_s:
+        return None
+    for key in keys:
+        if hmac.compare_digest(_mac(key, name, ident, issued_at), sig):
+            return ident
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """Who is asking, as far as the edge may know: ``person`` is the id whose profile may be read."""
+
+    consented: bool
+    user_id: str | None = None     # a signed-in customer (pz_uid)
+    visitor_id: str | None = None  # an anonymous visitor (pz_vid), valid or freshly minted
+    minted: bool = False           # visitor_id was minted now: the response sets the cookie
+
+    @property
+    def person(self) -> str | None:
+        if not self.consented:
+            return None
+        return self.user_id or self.visitor_id
+
+
+def consent_granted(cookies: dict[str, str], gpc: bool, config: Config) -> bool:
+    """Sec-GPC: 1 is a legal opt-out signal and wins over everything; then the cookie; then the default."""
+    if gpc:
+        return False
+    value = cookies.get(CONSENT)
+    if value in ("granted", "denied"):
+        return value == "granted"
+    return config.consent_default == "granted"
+
+
+def identify(cookies: dict[str, str], gpc: bool, config: Config, now: int, new_id: str) -> Visitor:
+    """Resolve the visitor from cookies; mint ``new_id`` as a visitor id only when consent allows."""
+    if not consent_granted(cookies, gpc, config):
+        return Visitor(consented=False)
+    uid = verify(UID, cookies.get(UID, ""), config.signing_keys, now, config.uid_max_age_s)
+    vid = verify(VID, cookies.get(VID, ""), config.signing_keys, now, config.vid_max_age_s)
+    if uid is None and vid is None and config.signing_keys:
+        return Visitor(consented=True, visitor_id=new_id, minted=True)
+    return Visitor(consented=True, user_id=uid, visitor_id=vid)

@@ -1,0 +1,230 @@
+"""Typed v1 records: frozen dataclasses parsed strictly from decoded payloads, and back to payloads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codec import Envelope
+from .errors import DecodeError
+
+
+def _str(d: dict[str, Any], name: str, default: str | None = None) -> str:
+    v = d.get(name, default)
+    if not isinstance(v, str):
+        raise DecodeError(f"field {name!r} is not a string")
+    return v
+
+
+def _int(d: dict[str, Any], name: str, default: int | None = None) -> int:
+    v = d.get(name, default)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise DecodeError(f"field {name!r} is not an integer")
+    return v
+
+
+def _list(d: dict[str, Any], name: str) -> list[Any]:
+    v = d.get(name, [])
+    if not isinstance(v, list):
+        raise DecodeError(f"field {name!r} is not a list")
+    return v
+
+
+def _strs(d: dict[str, Any], name: str) -> tuple[str, ...]:
+    out = tuple(_list(d, name))
+    if not all(isinstance(x, str) for x in out):
+        raise DecodeError(f"field {name!r} is not a list of strings")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """One product as shown in a carousel. ``price`` is in minor units (cents)."""
+
+    id: str
+    title: str
+    url: str
+    image: str
+    price: int
+    currency: str
+    category: str
+
+    @classmethod
+    def parse(cls, d: Any) -> Card:
+        if not isinstance(d, dict):
+            raise DecodeError("card is not a map")
+        return cls(_str(d, "id"), _str(d, "title"), _str(d, "url"), _str(d, "image"), _int(d, "price"),
+                   _str(d, "currency"), _str(d, "category"))
+
+    def payload(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "url": self.url, "image": self.image,
+                "price": self.price, "currency": self.currency, "category": self.category}
+
+
+def _cards(d: dict[str, Any], name: str) -> tuple[Card, ...]:
+    return tuple(Card.parse(c) for c in _list(d, name))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Tier settings carried by the manifest, so the data team tunes them without a deploy."""
+
+    category_cap: int = 4
+    cart_reminder_after_s: int = 6 * 3600
+    shared_ttl_s: int = 300
+
+    @classmethod
+    def parse(cls, d: Any) -> Settings:
+        if not isinstance(d, dict):
+            raise DecodeError("settings is not a map")
+        base = cls()
+        return cls(_int(d, "category_cap", base.category_cap),
+                   _int(d, "cart_reminder_after_s", base.cart_reminder_after_s),
+                   _int(d, "shared_ttl_s", base.shared_ttl_s))
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    generation: str
+    built_at: int
+    segments: tuple[str, ...]
+    settings: Settings
+
+    @classmethod
+    def parse(cls, env: Envelope) -> Manifest:
+        d = env.data
+        return cls(_str(d, "generation"), _int(d, "built_at"), _strs(d, "segments"),
+                   Settings.parse(d.get("settings", {})))
+
+
+@dataclass(frozen=True, slots=True)
+class CardList:
+    """A ranked list of cards: a segment's, the popular list, or an item's neighbours."""
+
+    name: str
+    cards: tuple[Card, ...]
+    banners: tuple[str, ...] = ()  # a segment's preferred banner rule ids, best first
+
+    @classmethod
+    def parse(cls, env: Envelope) -> CardList:
+        d = env.data
+        return cls(_str(d, "name"), _cards(d, "cards"), _strs(d, "banners"))
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    item: str
+    also_bought: tuple[Card, ...]
+    complements: tuple[Card, ...]
+
+    @classmethod
+    def parse(cls, env: Envelope) -> ItemRecord:
+        d = env.data
+        return cls(_str(d, "item"), _cards(d, "also_bought"), _cards(d, "complements"))
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    id: str
+    weight: int
+    title: str
+    body: str
+    cta: str
+    url: str
+    image: str
+
+    @classmethod
+    def parse(cls, d: Any) -> Variant:
+        if not isinstance(d, dict):
+            raise DecodeError("variant is not a map")
+        weight = _int(d, "weight", 1)
+        if weight < 0:
+            raise DecodeError("negative variant weight")
+        return cls(_str(d, "id"), weight, _str(d, "title"), _str(d, "body"), _str(d, "cta"),
+                   _str(d, "url"), _str(d, "image"))
+
+
+BANNER_KINDS = (
+    "cart_reminder", "price_drop", "loyalty", "returning_category", "segment", "new_visitor", "generic",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BannerRule:
+    """A banner creative with A/B variants. ``match`` is the loyalty tier or category it applies to."""
+
+    id: str
+    kind: str
+    priority: int
+    match: str
+    variants: tuple[Variant, ...]
+
+    @classmethod
+    def parse(cls, d: Any) -> BannerRule:
+        if not isinstance(d, dict):
+            raise DecodeError("banner rule is not a map")
+        kind = _str(d, "kind")
+        if kind not in BANNER_KINDS:
+            raise DecodeError(f"unknown banner kind {kind!r}")
+        variants = tuple(Variant.parse(v) for v in _list(d, "variants"))
+        if not variants:
+            raise DecodeError("banner rule without variants")
+        return cls(_str(d, "id"), kind, _int(d, "priority", 0), _str(d, "match", ""), variants)
+
+
+@dataclass(frozen=True, slots=True)
+class BannerSet:
+    rules: tuple[BannerRule, ...]
+
+    @classmethod
+    def parse(cls, env: Envelope) -> BannerSet:
+        return cls(tuple(BannerRule.parse(r) for r in _list(env.data, "rules")))
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One person's record: segments best first, personal cards, history, loyalty and cart."""
+
+    id: str
+    segments: tuple[str, ...]
+    cards: tuple[Card, ...]
+    recent: tuple[Card, ...]          # recently viewed, newest first
+    bought: frozenset[str]
+    cart: tuple[Card, ...]
+    cart_updated_at: int
+    loyalty: str                      # "" when not a member
+    categories: tuple[str, ...]       # last categories browsed, newest first
+    watched: tuple[str, ...] = field(default=())  # item ids whose price drop is worth a banner
+
+    @classmethod
+    def parse(cls, env: Envelope) -> Profile:
+        d = env.data
+        return cls(_str(d, "id"), _strs(d, "segments"), _cards(d, "cards"), _cards(d, "recent"),
+                   frozenset(_strs(d, "bought")), _cards(d, "cart"), _int(d, "cart_updated_at", 0),
+                   _str(d, "loyalty", ""), _strs(d, "categories"), _strs(d, "watched"))
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    """Out-of-stock ids and current prices (minor units) that override the cards' prices."""
+
+    out_of_stock: frozenset[str]
+    prices: dict[str, int]
+
+    @classmethod
+    def parse(cls, env: Envelope) -> Inventory:
+        d = env.data
+        prices = d.get("prices", {})
+        if not isinstance(prices, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) for k, v in prices.items()):
+            raise DecodeError("prices is not a map of id to integer")
+        return cls(frozenset(_strs(d, "out_of_stock")), dict(prices))
+
+
+EMPTY_INVENTORY = Inventory(frozenset(), {})
+
+PARSERS: dict[str, Any] = {
+    "manifest": Manifest.parse, "segment": CardList.parse, "popular": CardList.parse,
+    "item": ItemRecord.parse, "banners": BannerSet.parse, "profile": Profile.parse,
+    "inventory": Inventory.parse,
+}

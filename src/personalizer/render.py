@@ -1,0 +1,74 @@
+"""JSON and HTML fragments. Every catalog string is escaped; only http(s) and site-relative URLs pass."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+from .banners import BannerChoice
+from .ladder import Carousel
+from .records import Card
+
+
+def safe_url(url: str) -> str:
+    """``javascript:`` and friends survive HTML escaping, so URLs are allow-listed, not escaped only."""
+    u = url.strip()
+    if u.startswith(("https://", "http://")) or (u.startswith("/") and not u.startswith("//")):
+        return u
+    return "#"
+
+
+def price_text(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return f"{sign}{cents // 100}.{cents % 100:02d}"
+
+
+def card_json(card: Card) -> dict[str, Any]:
+    return {"id": card.id, "title": card.title, "url": safe_url(card.url), "image": safe_url(card.image),
+            "price": price_text(card.price), "currency": card.currency, "category": card.category}
+
+
+def carousel_json(c: Carousel, generation: str) -> dict[str, Any]:
+    return {"slot": c.slot, "tier": c.tier, "generation": generation, "items": [card_json(x) for x in c.cards]}
+
+
+def _filled(text: str, fill: tuple[tuple[str, str], ...]) -> str:
+    for placeholder, value in fill:
+        text = text.replace(placeholder, value)
+    return text
+
+
+def banner_json(b: BannerChoice, generation: str, slot: str = "hero") -> dict[str, Any]:
+    v = b.variant
+    return {"slot": slot, "tier": b.tier, "generation": generation, "banner": {
+        "id": b.rule.id, "title": _filled(v.title, b.fill), "body": _filled(v.body, b.fill), "cta": v.cta,
+        "url": safe_url(v.url), "image": safe_url(v.image), "variant": v.id}}
+
+
+def carousel_html(c: Carousel, generation: str) -> str:
+    items = "".join(
+        f'<li class="pz-item" data-id="{escape(x.id)}" data-category="{escape(x.category)}">'
+        f'<a href="{escape(safe_url(x.url))}"><img src="{escape(safe_url(x.image))}" alt="{escape(x.title)}"'
+        f' loading="lazy"><span class="pz-title">{escape(x.title)}</span>'
+        f'<span class="pz-price">{price_text(x.price)} {escape(x.currency)}</span></a></li>'
+        for x in c.cards)
+    return (f'<section class="pz-recs" data-slot="{escape(c.slot)}" data-tier="{escape(c.tier)}"'
+            f' data-generation="{escape(generation)}"><ol class="pz-items">{items}</ol></section>')
+
+
+def banner_html(b: BannerChoice, generation: str, slot: str = "hero") -> str:
+    d = banner_json(b, generation, slot)["banner"]
+    return (f'<section class="pz-banner" data-slot="{escape(slot)}" data-tier="{escape(b.tier)}"'
+            f' data-generation="{escape(generation)}" data-banner="{escape(d["id"])}"'
+            f' data-variant="{escape(d["variant"])}"><a href="{escape(d["url"])}">'
+            f'<img src="{escape(d["image"])}" alt=""><h2 class="pz-banner-title">{escape(d["title"])}</h2>'
+            f'<p class="pz-banner-body">{escape(d["body"])}</p>'
+            f'<span class="pz-cta">{escape(d["cta"])}</span></a></section>')
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON; ``<``, ``>`` and ``&`` escaped so a JSON body is inert if sniffed as HTML."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()

@@ -1,0 +1,217 @@
+"""The request path: facts -> KV reads (cached, in parallel) -> decisions -> rendered fragments.
+
+Runtime-agnostic: it awaits only the ports it is given, so the same code answers under CPython (tests,
+origin) and under Pyodide (the worker). It never raises for a KV or data problem: each slot degrades to the
+next tier, down to the ``default`` tier compiled into the bundle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from html import escape
+from dataclasses import dataclass
+from typing import Any
+
+from . import codec, fallback, keys
+from .banners import BannerChoice, choose
+from .cache import SharedCache
+from .config import Config
+from .errors import BadRequest, DecodeError
+from .identity import VID, Visitor, identify, sign
+from .ladder import Carousel, assemble, interleave
+from .ports import Clock, IdMinter, KVReader, Reply
+from .records import (EMPTY_INVENTORY, PARSERS, BannerSet, CardList, Inventory, ItemRecord, Manifest, Profile,
+                      Settings)
+from .render import banner_html, banner_json, carousel_html, carousel_json, dumps
+from .request import Ask, header, parse_ask, parse_cookies
+
+log = logging.getLogger("personalizer")
+MAX_CART_LOOKUPS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Records:
+    """Everything one request may use, already decoded; ``None`` where a tier is unavailable."""
+
+    manifest: Manifest | None = None
+    profile: Profile | None = None
+    segment: CardList | None = None
+    popular: CardList | None = None
+    banners: BannerSet | None = None
+    inventory: Inventory = EMPTY_INVENTORY
+    item: ItemRecord | None = None
+    cart_items: tuple[ItemRecord, ...] = ()
+
+
+class Personalizer:
+    def __init__(self, config: Config, kv: KVReader, clock: Clock, mint: IdMinter,
+                 cache: SharedCache | None = None) -> None:
+        self.config, self.kv, self.clock, self.mint = config, kv, clock, mint
+        self.cache = cache if cache is not None else SharedCache(config.cache_max_bytes)
+        self._kv_ms = 0.0
+
+    # -- reads -----------------------------------------------------------------------------------------
+    async def _read(self, key: str, kind: str, ttl_s: float | None) -> Any:
+        """One record, through the isolate cache when ``ttl_s`` is given; ``None`` on miss or failure."""
+        now = self.clock.now()
+        if ttl_s is not None:
+            hit, value = self.cache.get(key, now)
+            if hit:
+                return value
+        raw: bytes | None
+        try:
+            raw = await self.kv.get(key)
+        except Exception as exc:  # the KV binding's failures are runtime-specific; all mean "next tier"
+            log.warning("kv read failed key=%s error=%s", key, type(exc).__name__)
+            return None  # not cached: the next request tries again
+        value = None
+        if raw is not None:
+            try:
+                value = PARSERS[kind](codec.decode(raw, expect=kind, key=key, now=int(now)))
+            except DecodeError as exc:
+                log.warning("bad record key=%s error=%s", key, exc)
+                value = None
+        if ttl_s is not None:
+            self.cache.put(key, value, len(raw or b""), ttl_s, now)
+        return value
+
+    async def _timed(self, *reads: Any) -> list[Any]:
+        t0 = self.clock.monotonic_ms()
+        out = list(await asyncio.gather(*reads))
+        self._kv_ms += self.clock.monotonic_ms() - t0
+        return out
+
+    async def load(self, ask: Ask, visitor: Visitor) -> Records:
+        """Read what ``ask`` needs: at most two parallel rounds, shared records via the cache."""
+        manifest: Manifest | None = (await self._timed(
+            self._read(keys.MANIFEST, "manifest", self.config.manifest_ttl_s)))[0]
+        if manifest is None:
+            return Records()
+        gen, ttl = manifest.generation, manifest.settings.shared_ttl_s
+        person = None if visitor.minted else visitor.person
+        slots = set(ask.slots)
+        want_item = ask.item is not None and "item" in slots
+        profile, inventory, popular, banner_set, item = await self._timed(
+            self._read(keys.profile(person), "profile", None) if person else _none(),
+            self._read(keys.INVENTORY, "inventory", self.config.manifest_ttl_s),
+            self._read(keys.popular(gen), "popular", ttl) if slots - {"hero"} else _none(),
+            self._read(keys.banners(gen), "banners", ttl) if "hero" in slots else _none(),
+            self._read(keys.item(gen, ask.item), "item", ttl) if want_item and ask.item else _none())
+        seg_id = next((s for s in profile.segments if s in manifest.segments), None) if profile else None
+        cart_ids = [c.id for c in profile.cart[:MAX_CART_LOOKUPS]] if profile and "cart" in slots else []
+        second = await self._timed(
+            self._read(keys.segment(gen, seg_id), "segment", ttl) if seg_id else _none(),
+            *(self._read(keys.item(gen, i), "item", ttl) for i in cart_ids))
+        return Records(manifest, profile, second[0], popular, banner_set, inventory or EMPTY_INVENTORY, item,
+                       tuple(r for r in second[1:] if r is not None))
+
+    # -- decisions ---------------------------------------------------------------------------------------
+    def decide(self, ask: Ask, visitor: Visitor, rec: Records) -> dict[str, Carousel | BannerChoice]:
+        """One decision per slot, in the order asked; no card repeats across the page's carousels."""
+        settings = rec.manifest.settings if rec.manifest else Settings()
+        profile = rec.profile if visitor.consented else None
+        shown: set[str] = set()
+        personal_excl = (profile.bought | {c.id for c in profile.cart}) if profile else frozenset()
+        out: dict[str, Carousel | BannerChoice] = {}
+        tail = [("segment", rec.segment.cards if rec.segment else ()),
+                ("popular", rec.popular.cards if rec.popular else ()),
+                ("default", fallback.CARDS)]
+        for slot in ask.slots:
+            if slot == "hero":
+                out[slot] = choose(rec.banners, profile, rec.segment.name if rec.segment else None,
+                                   consented=visitor.consented, inventory=rec.inventory, settings=settings,
+                                   now=int(self.clock.now()), bucket_key=visitor.person) or fallback.BANNER
+                continue
+            head: list[tuple[str, Any]] = []
+            exclude = set(personal_excl) | shown
+            if slot == "home" and profile:
+                head = [("user", profile.cards)]
+            elif slot == "recent" and profile:
+                head = [("user", profile.recent)]
+            elif slot == "cart" and profile:
+                head = [("user", interleave(r.complements for r in rec.cart_items))]
+            elif slot == "item" and ask.item:
+                exclude.add(ask.item)
+                head = [("item", rec.item.also_bought if rec.item else ())]
+            carousel = assemble(slot, head + tail, limit=ask.limit, exclude=exclude, inventory=rec.inventory,
+                                category_cap=settings.category_cap)
+            shown.update(c.id for c in carousel.cards)
+            out[slot] = carousel
+        return out
+
+    # -- the whole request -------------------------------------------------------------------------------
+    async def handle(self, method: str, path: str, query: str, headers: dict[str, str]) -> Reply:
+        """Answer one request. Never raises for bad input or bad data: 4xx or a degraded 200."""
+        t0 = self.clock.monotonic_ms()
+        self._kv_ms = 0.0
+        try:
+            ask = parse_ask(method.upper(), path, query)
+        except BadRequest as exc:
+            return _error(exc, method.upper() == "HEAD")
+        if ask.endpoint == "healthz":
+            return Reply(200, (("content-type", "application/json"), ("cache-control", "no-store")),
+                         b"" if ask.head else b'{"status":"ok"}')
+        now = int(self.clock.now())
+        cookies = parse_cookies(header(headers, "cookie"))
+        gpc = (header(headers, "sec-gpc") or "").strip() == "1"
+        visitor = identify(cookies, gpc, self.config, now, self.mint())
+        try:
+            rec = await self.load(ask, visitor)
+            t1 = self.clock.monotonic_ms()
+            decisions = self.decide(ask, visitor, rec)
+            gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
+            body, ctype = _render(ask, decisions, gen)
+        except Exception:  # the one broad catch of the core: a bug or bad data must not become a 5xx
+            log.exception("request failed, serving the default tier path=%s", path)
+            t1 = self.clock.monotonic_ms()
+            decisions = self.decide(ask, visitor, Records())
+            gen = fallback.GENERATION
+            body, ctype = _render(ask, decisions, gen)
+        t2 = self.clock.monotonic_ms()
+        hdrs = [("content-type", ctype),
+                ("x-pz-tier", ",".join(f"{s}={_tier(d)}" for s, d in decisions.items())
+                 if ask.endpoint == "page" else _tier(next(iter(decisions.values())))),
+                ("server-timing", f"kv;dur={self._kv_ms:.2f}, origin;dur=0.00, render;dur={t2 - t1:.2f}, "
+                                  f"total;dur={t2 - t0:.2f}"),
+                ("vary", "Cookie, Sec-GPC"),
+                ("x-content-type-options", "nosniff")]
+        if visitor.minted and visitor.visitor_id:
+            token = sign(VID, visitor.visitor_id, now, self.config.signing_keys[0])
+            hdrs.append(("set-cookie", f"{VID}={token}; Path=/; Max-Age={self.config.vid_max_age_s}; "
+                                       "Secure; HttpOnly; SameSite=Lax"))
+            hdrs.append(("cache-control", "private, no-store"))
+        else:
+            hdrs.append(("cache-control", f"private, max-age={self.config.browser_max_age_s}"))
+        return Reply(200, tuple(hdrs), b"" if ask.head else body)
+
+
+async def _none() -> None:
+    return None
+
+
+def _tier(d: Carousel | BannerChoice) -> str:
+    return d.tier
+
+
+def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str) -> tuple[bytes, str]:
+    if ask.format == "html":
+        parts = [banner_html(d, gen, s) if isinstance(d, BannerChoice) else carousel_html(d, gen)
+                 for s, d in decisions.items()]
+        html = "".join(parts)
+        if ask.endpoint == "page":
+            html = f'<div class="pz-page" data-generation="{escape(gen)}">{html}</div>'
+        return html.encode(), "text/html; charset=utf-8"
+    frags: dict[str, Any] = {s: banner_json(d, gen, s) if isinstance(d, BannerChoice) else carousel_json(d, gen)
+                             for s, d in decisions.items()}
+    obj = {"generation": gen, "fragments": frags} if ask.endpoint == "page" else next(iter(frags.values()))
+    return dumps(obj), "application/json; charset=utf-8"
+
+
+def _error(exc: BadRequest, head: bool) -> Reply:
+    hdrs = [("content-type", "application/json; charset=utf-8"), ("cache-control", "no-store"),
+            ("x-content-type-options", "nosniff")]
+    if exc.allow:
+        hdrs.append(("allow", exc.allow))
+    body = dumps({"error": {"code": exc.code, "message": exc.message}})
+    return Reply(exc.status, tuple(hdrs), b"" if head else body)

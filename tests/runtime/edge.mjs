@@ -1,0 +1,157 @@
+// Offline edge runtime: serves worker/entry.py over HTTP on 127.0.0.1 with only real parts.
+//
+//   real: Pyodide 0.28 (npm; the python_workers_20250116 line), the Workers Python SDK
+//         (workers-runtime-sdk from PyPI, pinned in pyproject.toml), Miniflare's KV (persisted where
+//         `wrangler kv ... --local` reads and writes), the module set of `wrangler deploy --dry-run`.
+//   glue (this file, kept minimal): two small JS modules that exist only inside workerd
+//         (_cloudflare_compat_flags, _pyodide_entrypoint_helper), a Node HTTP front turning requests
+//         into `Request`s for the entrypoint's fetch, and ctx.waitUntil.
+//   stand-in: msgpack's pure-Python fallback (Pyodide's compiled msgpack is fetched from a CDN at run
+//         time, unreachable offline). It is slower, so timings taken here are an upper bound.
+//
+// Usage: node tests/runtime/edge.mjs [--port 8787] [--persist .wrangler/state] [--seed kv-seed/out/kv.json]
+//        [--vars-file .dev.vars] [--var NAME=VALUE ...]
+// Prints "ready http://127.0.0.1:PORT" on stdout when it accepts requests.
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+import { loadPyodide } from "pyodide";
+import { loadSeed } from "./kvseed.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const args = parseArgs(process.argv.slice(2));
+const PORT = Number(args.port ?? 8787);
+const PERSIST = path.resolve(ROOT, args.persist ?? ".wrangler/state");
+const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
+
+function parseArgs(argv) {
+  const out = { var: [] };
+  for (let i = 0; i < argv.length; i += 2) {
+    const name = argv[i].replace(/^--/, "");
+    if (name === "var") out.var.push(argv[i + 1]); else out[name] = argv[i + 1];
+  }
+  return out;
+}
+
+// wrangler.toml [vars] and .dev.vars are flat string maps; this reads just that much of each format.
+function tomlSection(text, section) {
+  const out = {};
+  let inside = false;
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line.startsWith("[")) { inside = line === `[${section}]`; continue; }
+    const m = inside && line.match(/^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"(.*)"\s*$/);
+    if (m) out[m[1]] = m[2];
+  }
+  return out;
+}
+function dotenv(file) {
+  const out = {};
+  if (!file || !fs.existsSync(file)) return out;
+  for (const raw of fs.readFileSync(file, "utf8").split("\n")) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#") || !line.includes("=")) continue;
+    const i = line.indexOf("=");
+    out[line.slice(0, i).trim()] = line.slice(i + 1).trim().replace(/^(["'])(.*)\1$/, "$2");
+  }
+  return out;
+}
+const kvId = toml.match(/binding\s*=\s*"PERSONALIZATION"\s*\n\s*(?:#.*\n\s*)*id\s*=\s*"([^"]+)"/)[1];
+const vars = { ...tomlSection(toml, "vars"), ...dotenv(path.resolve(ROOT, args["vars-file"] ?? ".dev.vars")) };
+for (const kv of args.var) { const i = kv.indexOf("="); vars[kv.slice(0, i)] = kv.slice(i + 1); }
+
+// 1. The deploy bundle, exactly: wrangler runs the [build] step and writes the upload.
+const bundleDir = path.join(PERSIST, "..", "bundle");
+fs.rmSync(bundleDir, { recursive: true, force: true });
+execFileSync(path.join(ROOT, "node_modules/.bin/wrangler"),
+  ["deploy", "--dry-run", "--outdir", bundleDir], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
+
+// 2. Miniflare's KV, on the same persisted state `wrangler kv ... --local --persist-to` uses.
+const mf = new Miniflare({
+  modules: true, script: "export default { fetch() { return new Response(null, { status: 404 }) } }",
+  kvNamespaces: { PERSONALIZATION: kvId }, kvPersist: path.join(PERSIST, "v3", "kv"),
+});
+const kv = await mf.getKVNamespace("PERSONALIZATION");
+if (args.seed) await loadSeed(kv, path.resolve(ROOT, args.seed));
+
+// The binding as workerd hands it to Python: an object whose constructor is named KvNamespace, so the
+// SDK's env wrapper treats it exactly as in production. PZ_RUNTIME_FAULT=kv makes every read fail, to
+// test the KV-outage path end to end.
+class KvNamespace {
+  constructor(inner) { this.inner = inner; }
+  get(key, type) {
+    if (process.env.PZ_RUNTIME_FAULT === "kv") return Promise.reject(new Error("injected KV outage"));
+    return this.inner.get(key, type);
+  }
+  put(key, value, options) { return this.inner.put(key, value, options); }
+}
+const env = { ...vars, PERSONALIZATION: new KvNamespace(kv) };
+
+// 3. Pyodide with the SDK, msgpack and the bundle's modules.
+const py = await loadPyodide({ stdout: (s) => console.error(s), stderr: (s) => console.error(s) });
+py.registerJsModule("_cloudflare_compat_flags", {
+  python_workflows_implicit_dependencies: false, python_request_headers_preserve_commas: true,
+});
+py.registerJsModule("_pyodide_entrypoint_helper", {
+  patchWaitUntil() {}, doAnImport: (name) => import(name), cloudflareWorkersModule: { env },
+  cloudflareSocketsModule: {},
+});
+function copyTree(src, dst, keep = () => true) {
+  py.FS.mkdirTree(dst);
+  for (const e of fs.readdirSync(src, { withFileTypes: true })) {
+    const s = path.join(src, e.name), d = `${dst}/${e.name}`;
+    if (e.isDirectory()) { if (e.name !== "__pycache__") copyTree(s, d, keep); }
+    else if (keep(e.name)) py.FS.writeFile(d, fs.readFileSync(s));
+  }
+}
+const venvLib = path.join(ROOT, ".venv/lib");
+const site = path.join(venvLib, fs.readdirSync(venvLib).find((d) => d.startsWith("python3")), "site-packages");
+copyTree(path.join(site, "workers"), "/session/site/workers");
+copyTree(path.join(site, "msgpack"), "/session/site/msgpack", (n) => n.endsWith(".py"));
+copyTree(bundleDir, "/session/bundle", (n) => n.endsWith(".py"));
+const dispatch = await py.runPythonAsync(`
+import sys
+sys.path[:0] = ["/session/bundle", "/session/site"]
+import entry, workers
+async def dispatch(js_request, ctx, env):
+    response = await entry.Default(ctx, env).fetch(workers.Request(js_request))
+    return response.js_object
+dispatch
+`);
+
+// 4. The HTTP front.
+const server = http.createServer(async (req, res) => {
+  const pending = [];
+  const ctx = { waitUntil: (p) => pending.push(p), passThroughOnException() {} };
+  try {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const headers = new Headers();
+    for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
+    const hasBody = !["GET", "HEAD"].includes(req.method);
+    const request = new Request(`http://127.0.0.1:${PORT}${req.url}`,
+      { method: req.method, headers, body: hasBody ? Buffer.concat(chunks) : undefined });
+    const response = await dispatch(request, ctx, env);
+    const out = {};
+    response.headers.forEach((v, k) => { if (k !== "set-cookie") out[k] = v; });
+    const cookies = response.headers.getSetCookie();
+    if (cookies.length) out["set-cookie"] = cookies;
+    const body = Buffer.from(await response.arrayBuffer());
+    res.writeHead(response.status, out);
+    res.end(req.method === "HEAD" ? undefined : body);
+  } catch (err) {
+    // Only the glue can fail here; the worker itself never throws for bad input or bad data.
+    console.error("runtime error:", err);
+    res.writeHead(500, { "content-type": "application/json" });
+    res.end(JSON.stringify({ error: { code: "runtime_error", message: String(err.message || err) } }));
+  }
+  for (const r of await Promise.allSettled(pending)) if (r.status === "rejected") console.error("waitUntil:", r.reason);
+});
+server.listen(PORT, "127.0.0.1", () => console.log(`ready http://127.0.0.1:${server.address().port}`));
+const stop = async () => { server.close(); await mf.dispose(); process.exit(0); };
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);

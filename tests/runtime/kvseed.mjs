@@ -1,0 +1,36 @@
+// Load a wrangler bulk file ([{key, value, base64}]) into a KV binding, binary-safe. wrangler 4.86's
+// `kv bulk put --local` corrupts binary values, so the seed goes through Miniflare's binding instead;
+// `wrangler kv key get --local` reads the same bytes back.
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+
+// Miniflare's proxy only accepts views that own their buffer; Node Buffers share a pool, so copy out.
+const toArrayBuffer = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+
+export async function loadSeed(kv, file, { batch = 64, quiet = false } = {}) {
+  const pairs = JSON.parse(fs.readFileSync(file, "utf8"));
+  const t0 = performance.now();
+  for (let i = 0; i < pairs.length; i += batch) {
+    await Promise.all(pairs.slice(i, i + batch).map((p) =>
+      kv.put(p.key, p.base64 ? toArrayBuffer(Buffer.from(p.value, "base64")) : p.value)));
+    if (!quiet && process.stderr.isTTY) process.stderr.write(`\rseeding local KV: ${Math.min(i + batch, pairs.length)}/${pairs.length}`);
+  }
+  if (!quiet) console.error(`${process.stderr.isTTY ? "\n" : ""}seeded ${pairs.length} keys into local KV in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  return pairs.length;
+}
+
+// CLI: node tests/runtime/kvseed.mjs FILE [--persist .wrangler/state]
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+  const file = process.argv[2];
+  const pi = process.argv.indexOf("--persist");
+  const persist = path.resolve(root, pi > 0 ? process.argv[pi + 1] : ".wrangler/state");
+  const toml = fs.readFileSync(path.join(root, "wrangler.toml"), "utf8");
+  const kvId = toml.match(/binding\s*=\s*"PERSONALIZATION"\s*\n\s*(?:#.*\n\s*)*id\s*=\s*"([^"]+)"/)[1];
+  const mf = new Miniflare({ modules: true, script: "export default {}", kvNamespaces: { PERSONALIZATION: kvId },
+    kvPersist: path.join(persist, "v3", "kv") });
+  await loadSeed(await mf.getKVNamespace("PERSONALIZATION"), path.resolve(file));
+  await mf.dispose();
+}
