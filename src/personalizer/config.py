@@ -41,15 +41,16 @@ def parse_config(env: Mapping[str, str]) -> Config:
     consent = str(env.get("CONSENT_DEFAULT", "granted")).strip() or "granted"
     if consent not in ("granted", "denied"):
         raise ValueError(f"CONSENT_DEFAULT must be granted or denied, got {consent!r}")
+    d = Config()  # defaults (class attributes of a slots dataclass are descriptors, not values)
     return Config(
         signing_keys=keys,
         consent_default=consent,
-        uid_max_age_s=_int(env, "UID_MAX_AGE_S", Config.uid_max_age_s, 60, 400 * 86400),
-        vid_max_age_s=_int(env, "VID_MAX_AGE_S", Config.vid_max_age_s, 60, 400 * 86400),
-        browser_max_age_s=_int(env, "BROWSER_MAX_AGE_S", Config.browser_max_age_s, 0, 86400),
-        cache_max_bytes=_int(env, "CACHE_MAX_BYTES", Config.cache_max_bytes, 0, 64 * 1024 * 1024),
-        manifest_ttl_s=_int(env, "MANIFEST_TTL_S", Config.manifest_ttl_s, 0, 3600),
+        uid_max_age_s=_int(env, "UID_MAX_AGE_S", d.uid_max_age_s, 60, 400 * 86400),
+        vid_max_age_s=_int(env, "VID_MAX_AGE_S", d.vid_max_age_s, 60, 400 * 86400),
+        browser_max_age_s=_int(env, "BROWSER_MAX_AGE_S", d.browser_max_age_s, 0, 86400),
+        cache_max_bytes=_int(env, "CACHE_MAX_BYTES", d.cache_max_bytes, 0, 64 * 1024 * 1024),
+        manifest_ttl_s=_int(env, "MANIFEST_TTL_S", d.manifest_ttl_s, 0, 3600),
         origin_url=str(env.get("ORIGIN_URL", "")).strip().rstrip("/"),
-        origin_timeout_ms=_int(env, "ORIGIN_TIMEOUT_MS", Config.origin_timeout_ms, 1, 10_000),
+        origin_timeout_ms=_int(env, "ORIGIN_TIMEOUT_MS", d.origin_timeout_ms, 1, 10_000),
         origin_secret=str(env.get("ORIGIN_SECRET", "")),
     )

@@ -1,0 +1,63 @@
+"""Shared fixtures: the seeded shop (built once), a signing key, and the offline edge runtime."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from personalizer import Config, InMemoryKV, Personalizer
+from personalizer.identity import UID, sign
+from personalizer_adapters.build import Built
+from personalizer_adapters.seed import write_seed
+from tests.runtime.harness import ROOT, edge_runtime
+
+TEST_KEY = "test-signing-key-0123456789abcdef"
+OLD_KEY = "retired-signing-key-0123456789abc"
+CONFIG = Config(signing_keys=(TEST_KEY.encode(), OLD_KEY.encode()))
+
+
+class FixedClock:
+    def __init__(self, now: float | None = None) -> None:
+        self.t = time.time() if now is None else now
+
+    def now(self) -> float:
+        return self.t
+
+    def monotonic_ms(self) -> float:
+        return time.perf_counter() * 1000
+
+
+def uid_cookie(user: str, *, key: str = TEST_KEY, issued_at: int | None = None) -> str:
+    return f"{UID}={sign(UID, user, int(time.time()) if issued_at is None else issued_at, key.encode())}"
+
+
+@pytest.fixture(scope="session")
+def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("seed")
+
+
+@pytest.fixture(scope="session")
+def built(seed_dir: Path) -> Built:
+    """The seeded shop built from kv-seed/seed.toml (the golden fixture), written as a wrangler bulk file."""
+    return write_seed(ROOT / "kv-seed" / "seed.toml", seed_dir, None)
+
+
+@pytest.fixture()
+def core(built: Built) -> Personalizer:
+    """The core under CPython over the seed's records, with the test signing keys."""
+    return Personalizer(CONFIG, InMemoryKV(built.records), FixedClock(), lambda: "vtestvisitor")
+
+
+@pytest.fixture(scope="session")
+def edge(built: Built, seed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """An HTTP client on the offline edge runtime (Pyodide + SDK + Miniflare KV) serving the seed."""
+    persist = tmp_path_factory.mktemp("edge-state")
+    with edge_runtime(persist, seed=seed_dir / "kv.json",
+                      variables={"PZ_SIGNING_KEYS": f"{TEST_KEY},{OLD_KEY}"}) as (url, logs), \
+            httpx.Client(base_url=url, timeout=30) as client:
+        client.logs = logs  # type: ignore[attr-defined]
+        yield client

@@ -1,0 +1,49 @@
+"""Start and stop the offline edge runtime (tests/runtime/edge.mjs) from Python, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def edge_runtime(persist: Path, *, seed: Path | None = None, variables: dict[str, str] | None = None,
+                 fault: str | None = None, timeout_s: float = 90) -> Iterator[tuple[str, list[str]]]:
+    """Yield ``(base_url, log_lines)`` of a running runtime; its stderr is collected into ``log_lines``."""
+    cmd = ["node", str(ROOT / "tests/runtime/edge.mjs"), "--port", "0", "--persist", str(persist),
+           "--vars-file", os.devnull]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    for k, v in (variables or {}).items():
+        cmd += ["--var", f"{k}={v}"]
+    env = {**os.environ, "PZ_RUNTIME_FAULT": fault or ""}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    logs: list[str] = []
+    threading.Thread(target=lambda: logs.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+    url = None
+    deadline = time.monotonic() + timeout_s
+    try:
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("ready "):
+                url = line.split()[1]
+                break
+            if not line and proc.poll() is not None:
+                break
+        if url is None:
+            raise RuntimeError("edge runtime did not start:\n" + "".join(logs[-40:]))
+        yield url, logs
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

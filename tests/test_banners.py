@@ -1,0 +1,78 @@
+"""banners: each rule kind, priority order, sticky weighted variants, consent."""
+
+from collections import Counter
+
+import pytest
+
+from personalizer.banners import choose, pick_variant
+from personalizer.records import BannerRule, BannerSet, Card, Inventory, Profile, Settings, Variant
+
+NOW = 1_800_000_000
+SETTINGS = Settings(cart_reminder_after_s=3600)
+
+
+def variant(vid: str, weight: int = 1) -> Variant:
+    return Variant(vid, weight, f"T {vid} {{item}}{{category}}{{tier}}", "b", "c", "/u", "/i.jpg")
+
+
+def rule(rid: str, kind: str, prio: int, match: str = "", *variants: Variant) -> BannerRule:
+    return BannerRule(rid, kind, prio, match, variants or (variant(rid),))
+
+
+RULES = BannerSet((
+    rule("cart", "cart_reminder", 100), rule("drop", "price_drop", 90), rule("gold", "loyalty", 75, "gold"),
+    rule("back-ski", "returning_category", 60, "ski"), rule("seg-ski", "segment", 50, "likes-ski"),
+    rule("intro", "new_visitor", 40), rule("generic", "generic", 0)))
+SKI = Card("p1", "Ski Jacket", "/p/1", "/i.jpg", 10000, "EUR", "ski")
+
+
+def profile(**kw: object) -> Profile:
+    base: dict[str, object] = dict(id="c1", segments=("likes-ski",), cards=(), recent=(), bought=frozenset(),
+                                   cart=(), cart_updated_at=0, loyalty="", categories=(), watched=())
+    base.update(kw)
+    return Profile(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prof,inventory,segment,expected,tier", [
+    pytest.param(profile(cart=(SKI,), cart_updated_at=NOW - 7200), None, None, "cart", "user", id="cart-reminder"),
+    pytest.param(profile(cart=(SKI,), cart_updated_at=NOW - 60), Inventory(frozenset(), {"p1": 8000}), None,
+                 "drop", "user", id="fresh-cart-price-drop"),
+    pytest.param(profile(recent=(SKI,), watched=("p1",)), Inventory(frozenset(), {"p1": 8000}), None, "drop",
+                 "user", id="watched-price-drop"),
+    pytest.param(profile(loyalty="gold", categories=("ski",)), None, None, "gold", "user", id="loyalty"),
+    pytest.param(profile(categories=("ski",)), None, None, "back-ski", "user", id="returning-category"),
+    pytest.param(profile(categories=("golf",)), None, "likes-ski", "seg-ski", "segment", id="segment"),
+    pytest.param(None, None, None, "intro", "popular", id="new-visitor"),
+    pytest.param(profile(), None, None, "generic", "popular", id="known-but-nothing-matches"),
+])
+def test_choose_applies_rules_by_priority(prof: Profile | None, inventory: Inventory | None, segment: str | None,
+                                          expected: str, tier: str) -> None:
+    """The highest-priority matching rule wins and reports its tier."""
+    got = choose(RULES, prof, segment, consented=True, inventory=inventory or Inventory(frozenset(), {}),
+                 settings=SETTINGS, now=NOW, bucket_key="c1")
+    assert got is not None and (got.rule.id, got.tier) == (expected, tier)
+
+
+def test_choose_without_consent_is_generic_and_the_control_variant() -> None:
+    """Denied consent: only the generic rule, first variant, whatever the profile says."""
+    rules = BannerSet((rule("cart", "cart_reminder", 100),
+                       rule("generic", "generic", 0, "", variant("control"), variant("other", 99))))
+    got = choose(rules, profile(cart=(SKI,)), None, consented=False, inventory=Inventory(frozenset(), {}),
+                 settings=SETTINGS, now=NOW, bucket_key="c1")
+    assert got is not None and (got.rule.id, got.variant.id) == ("generic", "control")
+
+
+def test_choose_fills_placeholders_from_the_profile() -> None:
+    """{item} is the cart item's title."""
+    got = choose(RULES, profile(cart=(SKI,), cart_updated_at=NOW - 7200), None, consented=True,
+                 inventory=Inventory(frozenset(), {}), settings=SETTINGS, now=NOW, bucket_key="c1")
+    assert got is not None and ("{item}", "Ski Jacket") in got.fill
+
+
+def test_pick_variant_is_sticky_and_follows_the_weights() -> None:
+    """Same visitor, same variant; over many visitors the split follows the weights; weight 0 never shows."""
+    r = rule("r", "generic", 0, "", variant("a", 75), variant("b", 25), variant("off", 0))
+    assert all(pick_variant(r, "c42") == pick_variant(r, "c42") for _ in range(3))
+    counts = Counter(pick_variant(r, f"c{i}").id for i in range(8000))
+    assert counts["off"] == 0
+    assert 0.72 < counts["a"] / 8000 < 0.78

@@ -1,0 +1,66 @@
+"""codec: v1 envelopes, strict decoding, KV limits."""
+
+import msgpack
+import pytest
+
+from personalizer import DecodeError, LimitError, codec
+
+
+def test_codec_round_trips_a_record() -> None:
+    """encode then decode gives back the header and the payload."""
+    raw = codec.encode("popular", {"name": "popular", "cards": []}, generation="g1", produced_at=5, valid_until=9)
+    env = codec.decode(raw, expect="popular")
+    assert (env.kind, env.generation, env.produced_at, env.valid_until) == ("popular", "g1", 5, 9)
+    assert env.data == {"name": "popular", "cards": []}
+
+
+def _raw(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param(b"\xc1\xff\x00", id="not-msgpack"),
+    pytest.param(b"", id="empty"),
+    pytest.param(_raw([1, 2]), id="not-a-map"),
+    pytest.param(_raw({"v": 2, "kind": "popular", "gen": None, "at": 0, "until": None, "data": {}}),
+                 id="wrong-schema-version"),
+    pytest.param(_raw({"v": 1, "kind": "profile", "gen": None, "at": 0, "until": None, "data": {}}),
+                 id="wrong-kind"),
+    pytest.param(_raw({"v": 1, "kind": "popular", "gen": None, "at": 0, "until": None, "data": [1]}),
+                 id="payload-not-a-map"),
+    pytest.param(_raw({1: 1}), id="non-string-map-key"),
+    pytest.param(_raw({"v": 1, "kind": "popular", "gen": None, "at": "x", "until": None, "data": {}}),
+                 id="bad-timestamp"),
+    pytest.param(_raw({"v": 1, "kind": "popular", "gen": None, "at": 0, "until": None, "data": {}})[:-3],
+                 id="truncated"),
+])
+def test_codec_rejects_malformed_values(value: bytes) -> None:
+    """Anything but a well-formed v1 record of the expected kind is a DecodeError (also a ValueError)."""
+    with pytest.raises(DecodeError) as info:
+        codec.decode(value, expect="popular", key="k")
+    assert isinstance(info.value, ValueError) and info.value.key == "k"
+
+
+def test_codec_rejects_an_expired_record() -> None:
+    """A record past its valid-until is not served."""
+    raw = codec.encode("popular", {}, produced_at=1, valid_until=100)
+    assert codec.decode(raw, expect="popular", now=100).valid_until == 100
+    with pytest.raises(DecodeError, match="expired"):
+        codec.decode(raw, expect="popular", now=101)
+
+
+def test_codec_bounds_what_it_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value over the decode bound is refused before msgpack sees it."""
+    monkeypatch.setattr(codec, "MAX_DECODE_BYTES", 10)
+    with pytest.raises(DecodeError, match="bound"):
+        codec.decode(codec.encode("popular", {"name": "x" * 20}), expect="popular")
+
+
+def test_codec_enforces_kv_value_and_metadata_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values over 25 MiB and metadata over 1024 bytes raise LimitError."""
+    monkeypatch.setattr(codec, "MAX_VALUE_BYTES", 100)
+    with pytest.raises(LimitError):
+        codec.encode("popular", {"name": "x" * 200})
+    codec.check_metadata({"a": "b"})
+    with pytest.raises(LimitError):
+        codec.check_metadata({"a": "b" * 1100})
