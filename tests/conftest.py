@@ -1,19 +1,17 @@
-"""Shared fixtures: the seeded shop (built once), a signing key, and the offline edge runtime."""
+"""Shared fixtures: the seeded shop (built once), signing keys, a fixed clock, the core over the seed."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from personalizer import Config, InMemoryKV, Personalizer
 from personalizer.identity import UID, sign
 from personalizer_adapters.build import Built
 from personalizer_adapters.seed import write_seed
-from tests.runtime.harness import ROOT, edge_runtime
+from tests.runtime.harness import ROOT
 
 TEST_KEY = "test-signing-key-0123456789abcdef"
 OLD_KEY = "retired-signing-key-0123456789abc"
@@ -50,14 +48,3 @@ def built(seed_dir: Path) -> Built:
 def core(built: Built) -> Personalizer:
     """The core under CPython over the seed's records, with the test signing keys."""
     return Personalizer(CONFIG, InMemoryKV(built.records), FixedClock(), lambda: "vtestvisitor")
-
-
-@pytest.fixture(scope="session")
-def edge(built: Built, seed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """An HTTP client on the offline edge runtime (Pyodide + SDK + Miniflare KV) serving the seed."""
-    persist = tmp_path_factory.mktemp("edge-state")
-    with edge_runtime(persist, seed=seed_dir / "kv.json",
-                      variables={"PZ_SIGNING_KEYS": f"{TEST_KEY},{OLD_KEY}"}) as (url, logs), \
-            httpx.Client(base_url=url, timeout=30) as client:
-        client.logs = logs  # type: ignore[attr-defined]
-        yield client

@@ -71,10 +71,11 @@ def banner_rules(categories: list[str]) -> list[dict[str, Any]]:
               "See rewards", "/rewards"),
             v(f"loyal-{tier}-b", 50, "Thank you, {tier} member", "Double points on your next order.",
               "Shop with points", "/rewards")]})
-    for cat in categories:
-        rules.append({"id": f"back-{cat}", "kind": "returning_category", "priority": 60, "match": cat,
-                      "variants": [v(f"back-{cat}", 1, "New in {category}", "Fresh picks since your last visit.",
-                                     "Explore", f"/c/{cat}")]})
+    for n, cat in enumerate(categories):
+        if n % 2 == 0:  # "New in X" runs only where there are new arrivals: half the categories
+            rules.append({"id": f"back-{cat}", "kind": "returning_category", "priority": 60, "match": cat,
+                          "variants": [v(f"back-{cat}", 1, "New in {category}",
+                                         "Fresh picks since your last visit.", "Explore", f"/c/{cat}")]})
         rules.append({"id": f"seg-{cat}", "kind": "segment", "priority": 50, "match": f"likes-{cat}",
                       "variants": [v(f"seg-{cat}", 1, "Made for {category} fans".replace("{category}", cat),
                                      "Top rated by shoppers like you.", "Shop the edit", f"/c/{cat}")]})

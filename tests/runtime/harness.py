@@ -26,7 +26,8 @@ def edge_runtime(persist: Path, *, seed: Path | None = None, variables: dict[str
     env = {**os.environ, "PZ_RUNTIME_FAULT": fault or ""}
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     logs: list[str] = []
-    threading.Thread(target=lambda: logs.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+    reader = threading.Thread(target=lambda: logs.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
     url = None
     deadline = time.monotonic() + timeout_s
     try:
@@ -47,3 +48,8 @@ def edge_runtime(persist: Path, *, seed: Path | None = None, variables: dict[str
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        reader.join(5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()

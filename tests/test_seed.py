@@ -1,0 +1,65 @@
+"""seed: a believable shop, deterministic, and the compiled default tier in step with it."""
+
+import subprocess
+import sys
+import time
+
+from personalizer import codec, keys, verify
+from personalizer.identity import UID
+from personalizer_adapters.build import Built
+from personalizer_adapters.seed import build_seed, fallback_source, load_config
+from personalizer_adapters.seedgen import generate
+from tests.conftest import TEST_KEY
+from tests.runtime.harness import ROOT
+
+SEED = ROOT / "kv-seed" / "seed.toml"
+
+
+def test_seed_shop_is_large_enough_to_be_believable() -> None:
+    """At least 2,000 products in 20 categories, 5,000 shoppers, some out of stock, loyalty tiers."""
+    shop = generate(load_config(SEED))
+    assert len(shop.products) >= 2000 and len({p["category"] for p in shop.products}) >= 20
+    assert len(shop.shoppers) >= 5000
+    assert any(p["stock"] == 0 for p in shop.products)
+    assert {s["loyalty"] for s in shop.shoppers} >= {"", "silver", "gold"}
+    assert set(shop.events["kind"].tolist()) == {0, 1, 2}
+
+
+def test_seed_records_cover_every_kind_and_decode(built: Built) -> None:
+    """Every record decodes as its kind; the manifest names the generation and its segments."""
+    manifest = codec.decode(built.records[keys.MANIFEST], expect="manifest").data
+    assert manifest["generation"] == built.generation
+    for seg in manifest["segments"]:
+        assert codec.decode(built.records[keys.segment(built.generation, seg)], expect="segment").data["cards"]
+    kinds = {"profile": 0, "item": 0}
+    for key, value in built.records.items():
+        kind = ("profile" if key.startswith("pz1:p:") else "item" if ":item:" in key else None)
+        if kind:
+            codec.decode(value, expect=kind)
+            kinds[kind] += 1
+    assert kinds["profile"] >= 5000 and kinds["item"] >= 2000
+    carts = [codec.decode(v, expect="profile").data for k, v in built.records.items() if k.startswith("pz1:p:")]
+    assert sum(1 for p in carts if p["cart"]) > 100 and sum(1 for p in carts if p["loyalty"]) > 100
+
+
+def test_seed_is_deterministic_and_the_default_tier_is_current(built: Built) -> None:
+    """Same config, same records; src/personalizer/fallback.py is what the seed generates."""
+    again = build_seed(SEED)
+    assert again.records == built.records
+    committed = (ROOT / "src" / "personalizer" / "fallback.py").read_text()
+    assert committed == fallback_source(built), "run `make seed` (personalizer seed) and commit fallback.py"
+
+
+def test_sign_user_prints_a_token_the_worker_accepts() -> None:
+    """`personalizer sign-user` signs with the first key of PZ_SIGNING_KEYS."""
+    env = {"PZ_SIGNING_KEYS": TEST_KEY, "PATH": ""}
+    out = subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", "sign-user", "c00042",
+                          "--dev-vars", "/nonexistent"], capture_output=True, text=True, env=env, check=True)
+    token = out.stdout.strip()
+    assert verify(UID, token, (TEST_KEY.encode(),), int(time.time()), 60) == "c00042"
+    bad = subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", "sign-user", "bad id",
+                          "--dev-vars", "/nonexistent"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "invalid id" in bad.stderr
+    nokey = subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", "sign-user", "c1",
+                            "--dev-vars", "/nonexistent"], capture_output=True, text=True, env={"PATH": ""})
+    assert nokey.returncode == 2 and "PZ_SIGNING_KEYS" in nokey.stderr

@@ -1,0 +1,156 @@
+"""service: the whole request path under CPython over the seed; the ladder end to end; fail-open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import msgpack
+import pytest
+
+from personalizer import InMemoryKV, Personalizer, codec, keys
+from personalizer.records import Profile
+from personalizer_adapters.build import Built
+from tests.conftest import CONFIG, FixedClock, uid_cookie
+
+
+def run(core: Personalizer, path: str, query: str = "", cookie: str | None = None,
+        method: str = "GET", gpc: bool = False) -> tuple[int, dict[str, str], dict]:
+    headers = {"cookie": cookie, "sec-gpc": "1" if gpc else None}
+    reply = asyncio.run(core.handle(method, path, query, {k: v for k, v in headers.items() if v}))
+    body = json.loads(reply.body) if reply.body and "json" in (reply.header("content-type") or "") else {}
+    return reply.status, dict(reply.headers), body
+
+
+def profile_of(built: Built, user: str) -> Profile:
+    return Profile.parse(codec.decode(built.records[keys.profile(user)], expect="profile"))
+
+
+def test_signed_customer_gets_their_own_list(core: Personalizer, built: Built) -> None:
+    """tier user, the profile's cards first, nothing they bought or have in the cart."""
+    prof = profile_of(built, "c00001")
+    status, headers, body = run(core, "/v1/recommendations", "slot=home&limit=6", uid_cookie("c00001"))
+    assert status == 200 and body["tier"] == "user" and headers["x-pz-tier"] == "user"
+    ids = [i["id"] for i in body["items"]]
+    assert ids[0] == prof.cards[0].id
+    assert not set(ids) & (prof.bought | {c.id for c in prof.cart})
+    assert "set-cookie" not in headers and headers["cache-control"].startswith("private")
+    assert headers["vary"] == "Cookie, Sec-GPC"
+
+
+def test_forged_or_expired_token_is_an_anonymous_visitor(core: Personalizer, built: Built) -> None:
+    """The same id with a bad signature or an old token never sees that person's data."""
+    _, _, anonymous = run(core, "/v1/page", "slots=hero,home&limit=6")
+    _, _, own = run(core, "/v1/page", "slots=hero,home&limit=6", uid_cookie("c00001"))
+    assert own != anonymous
+    for cookie in (uid_cookie("c00001", key="forged-key-0123456789abcdef"),
+                   uid_cookie("c00001", issued_at=1_000_000_000)):
+        status, headers, body = run(core, "/v1/page", "slots=hero,home&limit=6", cookie)
+        assert status == 200 and body == anonymous
+        assert headers["set-cookie"].startswith("pz_vid=v1.vtestvisitor.")
+
+
+@pytest.mark.parametrize("cookie_extra,gpc", [pytest.param("; pz_consent=denied", False, id="cookie-denied"),
+                                              pytest.param("", True, id="sec-gpc")])
+def test_denied_consent_is_not_personalized_and_sets_no_cookie(core: Personalizer, cookie_extra: str,
+                                                               gpc: bool) -> None:
+    """No profile read, popular tier, the generic banner's control variant, no Set-Cookie."""
+    kv: InMemoryKV = core.kv  # type: ignore[assignment]
+    status, headers, body = run(core, "/v1/page", "slots=hero,home,recent",
+                                uid_cookie("c00001") + cookie_extra, gpc=gpc)
+    assert status == 200 and "set-cookie" not in headers
+    assert {f["tier"] for f in body["fragments"].values()} == {"popular"}
+    assert body["fragments"]["hero"]["banner"]["id"] == "generic"
+    assert not any(k.startswith("pz1:p:") for k in kv.reads)
+
+
+def test_page_never_repeats_an_item_across_carousels(core: Personalizer) -> None:
+    """home, recent, cart and item carousels on one page share no item."""
+    _, headers, body = run(core, "/v1/page", "slots=hero,home,recent,cart,item&item=p00010&limit=12",
+                           uid_cookie("c00001"))
+    ids = [i["id"] for s in ("home", "recent", "cart", "item") for i in body["fragments"][s]["items"]]
+    assert len(ids) == len(set(ids)) == 48
+    assert "p00010" not in ids
+    assert headers["x-pz-tier"].startswith("hero=")
+
+
+def test_segment_tier_when_the_personal_list_is_exhausted(built: Built) -> None:
+    """A profile without personal cards is answered from its best segment."""
+    records = dict(built.records)
+    prof = codec.decode(records[keys.profile("c00001")], expect="profile")
+    records[keys.profile("c00001")] = codec.encode("profile", {**prof.data, "cards": []})
+    core = Personalizer(CONFIG, InMemoryKV(records), FixedClock(), lambda: "vx")
+    _, _, body = run(core, "/v1/recommendations", "slot=home", uid_cookie("c00001"))
+    assert body["tier"] == "segment"
+
+
+def corrupt(built: Built, key: str, how: str) -> dict[str, bytes]:
+    records = dict(built.records)
+    if how == "missing":
+        del records[key]
+    elif how == "garbage":
+        records[key] = b"\x93\x01\xff not msgpack"
+    else:  # the same record under a schema version this worker does not know
+        env = codec.decode(records[key], expect="popular")
+        records[key] = msgpack.packb({"v": 2, "kind": env.kind, "gen": env.generation, "at": 0, "until": None,
+                                      "data": env.data})
+    return records
+
+
+@pytest.mark.parametrize("how", ["missing", "garbage", "schema-v2"])
+def test_bad_popular_record_degrades_to_default(built: Built, how: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A missing, corrupt or wrong-version popular list: the compiled default tier answers, 200."""
+    records = corrupt(built, keys.popular(built.generation), how)
+    core = Personalizer(CONFIG, InMemoryKV(records), FixedClock(), lambda: "vx")
+    with caplog.at_level(logging.WARNING, "personalizer"):
+        status, _, body = run(core, "/v1/recommendations", "slot=home&limit=5")
+    assert status == 200 and body["tier"] == "default" and len(body["items"]) == 5
+    if how != "missing":
+        assert "bad record" in caplog.text
+
+
+@pytest.mark.parametrize("what", ["profile", "manifest"])
+def test_corrupt_profile_or_manifest_degrades(built: Built, what: str) -> None:
+    """A corrupt profile: anonymous tiers. A corrupt manifest: the default tier everywhere."""
+    key = keys.profile("c00001") if what == "profile" else keys.MANIFEST
+    records = dict(built.records) | {key: b"\xc1garbage"}
+    core = Personalizer(CONFIG, InMemoryKV(records), FixedClock(), lambda: "vx")
+    status, _, body = run(core, "/v1/page", "slots=hero,home", uid_cookie("c00001"))
+    assert status == 200
+    expected = {"segment", "popular"} if what == "profile" else {"default"}
+    assert {f["tier"] for f in body["fragments"].values()} <= expected
+
+
+class FailingKV:
+    async def get(self, key: str) -> bytes | None:
+        raise ConnectionError("KV is down")
+
+
+def test_kv_outage_serves_the_default_tier(caplog: pytest.LogCaptureFixture) -> None:
+    """Every KV read failing still gives 200 with the default banner and carousel."""
+    core = Personalizer(CONFIG, FailingKV(), FixedClock(), lambda: "vx")
+    with caplog.at_level(logging.WARNING, "personalizer"):
+        status, headers, body = run(core, "/v1/page", "slots=hero,home", uid_cookie("c00001"))
+    assert status == 200 and headers["x-pz-tier"] == "hero=default,home=default"
+    assert body["generation"] == "default" and len(body["fragments"]["home"]["items"]) == 12
+    assert "kv read failed" in caplog.text
+
+
+def test_shared_records_are_read_once_per_ttl(core: Personalizer, built: Built) -> None:
+    """The second request reads only the profile: shared records come from the isolate cache."""
+    kv: InMemoryKV = core.kv  # type: ignore[assignment]
+    run(core, "/v1/page", "slots=hero,home", uid_cookie("c00001"))
+    kv.reads.clear()
+    run(core, "/v1/page", "slots=hero,home", uid_cookie("c00002"))
+    seg = profile_of(built, "c00002").segments[0]
+    assert set(kv.reads) <= {keys.profile("c00002"), keys.segment(built.generation, seg)}
+    assert keys.profile("c00002") in kv.reads
+
+
+def test_errors_use_the_json_shape_and_head_has_no_body(core: Personalizer) -> None:
+    """4xx with {"error": {"code", "message"}}; HEAD answers headers only."""
+    status, headers, body = run(core, "/v1/recommendations", "slot=nope")
+    assert status == 400 and body["error"]["code"] == "bad_slot" and body["error"]["message"]
+    reply = asyncio.run(core.handle("HEAD", "/v1/banner", "slot=hero", {}))
+    assert reply.status == 200 and reply.body == b"" and reply.header("x-pz-tier")
