@@ -39,7 +39,7 @@ dev: install .dev.vars seed
 	@echo "a signed-in shopper: curl -H \"Cookie: pz_uid=$$($(VENV)/bin/personalizer sign-user c00001)\" 'http://127.0.0.1:$(PORT)/v1/page?slots=hero,home,recent'"
 	node tests/runtime/edge.mjs --port $(PORT) --persist .wrangler/state
 
-test: install
+test: lint
 	$(PY) -m pytest -q
 
 lint: install

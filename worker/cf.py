@@ -26,7 +26,7 @@ class KVBinding:
         if value is None:
             return None
         # Copy out of the Wasm/JS buffer at once: a view can detach when the heap grows across an await.
-        return bytes(value) if isinstance(value, (memoryview, bytes, bytearray)) else bytes(value.to_bytes())
+        return bytes(value) if isinstance(value, memoryview | bytes | bytearray) else bytes(value.to_bytes())
 
     async def put(self, key, value, expiration_ttl=None):
         options = {"expirationTtl": expiration_ttl} if expiration_ttl else {}

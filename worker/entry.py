@@ -3,8 +3,9 @@
 from urllib.parse import urlsplit
 
 from cf import KVBinding, WorkersClock, config_from_env, mint_visitor_id
-from personalizer import Personalizer, SharedCache
 from workers import Response, WorkerEntrypoint
+
+from personalizer import Personalizer, SharedCache
 
 # The isolate's deliberate state: config parsed once, and the byte-bounded cache of shared records.
 _config = None

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from html import escape
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 from . import codec, fallback, keys
@@ -21,8 +21,7 @@ from .errors import BadRequest, DecodeError
 from .identity import VID, Visitor, identify, sign
 from .ladder import Carousel, assemble, interleave
 from .ports import Clock, IdMinter, KVReader, Reply
-from .records import (EMPTY_INVENTORY, PARSERS, BannerSet, CardList, Inventory, ItemRecord, Manifest, Profile,
-                      Settings)
+from .records import EMPTY_INVENTORY, PARSERS, BannerSet, CardList, Inventory, ItemRecord, Manifest, Profile, Settings
 from .render import banner_html, banner_json, carousel_html, carousel_json, dumps
 from .request import Ask, header, parse_ask, parse_cookies
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from personalizer import codec, keys
 
@@ -28,7 +29,7 @@ def _card(p: dict[str, Any]) -> dict[str, Any]:
             "currency": p["currency"], "category": p["category"]}
 
 
-def _top(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+def _top(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
     s = scores.astype(np.float64, copy=True)
     if exclude is not None:
         s[exclude] = -np.inf
@@ -37,7 +38,8 @@ def _top(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.nd
         return np.empty(0, dtype=np.int64)
     part = np.argpartition(-s, k - 1)[:k]
     part = part[s[part] > 0]
-    return part[np.lexsort((part, -s[part]))]  # by score desc, then index for determinism
+    ranked: npt.NDArray[np.int64] = part[np.lexsort((part, -s[part]))]  # by score desc, then index
+    return ranked
 
 
 def banner_rules(categories: list[str]) -> list[dict[str, Any]]:
@@ -102,9 +104,9 @@ def build(shop: Shop, cfg: dict[str, Any]) -> Built:
     B = np.zeros((S, P), dtype=np.float32)
     strong = ev[ev["kind"] >= 1]
     np.add.at(B, (strong["shopper"], strong["product"]), 1.0)
-    B = np.minimum(B, 1.0)
-    norms = np.sqrt((B * B).sum(0)) + 1e-9
-    co = (B.T @ B) / np.outer(norms, norms)
+    Bb = np.minimum(B, 1.0)
+    norms = np.sqrt((Bb * Bb).sum(0)) + 1e-9
+    co = (Bb.T @ Bb) / np.outer(norms, norms)
     np.fill_diagonal(co, 0)
     xn = np.sqrt((X * X).sum(0)) + 1e-9
     sim = (X.T @ X) / np.outer(xn, xn)

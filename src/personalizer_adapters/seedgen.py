@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 # category -> (price range in cents, nouns); complements are the categories bought alongside.
 CATEGORIES: dict[str, tuple[tuple[int, int], tuple[str, ...]]] = {
@@ -60,7 +61,7 @@ EVENT_KINDS = ("view", "add_to_cart", "purchase")
 class Shop:
     products: list[dict[str, Any]]
     shoppers: list[dict[str, Any]]
-    events: np.ndarray  # structured: shopper (int32), product (int32), kind (int8), ts (int64)
+    events: npt.NDArray[Any]  # structured: shopper (int32), product (int32), kind (int8), ts (int64)
     now: int
 
 
