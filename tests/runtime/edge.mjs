@@ -12,13 +12,12 @@
 // Usage: node tests/runtime/edge.mjs [--port 8787] [--persist .wrangler/state] [--seed kv-seed/out/kv.json]
 //        [--vars-file .dev.vars] [--var NAME=VALUE ...]
 // Prints "ready http://127.0.0.1:PORT" on stdout when it accepts requests.
-import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
-import { loadPyodide } from "pyodide";
+import { loadWorkerPython, writeBundle } from "./pyodide.mjs";
 import { loadSeed } from "./kvseed.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -64,11 +63,7 @@ const vars = { ...tomlSection(toml, "vars"), ...dotenv(path.resolve(ROOT, args["
 for (const kv of args.var) { const i = kv.indexOf("="); vars[kv.slice(0, i)] = kv.slice(i + 1); }
 
 // 1. The deploy bundle, exactly: wrangler runs the [build] step and writes the upload.
-const bundleDir = path.join(PERSIST, "..", "bundle");
-fs.rmSync(bundleDir, { recursive: true, force: true });
-execFileSync(path.join(ROOT, "node_modules/.bin/wrangler"),
-  ["deploy", "--dry-run", "--outdir", bundleDir], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
+const bundleDir = writeBundle(path.join(PERSIST, "..", "bundle"));
 
 // 2. Miniflare's KV, on the same persisted state `wrangler kv ... --local --persist-to` uses.
 const mf = new Miniflare({
@@ -92,30 +87,8 @@ class KvNamespace {
 const env = { ...vars, PERSONALIZATION: new KvNamespace(kv) };
 
 // 3. Pyodide with the SDK, msgpack and the bundle's modules.
-const py = await loadPyodide({ stdout: (s) => console.error(s), stderr: (s) => console.error(s) });
-py.registerJsModule("_cloudflare_compat_flags", {
-  python_workflows_implicit_dependencies: false, python_request_headers_preserve_commas: true,
-});
-py.registerJsModule("_pyodide_entrypoint_helper", {
-  patchWaitUntil() {}, doAnImport: (name) => import(name), cloudflareWorkersModule: { env },
-  cloudflareSocketsModule: {},
-});
-function copyTree(src, dst, keep = () => true) {
-  py.FS.mkdirTree(dst);
-  for (const e of fs.readdirSync(src, { withFileTypes: true })) {
-    const s = path.join(src, e.name), d = `${dst}/${e.name}`;
-    if (e.isDirectory()) { if (e.name !== "__pycache__") copyTree(s, d, keep); }
-    else if (keep(e.name)) py.FS.writeFile(d, fs.readFileSync(s));
-  }
-}
-const venvLib = path.join(ROOT, ".venv/lib");
-const site = path.join(venvLib, fs.readdirSync(venvLib).find((d) => d.startsWith("python3")), "site-packages");
-copyTree(path.join(site, "workers"), "/session/site/workers");
-copyTree(path.join(site, "msgpack"), "/session/site/msgpack", (n) => n.endsWith(".py"));
-copyTree(bundleDir, "/session/bundle", (n) => n.endsWith(".py"));
+const py = await loadWorkerPython({ bundleDir, env });
 const dispatch = await py.runPythonAsync(`
-import sys
-sys.path[:0] = ["/session/bundle", "/session/site"]
 import entry, workers
 async def dispatch(js_request, ctx, env):
     response = await entry.Default(ctx, env).fetch(workers.Request(js_request))
