@@ -64,3 +64,15 @@ def test_codec_enforces_kv_value_and_metadata_limits(monkeypatch: pytest.MonkeyP
     codec.check_metadata({"a": "b"})
     with pytest.raises(LimitError):
         codec.check_metadata({"a": "b" * 1100})
+
+
+def test_card_is_a_strict_seven_element_array() -> None:
+    """Cards travel as [id, title, url, image, price, currency, category]; anything else is a DecodeError."""
+    from personalizer.records import Card
+
+    card = Card("p1", "T", "/p/1", "/i.jpg", 1999, "EUR", "ski")
+    assert Card.parse(card.payload()) == card
+    for bad in ({"id": "p1"}, ["p1", "T"], ["p1", "T", "/u", "/i", "19.99", "EUR", "ski"],
+                ["p1", "T", "/u", "/i", True, "EUR", "ski"], ["p1", 5, "/u", "/i", 1, "EUR", "ski"]):
+        with pytest.raises(DecodeError):
+            Card.parse(bad)

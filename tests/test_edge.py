@@ -38,7 +38,7 @@ def overrides(built: Built) -> dict[str, bytes]:
     out[keys.profile("c00004")] = msgpack.packb({"v": 2, "kind": "profile", "gen": None, "at": 0, "until": None,
                                                  "data": p4})
     p5 = codec.decode(built.records[keys.profile("c00005")], expect="profile").data
-    evil = dict(p5["cards"][0], title=HOSTILE, url="javascript:alert(1)")
+    evil = [p5["cards"][0][0], HOSTILE, "javascript:alert(1)", *p5["cards"][0][3:]]
     out[keys.profile("c00005")] = codec.encode("profile", {**p5, "cards": [evil, *p5["cards"][1:]]})
     return out
 

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from personalizer import codec, keys
+from personalizer.records import Card
 
 from .seedgen import COMPLEMENTS, Shop
 
@@ -20,13 +21,13 @@ EVENT_WEIGHT = np.array([1.0, 3.0, 5.0])  # view, add_to_cart, purchase
 class Built:
     generation: str
     records: dict[str, bytes]   # key -> encoded value (shared records, profiles, inventory, manifest)
-    fallback_cards: list[dict[str, Any]]
+    fallback_cards: list[list[Any]]
     fallback_banner: dict[str, Any]
 
 
-def _card(p: dict[str, Any]) -> dict[str, Any]:
-    return {"id": p["id"], "title": p["title"], "url": p["url"], "image": p["image"], "price": p["price"],
-            "currency": p["currency"], "category": p["category"]}
+def _card(p: dict[str, Any]) -> list[Any]:
+    """A product as a v1 card: [id, title, url, image, price (cents), currency, category]."""
+    return Card(p["id"], p["title"], p["url"], p["image"], p["price"], p["currency"], p["category"]).payload()
 
 
 def _top(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
@@ -150,7 +151,7 @@ def build(shop: Shop, cfg: dict[str, Any]) -> Built:
         comp_mask = np.isin(cat_of, comp_cats)
         comp_score = np.where(comp_mask, co[i] + 1e-4 * popularity / (popularity.max() + 1e-9), 0)
         comp = _top(comp_score, n_nb, oos)
-        put(keys.item(gen, cards[i]["id"]), "item", {"item": cards[i]["id"],
+        put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0],
                                                     "also_bought": [cards[j] for j in also],
                                                     "complements": [cards[j] for j in comp]})
     put(keys.banners(gen), "banners", {"rules": banner_rules(cats)})
@@ -164,8 +165,8 @@ def build(shop: Shop, cfg: dict[str, Any]) -> Built:
         last_cart[s_] = (p_, ts_)
     cart_holders = sorted(s for s, (p, _) in last_cart.items() if not bought[s, p])
     dropped = sorted({last_cart[s][0] for s in cart_holders[::4]} | set(rng.choice(P, P // 50).tolist()))
-    prices = {cards[i]["id"]: int(cards[i]["price"] * 0.8) // 100 * 100 + 99 for i in dropped if in_stock[i]}
-    put(keys.INVENTORY, "inventory", {"out_of_stock": [cards[i]["id"] for i in np.flatnonzero(oos)],
+    prices = {cards[i][0]: int(cards[i][4] * 0.8) // 100 * 100 + 99 for i in dropped if in_stock[i]}
+    put(keys.INVENTORY, "inventory", {"out_of_stock": [cards[i][0] for i in np.flatnonzero(oos)],
                                       "prices": prices}, generation=None)
 
     # Profiles: personal list through item similarity, excluding what was bought.
@@ -187,11 +188,11 @@ def build(shop: Shop, cfg: dict[str, Any]) -> Built:
         cart = [last_cart[s][0]] if s in in_cart else []
         put(keys.profile(sid), "profile", {
             "id": sid, "segments": segs_of[s], "cards": [cards[i] for i in top],
-            "recent": [cards[i] for i in rv], "bought": [cards[i]["id"] for i in np.flatnonzero(bought[s])],
+            "recent": [cards[i] for i in rv], "bought": [cards[i][0] for i in np.flatnonzero(bought[s])],
             "cart": [cards[i] for i in cart], "cart_updated_at": last_cart[s][1] if cart else 0,
             "loyalty": shop.shoppers[s]["loyalty"],
-            "categories": list(dict.fromkeys(cards[i]["category"] for i in rv))[:3],
-            "watched": [cards[i]["id"] for i in rv[:5]],
+            "categories": list(dict.fromkeys(cards[i][6] for i in rv))[:3],
+            "watched": [cards[i][0] for i in rv[:5]],
         }, generation=None)
 
     put(keys.MANIFEST, "manifest", {"generation": gen, "built_at": now, "segments": segment_ids,

@@ -34,8 +34,7 @@ def build_seed(config_path: Path) -> Built:
 
 def fallback_source(built: Built) -> str:
     """Python source of personalizer/fallback.py: literals only, so importing it costs no decoding."""
-    cards = "".join(f"    Card({c['id']!r}, {c['title']!r}, {c['url']!r}, {c['image']!r}, {c['price']!r}, "
-                    f"{c['currency']!r}, {c['category']!r}),\n" for c in built.fallback_cards)
+    cards = "".join(f"    Card({', '.join(repr(f) for f in c)}),\n" for c in built.fallback_cards)
     b = built.fallback_banner
     v = b["variants"][0]
     return (FALLBACK_HEADER + f"GENERATION = {'default'!r}\n\nCARDS = (\n{cards})\n\n"
