@@ -12,15 +12,17 @@ import numpy.typing as npt
 from personalizer import codec, keys
 from personalizer.records import Card
 
+from .model import CART, EVENT_WEIGHT, Model, profile_payload, top_k
 from .seedgen import COMPLEMENTS, Shop
 
-EVENT_WEIGHT = np.array([1.0, 3.0, 5.0])  # view, add_to_cart, purchase
+NEIGHBOURS_K = 50  # similar items kept per item: the personal list's reach
 
 
 @dataclass(frozen=True)
 class Built:
     generation: str
-    records: dict[str, bytes]   # key -> encoded value (shared records, profiles, inventory, manifest)
+    records: dict[str, bytes]   # key -> encoded value for KV: shared records, pushed profiles, inventory, manifest
+    model: Model
     fallback_cards: list[list[Any]]
     fallback_banner: dict[str, Any]
 
@@ -30,17 +32,11 @@ def _card(p: dict[str, Any]) -> list[Any]:
     return Card(p["id"], p["title"], p["url"], p["image"], p["price"], p["currency"], p["category"]).payload()
 
 
-def _top(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
-    s = scores.astype(np.float64, copy=True)
-    if exclude is not None:
-        s[exclude] = -np.inf
-    k = min(k, int(np.isfinite(s).sum()), len(s))
-    if k <= 0:
-        return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-s, k - 1)[:k]
-    part = part[s[part] > 0]
-    ranked: npt.NDArray[np.int64] = part[np.lexsort((part, -s[part]))]  # by score desc, then index
-    return ranked
+def by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.NDArray[Any]]:
+    """Events split per shopper index (one stable sort, no per-event Python work)."""
+    ordered = events[np.argsort(events["shopper"], kind="stable")]
+    bounds = np.searchsorted(ordered["shopper"], np.arange(shoppers + 1))
+    return [ordered[bounds[i]:bounds[i + 1]] for i in range(shoppers)]
 
 
 def banner_rules(categories: list[str]) -> list[dict[str, Any]]:
@@ -89,114 +85,77 @@ def build(shop: Shop, cfg: dict[str, Any]) -> Built:
     P, S, now = len(shop.products), len(shop.shoppers), shop.now
     ev = shop.events
     cats = sorted({p["category"] for p in shop.products})
-    cat_of = np.array([cats.index(p["category"]) for p in shop.products])
+    cat_of = np.array([cats.index(p["category"]) for p in shop.products], dtype=np.int32)
     in_stock = np.array([p["stock"] > 0 for p in shop.products])
+    oos = ~in_stock
     cards = [_card(p) for p in shop.products]
-    decay = np.exp2(-(now - ev["ts"]) / (cfg["half_life_days"] * 86400.0))
-    w = EVENT_WEIGHT[ev["kind"]] * decay
+    half_life_s = cfg["half_life_days"] * 86400.0
+    w = EVENT_WEIGHT[ev["kind"]] * np.exp2(-(now - ev["ts"]) / half_life_s)
 
     # Shopper x product interaction weights (dense is fine at seed scale: 6,000 x 2,400 float32).
     X = np.zeros((S, P), dtype=np.float32)
     np.add.at(X, (ev["shopper"], ev["product"]), w)
-    bought = np.zeros((S, P), dtype=bool)
-    pur = ev[ev["kind"] == 2]
-    bought[pur["shopper"], pur["product"]] = True
-    # Item-item: cosine co-occurrence over purchases+carts for also-bought, over all weights for taste.
+    # Item-item: cosine over carts+purchases for also-bought; over all weighted interactions for taste.
     B = np.zeros((S, P), dtype=np.float32)
-    strong = ev[ev["kind"] >= 1]
-    np.add.at(B, (strong["shopper"], strong["product"]), 1.0)
-    Bb = np.minimum(B, 1.0)
-    norms = np.sqrt((Bb * Bb).sum(0)) + 1e-9
-    co = (Bb.T @ Bb) / np.outer(norms, norms)
+    strong = ev[ev["kind"] >= CART]
+    B[strong["shopper"], strong["product"]] = 1.0
+    norms = np.sqrt((B * B).sum(0)) + 1e-9
+    co = (B.T @ B) / np.outer(norms, norms)
     np.fill_diagonal(co, 0)
     xn = np.sqrt((X * X).sum(0)) + 1e-9
     sim = (X.T @ X) / np.outer(xn, xn)
     np.fill_diagonal(sim, 0)
     popularity = X.sum(0)
+    neighbours = np.argsort(-sim, axis=1, kind="stable")[:, :NEIGHBOURS_K].astype(np.int32)
+    weights = np.take_along_axis(sim, neighbours, axis=1).astype(np.float32)
 
-    # Segments: dominant category affinity, loyalty, newness.
-    cat_aff = np.stack([X[:, cat_of == c].sum(1) for c in range(len(cats))], axis=1)
-    counts = np.bincount(ev["shopper"], minlength=S)
-    segs_of: list[list[str]] = []
-    for s in range(S):
-        segs: list[str] = []
-        if cat_aff[s].max() > 0:
-            segs.append(f"likes-{cats[int(cat_aff[s].argmax())]}")
-        if shop.shoppers[s]["loyalty"]:
-            segs.append(f"loyal-{shop.shoppers[s]['loyalty']}")
-        segs.append("new" if counts[s] <= 2 else "returning")
-        segs_of.append(segs)
-    segment_ids = sorted({g for segs in segs_of for g in segs})
-
-    gen_hash = hashlib.sha256(ev.tobytes() + repr(cfg).encode()).hexdigest()[:8]
-    gen = f"g{now}-{gen_hash}"
+    gen = f"g{now}-{hashlib.sha256(ev.tobytes() + repr(cfg).encode()).hexdigest()[:8]}"
+    model = Model(gen, now, half_life_s, cfg["personal_list"], cards, cats, cat_of, in_stock, neighbours, weights)
     rec: dict[str, bytes] = {}
 
     def put(key: str, kind: str, data: dict[str, Any], generation: str | None = gen) -> None:
         rec[key] = codec.encode(kind, data, generation=generation, produced_at=now)
 
-    oos = ~in_stock
-    n_seg, n_nb, n_pers = cfg["segment_list"], cfg["neighbours"], cfg["personal_list"]
-    popular_ix = _top(popularity, n_seg, oos)
+    # Profiles first: their segments define segment membership. Only the first `kv_profiles` shoppers are
+    # pushed to KV; the rest exist only in the origin's profile store (signed up since the last push).
+    profiles: list[dict[str, Any] | None] = []
+    for s, events in enumerate(by_shopper(ev, S)):
+        shopper = shop.shoppers[s]
+        profiles.append(profile_payload(model, shopper["id"], shopper["loyalty"], events["product"],
+                                        events["kind"], events["ts"]) if len(events) else None)
+    pushed = cfg.get("kv_profiles", S)
+    for prof in profiles[:pushed]:
+        if prof is not None:
+            put(keys.profile(prof["id"]), "profile", prof, generation=None)
+
+    n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
+    popular_ix = top_k(popularity, n_seg, oos)
     put(keys.popular(gen), "popular", {"name": "popular", "cards": [cards[i] for i in popular_ix]})
+    segment_ids = sorted({g for prof in profiles if prof for g in prof["segments"]})
     for seg in segment_ids:
-        members = np.array([seg in segs for segs in segs_of])
-        top = _top(X[members].sum(0), n_seg, oos)
+        members = np.array([prof is not None and seg in prof["segments"] for prof in profiles])
+        top = top_k(X[members].sum(0), n_seg, oos)
         banners = [f"seg-{seg[6:]}"] if seg.startswith("likes-") else []
-        put(keys.segment(gen, seg), "segment", {"name": seg, "cards": [cards[i] for i in top],
-                                                "banners": banners})
+        put(keys.segment(gen, seg), "segment", {"name": seg, "cards": [cards[i] for i in top], "banners": banners})
+    pop_norm = 1e-4 * popularity / (popularity.max() + 1e-9)
     for i in range(P):
-        also = _top(co[i] + 1e-3 * sim[i], n_nb, oos)
-        comp_cats = [cats.index(c) for c in COMPLEMENTS[shop.products[i]["category"]]]
-        comp_mask = np.isin(cat_of, comp_cats)
-        comp_score = np.where(comp_mask, co[i] + 1e-4 * popularity / (popularity.max() + 1e-9), 0)
-        comp = _top(comp_score, n_nb, oos)
-        put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0],
-                                                    "also_bought": [cards[j] for j in also],
-                                                    "complements": [cards[j] for j in comp]})
+        also = top_k(co[i] + 1e-3 * sim[i], n_nb, oos)
+        comp_mask = np.isin(cat_of, [cats.index(c) for c in COMPLEMENTS[shop.products[i]["category"]]])
+        comp = top_k(np.where(comp_mask, co[i] + pop_norm, 0), n_nb, oos)
+        put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0], "also_bought": [cards[j] for j in also],
+                                                  "complements": [cards[j] for j in comp]})
     put(keys.banners(gen), "banners", {"rules": banner_rules(cats)})
 
-    # A cart is the last add_to_cart that was not bought afterwards.
     # Prices: a drop on a slice of products, including ones sitting in carts, so price_drop fires.
     rng = np.random.default_rng(cfg["seed"] + 1)
-    last_cart: dict[int, tuple[int, int]] = {}
-    for s_, p_, ts_ in zip(ev["shopper"][ev["kind"] == 1].tolist(), ev["product"][ev["kind"] == 1].tolist(),
-                           ev["ts"][ev["kind"] == 1].tolist(), strict=True):
-        last_cart[s_] = (p_, ts_)
-    cart_holders = sorted(s for s, (p, _) in last_cart.items() if not bought[s, p])
-    dropped = sorted({last_cart[s][0] for s in cart_holders[::4]} | set(rng.choice(P, P // 50).tolist()))
+    in_carts = sorted({prof["cart"][0][0] for prof in profiles if prof and prof["cart"]})
+    index = model.index
+    dropped = sorted({index[c] for c in in_carts[::4]} | set(rng.choice(P, P // 50).tolist()))
     prices = {cards[i][0]: int(cards[i][4] * 0.8) // 100 * 100 + 99 for i in dropped if in_stock[i]}
     put(keys.INVENTORY, "inventory", {"out_of_stock": [cards[i][0] for i in np.flatnonzero(oos)],
                                       "prices": prices}, generation=None)
-
-    # Profiles: personal list through item similarity, excluding what was bought.
-    in_cart = set(cart_holders)
-    order = np.argsort(ev["ts"], kind="stable")[::-1]  # newest first
-    recent: dict[int, list[int]] = {}
-    for s_, p_, k_ in zip(ev["shopper"][order].tolist(), ev["product"][order].tolist(),
-                          ev["kind"][order].tolist(), strict=True):
-        lst = recent.setdefault(s_, [])
-        if k_ == 0 and p_ not in lst and len(lst) < 12:
-            lst.append(p_)
-    personal = X @ sim  # (S, P) taste scores
-    for s in range(S):
-        if counts[s] == 0:
-            continue
-        sid = shop.shoppers[s]["id"]
-        top = _top(personal[s], n_pers, bought[s] | oos)
-        rv = recent.get(s, [])
-        cart = [last_cart[s][0]] if s in in_cart else []
-        put(keys.profile(sid), "profile", {
-            "id": sid, "segments": segs_of[s], "cards": [cards[i] for i in top],
-            "recent": [cards[i] for i in rv], "bought": [cards[i][0] for i in np.flatnonzero(bought[s])],
-            "cart": [cards[i] for i in cart], "cart_updated_at": last_cart[s][1] if cart else 0,
-            "loyalty": shop.shoppers[s]["loyalty"],
-            "categories": list(dict.fromkeys(cards[i][6] for i in rv))[:3],
-            "watched": [cards[i][0] for i in rv[:5]],
-        }, generation=None)
-
     put(keys.MANIFEST, "manifest", {"generation": gen, "built_at": now, "segments": segment_ids,
                                     "settings": {"category_cap": 4, "cart_reminder_after_s": 6 * 3600,
                                                  "shared_ttl_s": 300}}, generation=None)
     generic = next(r for r in banner_rules(cats) if r["kind"] == "generic")
-    return Built(gen, rec, [cards[i] for i in popular_ix], generic)
+    return Built(gen, rec, model, [cards[i] for i in popular_ix], generic)
