@@ -29,3 +29,24 @@ def test_keys_enforce_the_kv_key_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(keys, "PREFIX", "x" * 500)
     with pytest.raises(LimitError):
         keys.profile("c" * 20)
+
+
+@pytest.mark.parametrize("key,expected", [
+    pytest.param(keys.profile("c:1"), ("profile", None, "c:1"), id="profile-with-colon"),
+    pytest.param(keys.segment("g1", "likes-ski"), ("segment", "g1", "likes-ski"), id="segment"),
+    pytest.param(keys.item("g1", "p:9"), ("item", "g1", "p:9"), id="item"),
+    pytest.param(keys.popular("g1"), ("popular", "g1", None), id="popular"),
+    pytest.param(keys.banners("g1"), ("banners", "g1", None), id="banners"),
+    pytest.param(keys.MANIFEST, ("manifest", None, None), id="manifest"),
+])
+def test_parse_inverts_the_builders(key: str, expected: tuple[str, str | None, str | None]) -> None:
+    """Every key the builders make parses back to its kind, generation and id."""
+    assert keys.parse(key) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "pz2:p:c1", "pz1:p:", "pz1:p:a b", "pz1:g:g1:seg:", "pz1:g:g1:x:y",
+                                 "pz1:g:g1", "pz1:g:g 1:popular"])
+def test_parse_rejects_what_is_not_a_key(bad: str) -> None:
+    """Anything the builders could not have made is a ValueError."""
+    with pytest.raises(ValueError):
+        keys.parse(bad)

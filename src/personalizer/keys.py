@@ -55,3 +55,28 @@ def banners(gen: str) -> str:
 
 def profile(person_id: str) -> str:
     return _checked(f"{PREFIX}:p:" + _id(person_id, "person"))
+
+
+_KIND_OF_PART = {"seg": "segment", "item": "item"}
+
+
+def parse(key: str) -> tuple[str, str | None, str | None]:
+    """``(kind, generation, id)`` of a v1 key, the inverse of the builders above; ``ValueError`` if not one."""
+    parts = key.split(":")
+    if len(key.encode()) > MAX_KEY_BYTES or len(parts) < 2 or parts[0] != PREFIX:
+        raise ValueError(f"not a {PREFIX} key: {key[:80]!r}")
+    if key == MANIFEST:
+        return "manifest", None, None
+    if key == INVENTORY:
+        return "inventory", None, None
+    if parts[1] == "p" and len(parts) >= 3:
+        ident = ":".join(parts[2:])
+        if is_valid_id(ident):
+            return "profile", None, ident
+    if parts[1] == "g" and len(parts) >= 4 and is_valid_id(parts[2]):
+        gen, rest = parts[2], parts[3:]
+        if rest in (["popular"], ["banners"]):
+            return rest[0], gen, None
+        if len(rest) >= 2 and rest[0] in _KIND_OF_PART and is_valid_id(":".join(rest[1:])):
+            return _KIND_OF_PART[rest[0]], gen, ":".join(rest[1:])
+    raise ValueError(f"not a {PREFIX} key: {key[:80]!r}")

@@ -34,7 +34,7 @@ def read_dev_vars(path: Path) -> dict[str, str]:
 def worker_vars(dev_vars: Path) -> dict[str, str]:
     """The worker's secrets as the CLI sees them: the environment wins over ``.dev.vars``."""
     env = read_dev_vars(dev_vars)
-    env.update({k: v for k, v in os.environ.items() if k in ("PZ_SIGNING_KEYS", "CONSENT_DEFAULT")})
+    env.update({k: v for k, v in os.environ.items() if k in ("PZ_SIGNING_KEYS", "CONSENT_DEFAULT", "ORIGIN_SECRET")})
     return env
 
 
@@ -64,6 +64,21 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_origin(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .origin import create_app
+
+    secret = worker_vars(Path(args.dev_vars)).get("ORIGIN_SECRET", "")
+    try:
+        app = create_app(Path(args.data), secret)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc} (set ORIGIN_SECRET; run `make seed` for the data)", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="personalizer", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -80,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--fallback", default=str(ROOT / "src" / "personalizer" / "fallback.py"),
                    help="where to write the compiled default tier ('' to skip)")
     s.set_defaults(func=cmd_seed)
+    s = sub.add_parser("origin", help="serve the origin (the edge's miss path) with uvicorn")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8788)
+    s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"))
+    s.add_argument("--dev-vars", default=str(ROOT / ".dev.vars"))
+    s.set_defaults(func=cmd_origin)
     args = p.parse_args(argv)
     return int(args.func(args))
 

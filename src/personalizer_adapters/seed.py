@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .build import Built, build
-from .seedgen import generate
+from .seedgen import Shop, generate
+from .store import ProfileStore
 
 FALLBACK_HEADER = '''"""The ``default`` tier: compiled into the worker from the seed, served even when KV is down.
 
@@ -27,9 +28,10 @@ def load_config(path: Path) -> dict[str, Any]:
         return tomllib.load(f)
 
 
-def build_seed(config_path: Path) -> Built:
+def build_seed(config_path: Path) -> tuple[Shop, Built]:
     cfg = load_config(config_path)
-    return build(generate(cfg), cfg)
+    shop = generate(cfg)
+    return shop, build(shop, cfg)
 
 
 def fallback_source(built: Built) -> str:
@@ -50,13 +52,28 @@ def bulk_json(records: dict[str, bytes]) -> str:
                        for k, v in sorted(records.items())], separators=(",", ":"))
 
 
+def write_origin(shop: Shop, built: Built, directory: Path) -> None:
+    """The origin's data: model artifacts, and a profile store with every shopper (pushed or not)."""
+    built.model.save(directory)
+    ev = shop.events
+    ids = [s["id"] for s in shop.shoppers]
+    products = [p["id"] for p in shop.products]
+    shared = ((k, v) for k, v in built.records.items() if k.startswith(f"pz1:g:{built.generation}:"))
+    ProfileStore(directory / "store.sqlite").replace_all(
+        ((s["id"], s["loyalty"]) for s in shop.shoppers),
+        zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
+            ev["kind"].tolist(), ev["ts"].tolist(), strict=True),
+        shared)
+
+
 def write_seed(config_path: Path, out_dir: Path, fallback_path: Path | None) -> Built:
-    built = build_seed(config_path)
+    shop, built = build_seed(config_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "kv.json.tmp"
     tmp.write_text(bulk_json(built.records))
     tmp.replace(out_dir / "kv.json")  # atomic: a reader never sees half a seed
     (out_dir / "generation.txt").write_text(built.generation + "\n")
+    write_origin(shop, built, out_dir / "origin")
     if fallback_path is not None:
         fallback_path.write_text(fallback_source(built))
     return built

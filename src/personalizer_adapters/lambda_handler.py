@@ -1,0 +1,7 @@
+"""AWS Lambda entry point (Function URL or API Gateway): the origin ASGI app through Mangum."""
+
+from mangum import Mangum
+
+from .origin import app_from_env
+
+handler = Mangum(app_from_env(), lifespan="off")

@@ -1,0 +1,114 @@
+"""The origin Lambda: answers the edge's misses with v1 records computed by the batch's own code.
+
+POST /v1/resolve  {"key": "<v1 key>"}  ->  200 application/x-msgpack (one v1 record), 404 when the origin
+does not know it either (the edge caches that briefly and answers anonymously), 400 for a bad body or key,
+401 without the shared secret. Served by uvicorn locally, by Mangum on AWS Lambda (lambda_handler.py).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from personalizer import codec, keys
+
+from .model import Model, profile_payload
+from .store import ProfileStore
+
+log = logging.getLogger("personalizer.origin")
+SECRET_HEADER = "x-pz-origin-secret"
+MAX_BODY = 4096
+MSGPACK = "application/x-msgpack"
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers={"cache-control": "no-store"})
+
+
+class Origin:
+    """The origin's data: model artifacts and the profile store of one generation."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.model = Model.load(data_dir)
+        self.index = self.model.index
+        self.store = ProfileStore(data_dir / "store.sqlite")
+
+    def resolve(self, key: str) -> bytes | None:
+        kind, gen, ident = keys.parse(key)
+        if kind == "profile":
+            assert ident is not None
+            loyalty = self.store.loyalty(ident)
+            if loyalty is None:
+                return None
+            products, kinds, ts = self.store.events(ident, self.index)
+            payload = profile_payload(self.model, ident, loyalty, products, kinds, ts)
+            return codec.encode("profile", payload, produced_at=int(time.time()))
+        if kind in ("segment", "item", "popular", "banners") and gen == self.model.generation:
+            return self.store.record(key)
+        return None
+
+
+def create_app(data_dir: Path, secret: str) -> Starlette:
+    if len(secret) < 16:
+        raise ValueError("ORIGIN_SECRET must be at least 16 characters")
+    origin = Origin(data_dir)
+    expected = secret.encode()
+
+    async def resolve(request: Request) -> Response:
+        stats: Counter[str] = request.app.state.stats
+        stats["requests"] += 1
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, expected):
+            return error(401, "unauthorized", f"missing or wrong {SECRET_HEADER}")
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return error(400, "bad_body", f"body over {MAX_BODY} bytes")
+        try:
+            parsed: Any = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "bad_body", 'body must be JSON: {"key": "..."}')
+        key = parsed.get("key") if isinstance(parsed, dict) else None
+        if not isinstance(key, str):
+            return error(400, "bad_body", 'body must be JSON: {"key": "..."}')
+        try:
+            value = await run_in_threadpool(origin.resolve, key)
+        except ValueError as exc:
+            return error(400, "bad_key", str(exc))
+        if value is None:
+            stats["not_found"] += 1
+            return error(404, "not_found", "no such record")
+        stats["found"] += 1
+        return Response(value, media_type=MSGPACK, headers={"cache-control": "no-store"})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "generation": origin.model.generation})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        resp = error(exc.status_code, code, str(exc.detail))
+        resp.headers.update(exc.headers or {})
+        return resp
+
+    app = Starlette(routes=[Route("/v1/resolve", resolve, methods=["POST"]), Route("/healthz", healthz)],
+                    exception_handlers={HTTPException: http_error})
+    app.state.stats = Counter()
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The app as deployed: data from ``PZ_ORIGIN_DATA``, the shared secret from ``ORIGIN_SECRET``."""
+    return create_app(Path(os.environ.get("PZ_ORIGIN_DATA", "kv-seed/out/origin")), os.environ["ORIGIN_SECRET"])

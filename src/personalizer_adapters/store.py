@@ -1,0 +1,64 @@
+"""The origin's embedded profile store (SQLite): shoppers, their events, and the generation's shared records."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS shoppers (id TEXT PRIMARY KEY, loyalty TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS events (shopper TEXT NOT NULL, product TEXT NOT NULL, kind INTEGER NOT NULL,
+                                   ts INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_shopper ON events (shopper);
+CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, erased_at INTEGER NOT NULL);
+"""
+
+
+class ProfileStore:
+    """One connection per call: cheap for SQLite, and safe from any thread the ASGI server uses."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with closing(self._connect()) as db, db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=10)
+
+    def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
+                    records: Iterable[tuple[str, bytes]]) -> None:
+        """Load a full snapshot in one transaction (the seed, or a build)."""
+        with closing(self._connect()) as db, db:
+            db.execute("DELETE FROM shoppers")
+            db.execute("DELETE FROM events")
+            db.execute("DELETE FROM records")
+            db.executemany("INSERT INTO shoppers VALUES (?, ?)", shoppers)
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
+            db.executemany("INSERT INTO records VALUES (?, ?)", records)
+
+    def loyalty(self, shopper: str) -> str | None:
+        """The shopper's loyalty tier ('' for none), or ``None`` when the store does not know them."""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT loyalty FROM shoppers WHERE id = ? AND id NOT IN (SELECT id FROM tombstones)",
+                             (shopper,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def events(self, shopper: str, index: dict[str, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                                                     npt.NDArray[np.int64]]:
+        """(product indices, kinds, timestamps) of the shopper's events on products still in the catalog."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT product, kind, ts FROM events WHERE shopper = ?", (shopper,)).fetchall()
+        rows = [(index[p], k, t) for p, k, t in rows if p in index]
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return arr[:, 0], arr[:, 1], arr[:, 2]
+
+    def record(self, key: str) -> bytes | None:
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
