@@ -3,16 +3,23 @@
 With ``worker/entry.py`` this is the only code that touches the Workers runtime.
 """
 
+import asyncio
+import json
 import logging
 import secrets
 import time
 
-from personalizer import Config, parse_config
+from pyodide.ffi import create_proxy
+from workers import fetch
+
+from personalizer import Config, MissPath, parse_config
 
 log = logging.getLogger("personalizer.worker")
 
 CONFIG_VARS = ("PZ_SIGNING_KEYS", "CONSENT_DEFAULT", "UID_MAX_AGE_S", "VID_MAX_AGE_S", "BROWSER_MAX_AGE_S",
-               "CACHE_MAX_BYTES", "MANIFEST_TTL_S", "ORIGIN_URL", "ORIGIN_TIMEOUT_MS", "ORIGIN_SECRET")
+               "CACHE_MAX_BYTES", "MANIFEST_TTL_S", "ORIGIN_URL", "ORIGIN_TIMEOUT_MS", "ORIGIN_SECRET",
+               "ORIGIN_WRITEBACK_TTL_S", "ORIGIN_BREAKER_FAILURES", "ORIGIN_BREAKER_COOLDOWN_S",
+               "ORIGIN_NEGATIVE_TTL_S")
 
 
 class KVBinding:
@@ -31,6 +38,45 @@ class KVBinding:
     async def put(self, key, value, expiration_ttl=None):
         options = {"expirationTtl": expiration_ttl} if expiration_ttl else {}
         await self._binding.put(key, bytes(value), options)
+
+
+class OriginError(Exception):
+    def __init__(self, status):
+        super().__init__(f"origin answered {status}")
+        self.status = status
+
+
+class OriginFetch:
+    """The origin Lambda over HTTP (``fetch``): POST /v1/resolve with the shared secret."""
+
+    def __init__(self, url, secret):
+        self.url = url + "/v1/resolve"
+        self.headers = {"content-type": "application/json", "x-pz-origin-secret": secret}
+
+    async def resolve(self, key):
+        response = await fetch(self.url, method="POST", headers=self.headers, body=json.dumps({"key": key}))
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise OriginError(response.status)
+        return bytes(await response.bytes())
+
+
+def miss_path(config, kv, ctx, gate):
+    """The miss path when an origin is configured, else ``None`` (misses go straight to the next tier)."""
+    if not (config.origin_url and config.origin_secret):
+        return None
+
+    def defer(awaitable):
+        # As the SDK does for its own background tasks: the task crosses into waitUntil as a proxy (a
+        # thenable), destroyed once it settles rather than left to leak.
+        task = asyncio.ensure_future(awaitable)
+        proxy = create_proxy(task)
+        task.add_done_callback(lambda _: proxy.destroy())
+        ctx.waitUntil(proxy)
+
+    return MissPath(OriginFetch(config.origin_url, config.origin_secret), gate, kv, defer,
+                    config.origin_timeout_ms / 1000.0, config.origin_writeback_ttl_s)
 
 
 class WorkersClock:

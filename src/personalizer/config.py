@@ -18,6 +18,10 @@ class Config:
     origin_url: str = ""
     origin_timeout_ms: int = 150
     origin_secret: str = ""
+    origin_writeback_ttl_s: int = 86400    # expiry of a record written back after a miss (KV minimum 60)
+    origin_breaker_failures: int = 5        # failures in a row that open the circuit breaker
+    origin_breaker_cooldown_s: int = 10     # how long it stays open before one probe
+    origin_negative_ttl_s: int = 30         # how long an isolate remembers the origin's "not found"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -53,4 +57,8 @@ def parse_config(env: Mapping[str, str]) -> Config:
         origin_url=str(env.get("ORIGIN_URL", "")).strip().rstrip("/"),
         origin_timeout_ms=_int(env, "ORIGIN_TIMEOUT_MS", d.origin_timeout_ms, 1, 10_000),
         origin_secret=str(env.get("ORIGIN_SECRET", "")),
+        origin_writeback_ttl_s=_int(env, "ORIGIN_WRITEBACK_TTL_S", d.origin_writeback_ttl_s, 60, 365 * 86400),
+        origin_breaker_failures=_int(env, "ORIGIN_BREAKER_FAILURES", d.origin_breaker_failures, 1, 1000),
+        origin_breaker_cooldown_s=_int(env, "ORIGIN_BREAKER_COOLDOWN_S", d.origin_breaker_cooldown_s, 1, 3600),
+        origin_negative_ttl_s=_int(env, "ORIGIN_NEGATIVE_TTL_S", d.origin_negative_ttl_s, 1, 3600),
     )

@@ -20,6 +20,7 @@ from .config import Config
 from .errors import BadRequest, DecodeError
 from .identity import VID, Visitor, identify, sign
 from .ladder import Carousel, assemble, interleave
+from .miss import MissPath, Resolved
 from .ports import Clock, IdMinter, KVReader, Reply
 from .records import EMPTY_INVENTORY, PARSERS, BannerSet, CardList, Inventory, ItemRecord, Manifest, Profile, Settings
 from .render import banner_html, banner_json, carousel_html, carousel_json, dumps
@@ -45,14 +46,19 @@ class Records:
 
 class Personalizer:
     def __init__(self, config: Config, kv: KVReader, clock: Clock, mint: IdMinter,
-                 cache: SharedCache | None = None) -> None:
-        self.config, self.kv, self.clock, self.mint = config, kv, clock, mint
+                 cache: SharedCache | None = None, miss: MissPath | None = None) -> None:
+        self.config, self.kv, self.clock, self.mint, self.miss = config, kv, clock, mint, miss
         self.cache = cache if cache is not None else SharedCache(config.cache_max_bytes)
-        self._kv_ms = 0.0
+        self._kv_ms = self._origin_ms = 0.0
+        self._origin_deadline = 0.0
+        self._outcomes: list[str] = []
 
     # -- reads -----------------------------------------------------------------------------------------
-    async def _read(self, key: str, kind: str, ttl_s: float | None) -> Any:
-        """One record, through the isolate cache when ``ttl_s`` is given; ``None`` on miss or failure."""
+    async def _read(self, key: str, kind: str, ttl_s: float | None, fill: bool = False) -> Any:
+        """One record, through the isolate cache when ``ttl_s`` is given; ``None`` on miss or failure.
+
+        ``fill``: the key is one whose absence is a true miss, so the origin is asked (when configured).
+        """
         now = self.clock.now()
         if ttl_s is not None:
             hit, value = self.cache.get(key, now)
@@ -71,9 +77,36 @@ class Personalizer:
             except DecodeError as exc:
                 log.warning("bad record key=%s error=%s", key, exc)
                 value = None
+        elif fill and self.miss is not None:
+            resolved = await self._fill(key, now)
+            if resolved.outcome not in ("hit", "shared", "absent", "negative"):
+                return None  # the origin failed: do not cache the gap, the next request may do better
+            value, raw = resolved.value, resolved.raw
         if ttl_s is not None:
             self.cache.put(key, value, len(raw or b""), ttl_s, now)
         return value
+
+    async def _fill(self, key: str, now: float) -> Resolved:
+        """Ask the origin within what is left of this request's origin budget; write a hit back to KV."""
+        assert self.miss is not None
+        t0 = self.clock.monotonic_ms()
+        remaining_s = (self._origin_deadline - t0) / 1000.0
+        if remaining_s <= 0:
+            self._outcomes.append("budget")
+            return Resolved(None, None, "budget")
+        r = await self.miss.gate.resolve(key, self.miss.client, timeout_s=remaining_s, now=now)
+        self._origin_ms += self.clock.monotonic_ms() - t0
+        self._outcomes.append(r.outcome)
+        if r.raw is not None:
+            self.miss.defer(self._write_back(key, r.raw))
+        return r
+
+    async def _write_back(self, key: str, raw: bytes) -> None:
+        assert self.miss is not None
+        try:
+            await self.miss.writer.put(key, raw, expiration_ttl=self.miss.writeback_ttl_s)
+        except Exception as exc:  # a failed write-back only means the next request asks the origin again
+            log.warning("write-back failed key=%s error=%s", key, type(exc).__name__)
 
     async def _timed(self, *reads: Any) -> list[Any]:
         t0 = self.clock.monotonic_ms()
@@ -91,17 +124,18 @@ class Personalizer:
         person = None if visitor.minted else visitor.person
         slots = set(ask.slots)
         want_item = ask.item is not None and "item" in slots
+        customer = person is not None and person == visitor.user_id  # a signed customer: their absence is a miss
         profile, inventory, popular, banner_set, item = await self._timed(
-            self._read(keys.profile(person), "profile", None) if person else _none(),
+            self._read(keys.profile(person), "profile", None, fill=customer) if person else _none(),
             self._read(keys.INVENTORY, "inventory", self.config.manifest_ttl_s),
             self._read(keys.popular(gen), "popular", ttl) if slots - {"hero"} else _none(),
             self._read(keys.banners(gen), "banners", ttl) if "hero" in slots else _none(),
-            self._read(keys.item(gen, ask.item), "item", ttl) if want_item and ask.item else _none())
+            self._read(keys.item(gen, ask.item), "item", ttl, fill=True) if want_item and ask.item else _none())
         seg_id = next((s for s in profile.segments if s in manifest.segments), None) if profile else None
         cart_ids = [c.id for c in profile.cart[:MAX_CART_LOOKUPS]] if profile and "cart" in slots else []
         second = await self._timed(
-            self._read(keys.segment(gen, seg_id), "segment", ttl) if seg_id else _none(),
-            *(self._read(keys.item(gen, i), "item", ttl) for i in cart_ids))
+            self._read(keys.segment(gen, seg_id), "segment", ttl, fill=True) if seg_id else _none(),
+            *(self._read(keys.item(gen, i), "item", ttl, fill=True) for i in cart_ids))
         return Records(manifest, profile, second[0], popular, banner_set, inventory or EMPTY_INVENTORY, item,
                        tuple(r for r in second[1:] if r is not None))
 
@@ -143,7 +177,9 @@ class Personalizer:
     async def handle(self, method: str, path: str, query: str, headers: dict[str, str]) -> Reply:
         """Answer one request. Never raises for bad input or bad data: 4xx or a degraded 200."""
         t0 = self.clock.monotonic_ms()
-        self._kv_ms = 0.0
+        self._kv_ms = self._origin_ms = 0.0
+        self._outcomes = []
+        self._origin_deadline = t0 + self.config.origin_timeout_ms
         try:
             ask = parse_ask(method.upper(), path, query)
         except BadRequest as exc:
@@ -171,8 +207,9 @@ class Personalizer:
         hdrs = [("content-type", ctype),
                 ("x-pz-tier", ",".join(f"{s}={_tier(d)}" for s, d in decisions.items())
                  if ask.endpoint == "page" else _tier(next(iter(decisions.values())))),
-                ("server-timing", f"kv;dur={self._kv_ms:.2f}, origin;dur=0.00, render;dur={t2 - t1:.2f}, "
-                                  f"total;dur={t2 - t0:.2f}"),
+                ("server-timing", f"kv;dur={self._kv_ms - self._origin_ms:.2f}, origin;dur={self._origin_ms:.2f}"
+                                  + (f';desc="{",".join(self._outcomes)}"' if self._outcomes else "")
+                                  + f", render;dur={t2 - t1:.2f}, total;dur={t2 - t0:.2f}"),
                 ("vary", "Cookie, Sec-GPC"),
                 ("x-content-type-options", "nosniff")]
         if visitor.minted and visitor.visitor_id:

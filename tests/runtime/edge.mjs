@@ -82,7 +82,10 @@ class KvNamespace {
     if (process.env.PZ_RUNTIME_FAULT === "kv") return Promise.reject(new Error("injected KV outage"));
     return this.inner.get(key, type);
   }
-  put(key, value, options) { return this.inner.put(key, value, options); }
+  // Miniflare's proxy wants a view that owns its buffer; a view into Pyodide's heap does not. Copy.
+  put(key, value, options) {
+    return this.inner.put(key, ArrayBuffer.isView(value) ? value.slice() : value, options);
+  }
 }
 const env = { ...vars, PERSONALIZATION: new KvNamespace(kv) };
 
@@ -99,7 +102,8 @@ dispatch
 // 4. The HTTP front.
 const server = http.createServer(async (req, res) => {
   const pending = [];
-  const ctx = { waitUntil: (p) => pending.push(p), passThroughOnException() {} };
+  // Like workerd, adopt the thenable at once (Promise.resolve calls its then in a microtask).
+  const ctx = { waitUntil: (p) => pending.push(Promise.resolve(p)), passThroughOnException() {} };
   try {
     const chunks = [];
     for await (const c of req) chunks.push(c);
