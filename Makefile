@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8787
-SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py) src/personalizer/codec.py src/personalizer/keys.py
+ORIGIN_PORT ?= 8788
+SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py) $(wildcard src/personalizer/*.py)
 
 .PHONY: dev test bench lint seed bundle install clean
 .DEFAULT_GOAL := dev
@@ -22,8 +23,10 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 .dev.vars:
-	@echo "creating .dev.vars with a fresh local signing key (git-ignored)"
-	@printf 'PZ_SIGNING_KEYS=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" > $@
+	@echo "creating .dev.vars with fresh local secrets (git-ignored)"
+	@printf 'PZ_SIGNING_KEYS=%s\nORIGIN_SECRET=%s\nORIGIN_URL=http://127.0.0.1:$(ORIGIN_PORT)\n' \
+		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" \
+		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" > $@
 
 kv-seed/out/kv.json: $(SEED_SOURCES) $(VENV)/.installed
 	$(VENV)/bin/personalizer seed
@@ -35,9 +38,12 @@ kv-seed/out/kv.json: $(SEED_SOURCES) $(VENV)/.installed
 
 seed: .wrangler/state/.seeded
 
+# The origin (uvicorn, 127.0.0.1:$(ORIGIN_PORT)) runs beside the edge and stops with it.
 dev: install .dev.vars seed
 	@echo "a signed-in shopper: curl -H \"Cookie: pz_uid=$$($(VENV)/bin/personalizer sign-user c00001)\" 'http://127.0.0.1:$(PORT)/v1/page?slots=hero,home,recent'"
-	node tests/runtime/edge.mjs --port $(PORT) --persist .wrangler/state
+	@echo "one only the origin knows (a miss, then a KV hit): pz_uid=$$($(VENV)/bin/personalizer sign-user c05001)"
+	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) & origin=$$!; trap "kill $$origin" EXIT; \
+		node tests/runtime/edge.mjs --port $(PORT) --persist .wrangler/state
 
 test: lint
 	$(PY) -m pytest -q
