@@ -17,7 +17,18 @@ export async function loadSeed(kv, file, { batch = 64, quiet = false } = {}) {
       kv.put(p.key, p.base64 ? toArrayBuffer(Buffer.from(p.value, "base64")) : p.value)));
     if (!quiet && process.stderr.isTTY) process.stderr.write(`\rseeding local KV: ${Math.min(i + batch, pairs.length)}/${pairs.length}`);
   }
-  if (!quiet) console.error(`${process.stderr.isTTY ? "\n" : ""}seeded ${pairs.length} keys into local KV in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
+  // Local KV must equal the seed: delete keys an older seed (or a write-back) left behind.
+  const wanted = new Set(pairs.map((p) => p.key));
+  const stale = [];
+  let cursor;
+  do {
+    const page = await kv.list({ cursor, limit: 1000 });
+    for (const k of page.keys) if (!wanted.has(k.name)) stale.push(k.name);
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor);
+  for (let i = 0; i < stale.length; i += batch) await Promise.all(stale.slice(i, i + batch).map((k) => kv.delete(k)));
+  if (!quiet) console.error(`${process.stderr.isTTY ? "\n" : ""}seeded ${pairs.length} keys into local KV` +
+    ` (${stale.length} stale removed) in ${((performance.now() - t0) / 1000).toFixed(1)}s`);
   return pairs.length;
 }
 
