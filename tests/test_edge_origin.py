@@ -143,7 +143,8 @@ def test_miss_is_filled_by_the_origin_then_served_from_kv(edge: httpx.Client,
     assert outcome(again) is None and again.json() == first.json() and board.calls(user) == 1
     stored = subprocess.run([str(ROOT / "node_modules/.bin/wrangler"), "kv", "key", "get", keys.profile(user),
                              "--binding", "PERSONALIZATION", "--local", "--persist-to", str(edge.persist)],  # type: ignore
-                            cwd=ROOT, capture_output=True, check=True, env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
+                            cwd=ROOT, capture_output=True, check=True,
+                            env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
     assert codec.decode(stored.stdout, expect="profile").data["id"] == user
 
 
