@@ -59,6 +59,7 @@ def miss_path() -> None:
 
     from personalizer_adapters.origin import create_app
     from personalizer_adapters.seed import bulk_json
+    from tests.conftest import uid_cookie
     from tests.runtime.harness import edge_runtime, serve_asgi
 
     secret, n = "bench-origin-secret-0123456789", 300
@@ -73,7 +74,7 @@ def miss_path() -> None:
         wall, total, outcomes = [], [], set()
         for user in who:
             t0 = time.perf_counter()
-            r = client.get("/v1/recommendations?slot=home", headers={"cookie": f"pz_uid={sign_user(user)}"})
+            r = client.get("/v1/recommendations?slot=home", headers={"cookie": uid_cookie(user, key=KEY)})
             wall.append((time.perf_counter() - t0) * 1000)
             timing = dict(part.split(";dur=")[0:2] for part in r.headers["server-timing"].split(", "))
             total.append(float(timing["total"].split(";")[0]))
@@ -120,14 +121,6 @@ def miss_path() -> None:
         med, p99 = stats(wall)
         print(f"{name:44} {med:10.2f} {p99:8.2f} {med / base:7.2f} {statistics.median(total):16.2f}  "
               f"{','.join(sorted(outcomes))}")
-
-
-def sign_user(user: str) -> str:
-    import time
-
-    from personalizer import sign
-
-    return sign("pz_uid", user, int(time.time()), KEY.encode())
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { loadWorkerPython, writeBundle } from "./pyodide.mjs";
-import { loadSeed } from "./kvseed.mjs";
+import { kvNamespaceId, loadSeed } from "./kvseed.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const args = parseArgs(process.argv.slice(2));
@@ -58,7 +58,6 @@ function dotenv(file) {
   }
   return out;
 }
-const kvId = toml.match(/binding\s*=\s*"PERSONALIZATION"\s*\n\s*(?:#.*\n\s*)*id\s*=\s*"([^"]+)"/)[1];
 const vars = { ...tomlSection(toml, "vars"), ...dotenv(path.resolve(ROOT, args["vars-file"] ?? ".dev.vars")) };
 for (const kv of args.var) { const i = kv.indexOf("="); vars[kv.slice(0, i)] = kv.slice(i + 1); }
 
@@ -68,7 +67,7 @@ const bundleDir = writeBundle(path.join(PERSIST, "..", "bundle"));
 // 2. Miniflare's KV, on the same persisted state `wrangler kv ... --local --persist-to` uses.
 const mf = new Miniflare({
   modules: true, script: "export default { fetch() { return new Response(null, { status: 404 }) } }",
-  kvNamespaces: { PERSONALIZATION: kvId }, kvPersist: path.join(PERSIST, "v3", "kv"),
+  kvNamespaces: { PERSONALIZATION: kvNamespaceId(ROOT) }, kvPersist: path.join(PERSIST, "v3", "kv"),
 });
 const kv = await mf.getKVNamespace("PERSONALIZATION");
 if (args.seed) await loadSeed(kv, path.resolve(ROOT, args.seed));

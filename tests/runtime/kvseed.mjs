@@ -6,6 +6,12 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 
+// The PERSONALIZATION namespace id in wrangler.toml: Miniflare and `wrangler kv --local` key their storage by it.
+export function kvNamespaceId(root) {
+  const toml = fs.readFileSync(path.join(root, "wrangler.toml"), "utf8");
+  return toml.match(/binding\s*=\s*"PERSONALIZATION"\s*\n\s*(?:#.*\n\s*)*id\s*=\s*"([^"]+)"/)[1];
+}
+
 // Miniflare's proxy only accepts views that own their buffer; Node Buffers share a pool, so copy out.
 const toArrayBuffer = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
 
@@ -38,9 +44,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const file = process.argv[2];
   const pi = process.argv.indexOf("--persist");
   const persist = path.resolve(root, pi > 0 ? process.argv[pi + 1] : ".wrangler/state");
-  const toml = fs.readFileSync(path.join(root, "wrangler.toml"), "utf8");
-  const kvId = toml.match(/binding\s*=\s*"PERSONALIZATION"\s*\n\s*(?:#.*\n\s*)*id\s*=\s*"([^"]+)"/)[1];
-  const mf = new Miniflare({ modules: true, script: "export default {}", kvNamespaces: { PERSONALIZATION: kvId },
+  const mf = new Miniflare({ modules: true, script: "export default {}",
+    kvNamespaces: { PERSONALIZATION: kvNamespaceId(root) },
     kvPersist: path.join(persist, "v3", "kv") });
   await loadSeed(await mf.getKVNamespace("PERSONALIZATION"), path.resolve(file));
   await mf.dispose();
