@@ -79,6 +79,101 @@ def cmd_origin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cloudflare_ids(args: argparse.Namespace) -> tuple[str, str]:
+    account = args.account_id or os.environ.get("CLOUDFLARE_ACCOUNT_ID", "")
+    namespace = args.namespace_id or os.environ.get("KV_NAMESPACE_ID", "")
+    if not account or not namespace:
+        raise ValueError("cloudflare target needs --account-id and --namespace-id "
+                         "(or CLOUDFLARE_ACCOUNT_ID and KV_NAMESPACE_ID)")
+    return account, namespace
+
+
+def _target_name(args: argparse.Namespace) -> str:
+    """The name under which a target's pushed state is kept (no connection made)."""
+    if args.target == "local":
+        return "local"
+    account, namespace = _cloudflare_ids(args)
+    return f"cloudflare-{account}-{namespace}"
+
+
+def _target(args: argparse.Namespace) -> object:
+    """The KV target from flags and environment; the API token is read from the environment only."""
+    if args.target == "local":
+        from .localkv import LocalKV
+
+        return LocalKV(Path(args.persist))
+    from .cloudflare import API, CloudflareKV
+
+    return CloudflareKV(*_cloudflare_ids(args), os.environ.get("CLOUDFLARE_API_TOKEN", ""),
+                        base_url=args.api_base or API)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .cloudflare import PushError
+    from .plan import Build
+    from .push import BAD_INPUT, dry_run, push
+
+    try:
+        build = Build.load(Path(args.build))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: cannot read the build in {args.build}: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    try:
+        if args.dry_run:
+            return dry_run(build, Path(args.state_dir), _target_name(args))
+        target = _target(args)
+    except (ValueError, PushError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    return push(build, target, Path(args.state_dir))  # type: ignore[arg-type]
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .cloudflare import PushError
+    from .push import BAD_INPUT, rollback
+
+    try:
+        target = _target(args)
+    except (ValueError, PushError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    return rollback(target, Path(args.state_dir))  # type: ignore[arg-type]
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from personalizer import keys
+
+    from .cloudflare import PushError
+    from .erase import erase_person
+    from .push import BAD_INPUT, PARTIAL
+
+    if not keys.is_valid_id(args.person):
+        print(f"error: invalid person id {args.person!r}", file=sys.stderr)
+        return BAD_INPUT
+    try:
+        target = _target(args)
+    except (ValueError, PushError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    try:
+        report = erase_person(args.person, target, Path(args.data), Path(args.state_dir))  # type: ignore[arg-type]
+    except PushError as exc:
+        print(f"erase incomplete: {exc}; rerun (erase is idempotent)", file=sys.stderr)
+        return PARTIAL
+    print(report, file=sys.stderr)
+    return 0
+
+
+def _target_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--target", choices=("local", "cloudflare"), default="local")
+    s.add_argument("--persist", default=str(ROOT / ".wrangler" / "state"), help="local KV state directory")
+    s.add_argument("--account-id", help="Cloudflare account id (or CLOUDFLARE_ACCOUNT_ID)")
+    s.add_argument("--namespace-id", help="KV namespace id (or KV_NAMESPACE_ID)")
+    s.add_argument("--api-base", help="Cloudflare API base URL (default: the public API)")
+    s.add_argument("--state-dir", default=str(ROOT / ".personalizer" / "state"),
+                   help="where the last pushed manifest and the resume journal of each target live")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="personalizer", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -101,6 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"))
     s.add_argument("--dev-vars", default=str(ROOT / ".dev.vars"))
     s.set_defaults(func=cmd_origin)
+    s = sub.add_parser("push", help="push a build to KV: diff-only, resumable, manifest flipped last")
+    s.add_argument("--build", default=str(ROOT / "kv-seed" / "out"), help="build output (kv.json, generation.txt)")
+    s.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    _target_flags(s)
+    s.set_defaults(func=cmd_push)
+    s = sub.add_parser("rollback", help="flip pz1:manifest back to the previously pushed generation")
+    _target_flags(s)
+    s.set_defaults(func=cmd_rollback)
+    s = sub.add_parser("erase", help="remove a person from KV, the profile store and the event log (privacy)")
+    s.add_argument("--person", required=True)
+    s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"), help="origin data directory")
+    _target_flags(s)
+    s.set_defaults(func=cmd_erase)
     args = p.parse_args(argv)
     return int(args.func(args))
 

@@ -8,6 +8,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .build import Built, build
 from .seedgen import Shop, generate
 from .store import ProfileStore
@@ -28,9 +30,13 @@ def load_config(path: Path) -> dict[str, Any]:
         return tomllib.load(f)
 
 
-def build_seed(config_path: Path) -> tuple[Shop, Built]:
+def build_seed(config_path: Path, erased: set[str] | frozenset[str] = frozenset()) -> tuple[Shop, Built]:
+    """Generate and build the seed shop, leaving out every event of the ``erased`` people (tombstones)."""
     cfg = load_config(config_path)
     shop = generate(cfg)
+    if erased:
+        gone = np.array([s["id"] in erased for s in shop.shoppers])
+        shop = Shop(shop.products, shop.shoppers, shop.events[~gone[shop.events["shopper"]]], shop.now)
     return shop, build(shop, cfg)
 
 
@@ -59,15 +65,19 @@ def write_origin(shop: Shop, built: Built, directory: Path) -> None:
     ids = [s["id"] for s in shop.shoppers]
     products = [p["id"] for p in shop.products]
     shared = ((k, v) for k, v in built.records.items() if k.startswith(f"pz1:g:{built.generation}:"))
-    ProfileStore(directory / "store.sqlite").replace_all(
-        ((s["id"], s["loyalty"]) for s in shop.shoppers),
+    store = ProfileStore(directory / "store.sqlite")
+    erased = store.tombstones()
+    store.replace_all(
+        ((s["id"], s["loyalty"]) for s in shop.shoppers if s["id"] not in erased),
         zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
             ev["kind"].tolist(), ev["ts"].tolist(), strict=True),
         shared)
 
 
 def write_seed(config_path: Path, out_dir: Path, fallback_path: Path | None) -> Built:
-    shop, built = build_seed(config_path)
+    store = out_dir / "origin" / "store.sqlite"
+    erased = ProfileStore(store).tombstones() if store.exists() else set()
+    shop, built = build_seed(config_path, erased)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "kv.json.tmp"
     tmp.write_text(bulk_json(built.records))

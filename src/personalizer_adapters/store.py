@@ -58,6 +58,17 @@ class ProfileStore:
         arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
         return arr[:, 0], arr[:, 1], arr[:, 2]
 
+    def erase(self, shopper: str) -> int:
+        """Tombstone first, then the rows, in one transaction; returns the number of events removed."""
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT OR IGNORE INTO tombstones VALUES (?, strftime('%s', 'now'))", (shopper,))
+            db.execute("DELETE FROM shoppers WHERE id = ?", (shopper,))
+            return db.execute("DELETE FROM events WHERE shopper = ?", (shopper,)).rowcount
+
+    def tombstones(self) -> set[str]:
+        with closing(self._connect()) as db:
+            return {str(r[0]) for r in db.execute("SELECT id FROM tombstones")}
+
     def record(self, key: str) -> bytes | None:
         with closing(self._connect()) as db:
             row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()

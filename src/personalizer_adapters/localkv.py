@@ -1,0 +1,54 @@
+"""The local KV target: the storage the offline runtime and `wrangler dev`/`wrangler kv --local` read."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .cloudflare import PushError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class LocalKV:
+    """Writes through Miniflare (binary-safe; wrangler 4.86's `kv bulk put --local` is not), one batch a line."""
+
+    def __init__(self, persist: Path) -> None:
+        self.name = "local"
+        self.requests = 0
+        self._proc = subprocess.Popen(["node", str(ROOT / "tests/runtime/kvapply.mjs"), "--persist", str(persist)],
+                                      cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._call(None)
+
+    def _call(self, request: dict[str, Any] | None) -> None:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        if request is not None:
+            self.requests += 1
+            self._proc.stdin.write(json.dumps(request) + "\n")
+            self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            raise PushError("local KV helper exited")
+        answer = json.loads(line)
+        if not (answer.get("ok") or answer.get("ready")):
+            raise PushError(f"local KV: {answer.get('error')}")
+
+    def put_many(self, pairs: Sequence[tuple[str, bytes]]) -> None:
+        self._call({"op": "put", "pairs": [{"key": k, "value": base64.b64encode(v).decode()} for k, v in pairs]})
+
+    def put_one(self, key: str, value: bytes) -> None:
+        self.put_many([(key, value)])
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        self._call({"op": "delete", "keys": list(keys)})
+
+    def close(self) -> None:
+        if self._proc.stdin:
+            self._proc.stdin.close()
+        self._proc.wait(30)
+        if self._proc.stdout:
+            self._proc.stdout.close()

@@ -1,0 +1,179 @@
+"""`personalizer push` / `rollback`: a build to a KV target, diff-only, resumable, generation-safe.
+
+Every confirmed request is appended to a journal before the next one is sent; a rerun after any
+interruption (kill -9 included) replays the journal onto the last saved state and sends only what is
+left. The manifest flips only after every record it points to is confirmed.
+Exit codes: 0 done, 2 bad input, 3 partial failure (rerun to resume).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from tqdm import tqdm
+
+from personalizer import keys
+
+from .cloudflare import PushError
+from .plan import Build, Plan, TargetState, digest, make_plan
+
+OK, BAD_INPUT, PARTIAL = 0, 2, 3
+
+
+class Target(Protocol):
+    name: str
+    requests: int
+
+    def put_many(self, pairs: Sequence[tuple[str, bytes]]) -> None: ...
+    def put_one(self, key: str, value: bytes) -> None: ...
+    def delete_many(self, keys: Sequence[str]) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Paths:
+    state: Path
+    journal: Path
+    manifests: Path   # the manifest record of each pushed generation, for rollback
+
+    @classmethod
+    def of(cls, state_dir: Path, target: str) -> Paths:
+        d = state_dir / target
+        return cls(d / "state.json", d / "journal.jsonl", d / "manifests")
+
+
+def replay(state: TargetState, journal: Path) -> int:
+    """Apply confirmed operations from an interrupted push; a torn last line (crash mid-write) is ignored."""
+    if not journal.exists():
+        return 0
+    n = 0
+    for line in journal.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            break
+        if entry["op"] == "put":
+            state.hashes.update(entry["hashes"])
+        elif entry["op"] == "delete":
+            for k in entry["keys"]:
+                state.hashes.pop(k, None)
+        elif entry["op"] == "generations":
+            state.generations = entry["generations"]
+        n += 1
+    return n
+
+
+def _log(journal: TextIO, entry: dict[str, object]) -> None:
+    journal.write(json.dumps(entry) + "\n")
+    journal.flush()
+    os.fsync(journal.fileno())  # confirmed means on disk before the next request goes out
+
+
+def planned(build: Build, state_dir: Path, name: str, out: TextIO) -> tuple[Paths, TargetState, Plan]:
+    """The target's last pushed state, with any interrupted push replayed, and the plan from there."""
+    paths = Paths.of(state_dir, name)
+    state = TargetState.load(paths.state)
+    resumed = replay(state, paths.journal)
+    plan = make_plan(build, state)
+    print(f"push {build.generation} -> {name}: {plan.summary()}"
+          + (f" (resuming: {resumed} confirmed step(s) from an interrupted push)" if resumed else ""), file=out)
+    return paths, state, plan
+
+
+def dry_run(build: Build, state_dir: Path, name: str, *, out: TextIO = sys.stderr) -> int:
+    """Print the plan (keys to add, change, delete; bytes; requests) and send nothing."""
+    _, _, plan = planned(build, state_dir, name, out)
+    print(f"dry run: {len(list(plan.batches(build)))} write request(s), {len(list(plan.delete_batches()))} "
+          f"delete request(s), {'1 manifest write' if plan.flip else 'no manifest write'}; nothing sent", file=out)
+    for label, items in (("write", plan.writes), ("delete", plan.deletes)):
+        for k in items[:10]:
+            print(f"  {label} {k}", file=out)
+        if len(items) > 10:
+            print(f"  ... and {len(items) - 10} more to {label}", file=out)
+    return OK
+
+
+def push(build: Build, target: Target, state_dir: Path, *, out: TextIO = sys.stderr) -> int:
+    paths, state, plan = planned(build, state_dir, target.name, out)
+    write_batches = list(plan.batches(build))
+    paths.manifests.mkdir(parents=True, exist_ok=True)
+    if keys.MANIFEST in build.records:
+        (paths.manifests / f"{build.generation}.msgpack").write_bytes(build.records[keys.MANIFEST])
+    try:
+        with paths.journal.open("a") as journal, tqdm(total=len(plan.writes) + len(plan.deletes), unit="key",
+                                                       file=out, disable=None, desc="push") as bar:
+            for batch in write_batches:
+                target.put_many([(k, build.records[k]) for k in batch])
+                _log(journal, {"op": "put", "hashes": {k: digest(build.records[k]) for k in batch}})
+                bar.update(len(batch))
+            if plan.flip:
+                target.put_one(keys.MANIFEST, build.records[keys.MANIFEST])
+                _log(journal, {"op": "put", "hashes": {keys.MANIFEST: digest(build.records[keys.MANIFEST])}})
+            _log(journal, {"op": "generations", "generations": plan.generations_after})
+            for batch in plan.delete_batches():
+                target.delete_many(batch)
+                _log(journal, {"op": "delete", "keys": batch})
+                bar.update(len(batch))
+    except PushError as exc:
+        if exc.status in (401, 403):
+            print(f"push refused: {exc}. Check CLOUDFLARE_API_TOKEN and its KV write permission.", file=out)
+            return BAD_INPUT
+        print(f"push incomplete: {exc}. Confirmed work is journaled; rerun the same command to resume.", file=out)
+        return PARTIAL
+    finally:
+        target.close()
+    replay(state, paths.journal)
+    state.save(paths.state)
+    paths.journal.unlink()
+    for old in paths.manifests.glob("*.msgpack"):
+        if old.stem not in state.generations:
+            old.unlink()
+    print(f"push done: {plan.added} added, {plan.changed} changed, {len(plan.deletes)} deleted in "
+          f"{target.requests} request(s); active generation {build.generation}", file=out)
+    return OK
+
+
+def rollback(target: Target, state_dir: Path, *, out: TextIO = sys.stderr) -> int:
+    """Flip pz1:manifest back to the previous generation (whose records are still kept)."""
+    paths = Paths.of(state_dir, target.name)
+    state = TargetState.load(paths.state)
+    if paths.journal.exists():
+        print("error: a push to this target is incomplete; rerun it before rolling back", file=out)
+        target.close()
+        return BAD_INPUT
+    if len(state.generations) < 2:
+        print("error: no previous generation to roll back to", file=out)
+        target.close()
+        return BAD_INPUT
+    previous, current = state.generations[-2], state.generations[-1]
+    manifest = (paths.manifests / f"{previous}.msgpack").read_bytes()
+    try:
+        target.put_one(keys.MANIFEST, manifest)
+    except PushError as exc:
+        print(f"rollback failed: {exc}", file=out)
+        return PARTIAL
+    finally:
+        target.close()
+    state.hashes[keys.MANIFEST] = digest(manifest)
+    state.generations = [current, previous]  # the rolled-back one stays, so rolling forward is a push away
+    state.save(paths.state)
+    print(f"rollback: active generation {previous} (was {current})", file=out)
+    return OK
+
+
+def forget(state_dir: Path, target: str, key: str) -> None:
+    """Drop a key from a target's pushed state (after an erase deleted it there)."""
+    paths = Paths.of(state_dir, target)
+    if paths.state.exists():
+        state = TargetState.load(paths.state)
+        state.hashes.pop(key, None)
+        state.save(paths.state)
+
+
+__all__ = ["BAD_INPUT", "OK", "PARTIAL", "Plan", "Target", "forget", "push", "rollback"]

@@ -1,0 +1,34 @@
+// Apply writes and deletes to local KV (Miniflare, the storage `wrangler kv --local` reads), binary-safe.
+// One JSON request a line on stdin, one JSON answer a line on stdout, so the caller can confirm each batch:
+//   {"op":"put","pairs":[{"key":"k","value":"<base64>"}]} | {"op":"delete","keys":["k"]}  ->  {"ok":true,"n":1}
+// Usage: node tests/runtime/kvapply.mjs [--persist .wrangler/state]
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+import { kvNamespaceId } from "./kvseed.mjs";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const pi = process.argv.indexOf("--persist");
+const persist = path.resolve(root, pi > 0 ? process.argv[pi + 1] : ".wrangler/state");
+const mf = new Miniflare({ modules: true, script: "export default {}",
+  kvNamespaces: { PERSONALIZATION: kvNamespaceId(root) }, kvPersist: path.join(persist, "v3", "kv") });
+const kv = await mf.getKVNamespace("PERSONALIZATION");
+const own = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+console.log(JSON.stringify({ ready: true }));
+for await (const line of readline.createInterface({ input: process.stdin })) {
+  try {
+    const req = JSON.parse(line);
+    if (req.op === "put") {
+      for (let i = 0; i < req.pairs.length; i += 64)
+        await Promise.all(req.pairs.slice(i, i + 64).map((p) => kv.put(p.key, own(Buffer.from(p.value, "base64")))));
+      console.log(JSON.stringify({ ok: true, n: req.pairs.length }));
+    } else if (req.op === "delete") {
+      for (let i = 0; i < req.keys.length; i += 64) await Promise.all(req.keys.slice(i, i + 64).map((k) => kv.delete(k)));
+      console.log(JSON.stringify({ ok: true, n: req.keys.length }));
+    } else console.log(JSON.stringify({ ok: false, error: `unknown op ${req.op}` }));
+  } catch (err) {
+    console.log(JSON.stringify({ ok: false, error: String(err.message || err) }));
+  }
+}
+await mf.dispose();
