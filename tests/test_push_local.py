@@ -79,5 +79,5 @@ def test_local_push_rollback_and_erase(built: Built, seed_dir: Path, tmp_path: P
     shutil.copytree(origin_data, out / "origin")
     rebuilt = write_seed(ROOT / "kv-seed" / "seed.toml", out, None)
     assert keys.profile("c00002") not in rebuilt.records and keys.profile("c00003") in rebuilt.records
-    assert ProfileStore(out / "origin" / "store.sqlite").loyalty("c00002") is None
+    assert ProfileStore(out / "origin" / "store.sqlite").shopper("c00002") is None
     assert cli("erase", "--person", "bad id", *target).returncode == 2

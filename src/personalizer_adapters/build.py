@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import sparse
 
 from personalizer import codec, keys
 from personalizer.records import Card
 
-from .model import CART, EVENT_WEIGHT, Model, profile_payload, top_k
-from .seedgen import COMPLEMENTS, Shop
+from .model import CART, EVENT_WEIGHT, PURCHASE, Model, SegmentRules, profile_payload, top_k
+from .seedgen import Shop
 
 NEIGHBOURS_K = 50  # similar items kept per item: the personal list's reach
 
@@ -25,6 +26,8 @@ class Built:
     model: Model
     fallback_cards: list[list[Any]]
     fallback_banner: dict[str, Any]
+    digests: dict[str, str]     # shopper -> digest of their events: unchanged next time = profile reused
+    reused: int
 
 
 def _card(p: dict[str, Any]) -> list[Any]:
@@ -81,7 +84,57 @@ def banner_rules(categories: list[str]) -> list[dict[str, Any]]:
     return rules
 
 
-def build(shop: Shop, cfg: dict[str, Any]) -> Built:
+def row_top_k(matrix: sparse.csr_matrix, k: int,
+              exclude: npt.NDArray[np.bool_]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
+    """Per row of a sparse matrix, the columns and values of its ``k`` best positive entries (ties by column)."""
+    out = []
+    for i in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
+        cols, vals = matrix.indices[lo:hi], matrix.data[lo:hi]
+        keep = (vals > 0) & ~exclude[cols]
+        cols, vals = cols[keep], vals[keep]
+        if len(cols) > k:
+            part = np.argpartition(-vals, k - 1)[:k]
+            cols, vals = cols[part], vals[part]
+        order = np.lexsort((cols, -vals))
+        out.append((cols[order].astype(np.int64), vals[order]))
+    return out
+
+
+def cosine(m: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Column-by-column cosine similarity of a sparse matrix, diagonal removed."""
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(0)).ravel()) + 1e-9
+    scale = sparse.diags(1.0 / norms)
+    sim = (scale @ (m.T @ m) @ scale).tocsr()
+    sim.setdiag(0)
+    sim.eliminate_zeros()
+    return sim
+
+
+def last_carts(ev: npt.NDArray[Any], shoppers: int, products: int) -> dict[int, tuple[int, int]]:
+    """shopper -> (product, ts) of their last add-to-cart that they did not buy afterwards."""
+    carts = ev[ev["kind"] == CART]
+    carts = carts[np.argsort(carts["ts"], kind="stable")]
+    rev = carts[::-1]
+    _, first = np.unique(rev["shopper"], return_index=True)
+    last = rev[first]
+    purchases = ev[ev["kind"] == PURCHASE]
+    bought = np.isin(last["shopper"].astype(np.int64) * products + last["product"],
+                     purchases["shopper"].astype(np.int64) * products + purchases["product"])
+    last = last[~bought]
+    return {int(s): (int(p), int(t)) for s, p, t in zip(last["shopper"], last["product"], last["ts"], strict=True)}
+
+
+def events_digest(events: npt.NDArray[Any], loyalty: str | None, products: list[dict[str, Any]]) -> str:
+    ids = "\x1f".join(products[i]["id"] for i in events["product"].tolist())
+    return hashlib.sha256(events["kind"].tobytes() + events["ts"].tobytes() + ids.encode()
+                          + str(loyalty).encode()).hexdigest()[:24]
+
+
+def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]] | None = None) -> Built:
+    """Records for a new generation. ``previous`` (shopper -> (events digest, profile bytes)) lets a shopper
+    whose events did not change keep their profile record byte for byte, so a push of the next build
+    touches only the profiles of people who did something (a full rebuild passes ``None``)."""
     P, S, now = len(shop.products), len(shop.shoppers), shop.now
     ev = shop.events
     cats = sorted({p["category"] for p in shop.products})
@@ -92,25 +145,30 @@ def build(shop: Shop, cfg: dict[str, Any]) -> Built:
     half_life_s = cfg["half_life_days"] * 86400.0
     w = EVENT_WEIGHT[ev["kind"]] * np.exp2(-(now - ev["ts"]) / half_life_s)
 
-    # Shopper x product interaction weights (dense is fine at seed scale: 6,000 x 2,400 float32).
-    X = np.zeros((S, P), dtype=np.float32)
-    np.add.at(X, (ev["shopper"], ev["product"]), w)
-    # Item-item: cosine over carts+purchases for also-bought; over all weighted interactions for taste.
-    B = np.zeros((S, P), dtype=np.float32)
+    # Shopper x product: decayed interaction weights; carts and purchases as 0/1 for also-bought.
+    X = sparse.csr_matrix((w, (ev["shopper"], ev["product"])), shape=(S, P))
     strong = ev[ev["kind"] >= CART]
-    B[strong["shopper"], strong["product"]] = 1.0
-    norms = np.sqrt((B * B).sum(0)) + 1e-9
-    co = (B.T @ B) / np.outer(norms, norms)
-    np.fill_diagonal(co, 0)
-    xn = np.sqrt((X * X).sum(0)) + 1e-9
-    sim = (X.T @ X) / np.outer(xn, xn)
-    np.fill_diagonal(sim, 0)
-    popularity = X.sum(0)
-    neighbours = np.argsort(-sim, axis=1, kind="stable")[:, :NEIGHBOURS_K].astype(np.int32)
-    weights = np.take_along_axis(sim, neighbours, axis=1).astype(np.float32)
+    B = sparse.csr_matrix((np.ones(len(strong)), (strong["shopper"], strong["product"])), shape=(S, P))
+    B.data[:] = 1.0  # duplicates were summed: back to 0/1
+    co, sim = cosine(B), cosine(X)
+    popularity = np.asarray(X.sum(0)).ravel()
+    nb = row_top_k(sim, NEIGHBOURS_K, np.zeros(P, dtype=bool))
+    neighbours = np.zeros((P, NEIGHBOURS_K), dtype=np.int32)
+    weights = np.zeros((P, NEIGHBOURS_K), dtype=np.float32)
+    for i, (cols, vals) in enumerate(nb):
+        neighbours[i, :len(cols)] = cols
+        weights[i, :len(cols)] = vals
 
     gen = f"g{now}-{hashlib.sha256(ev.tobytes() + repr(cfg).encode()).hexdigest()[:8]}"
-    model = Model(gen, now, half_life_s, cfg["personal_list"], cards, cats, cat_of, in_stock, neighbours, weights)
+    if shop.current_prices is not None:  # a real catalog: previous_price > price marks a drop
+        prices = {cards[i][0]: p for i, p in sorted(shop.current_prices.items()) if in_stock[i]}
+    else:  # the demo shop: a drop on a slice of products, including ones in carts, so price_drop fires
+        rng = np.random.default_rng(cfg.get("seed", 0) + 1)
+        in_carts = sorted({p for p, _ in last_carts(ev, S, P).values()})
+        dropped = sorted(set(in_carts[::4]) | set(rng.choice(P, P // 50).tolist()))
+        prices = {cards[i][0]: int(cards[i][4] * 0.8) // 100 * 100 + 99 for i in dropped if in_stock[i]}
+    model = Model(gen, now, half_life_s, cfg["personal_list"], cards, cats, cat_of, in_stock, neighbours, weights,
+                  SegmentRules.from_config(cfg), prices)
     rec: dict[str, bytes] = {}
 
     def put(key: str, kind: str, data: dict[str, Any], generation: str | None = gen) -> None:
@@ -119,43 +177,66 @@ def build(shop: Shop, cfg: dict[str, Any]) -> Built:
     # Profiles first: their segments define segment membership. Only the first `kv_profiles` shoppers are
     # pushed to KV; the rest exist only in the origin's profile store (signed up since the last push).
     profiles: list[dict[str, Any] | None] = []
+    digests: dict[str, str] = {}
+    reused = 0
+    pushed = cfg.get("kv_profiles", S)
     for s, events in enumerate(by_shopper(ev, S)):
         shopper = shop.shoppers[s]
-        profiles.append(profile_payload(model, shopper["id"], shopper["loyalty"], events["product"],
-                                        events["kind"], events["ts"]) if len(events) else None)
-    pushed = cfg.get("kv_profiles", S)
-    for prof in profiles[:pushed]:
-        if prof is not None:
+        if not len(events):
+            profiles.append(None)
+            continue
+        digest = digests[shopper["id"]] = events_digest(events, shopper.get("loyalty"), shop.products)
+        before = (previous or {}).get(shopper["id"])
+        if before is not None and before[0] == digest and s < pushed:
+            rec[keys.profile(shopper["id"])] = before[1]
+            profiles.append(codec.decode(before[1], expect="profile").data)
+            reused += 1
+            continue
+        prof = profile_payload(model, shopper["id"], shopper.get("loyalty"), events["product"], events["kind"],
+                               events["ts"])
+        profiles.append(prof)
+        if s < pushed:
             put(keys.profile(prof["id"]), "profile", prof, generation=None)
 
     n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
     popular_ix = top_k(popularity, n_seg, oos)
     put(keys.popular(gen), "popular", {"name": "popular", "cards": [cards[i] for i in popular_ix]})
     segment_ids = sorted({g for prof in profiles if prof for g in prof["segments"]})
+    member_rows: dict[str, list[int]] = {seg: [] for seg in segment_ids}
+    for s, member in enumerate(profiles):
+        for seg in member["segments"] if member else ():
+            member_rows[seg].append(s)
     for seg in segment_ids:
-        members = np.array([prof is not None and seg in prof["segments"] for prof in profiles])
-        top = top_k(X[members].sum(0), n_seg, oos)
+        top = top_k(np.asarray(X[member_rows[seg]].sum(0)).ravel(), n_seg, oos)
         banners = [f"seg-{seg[6:]}"] if seg.startswith("likes-") else []
         put(keys.segment(gen, seg), "segment", {"name": seg, "cards": [cards[i] for i in top], "banners": banners})
+
+    # Also-bought: co-purchase cosine, taste similarity to break ties. Complements: items of the categories
+    # most bought alongside this one (from the data), by co-purchase, backfilled by their popular items.
+    also = row_top_k((co + 1e-3 * sim).tocsr(), n_nb, oos)
+    onehot = sparse.csr_matrix((np.ones(P), (np.arange(P), cat_of)), shape=(P, len(cats)))
+    by_cat = (B @ onehot).T @ (B @ onehot)
+    by_cat = by_cat.toarray()
+    np.fill_diagonal(by_cat, 0)
+    comp_cats = [np.flatnonzero(row)[np.argsort(-row[np.flatnonzero(row)], kind="stable")][:3] for row in by_cat]
+    pop_in_cat = [top_k(np.where(cat_of == c, popularity, 0), n_nb, oos) for c in range(len(cats))]
     pop_norm = 1e-4 * popularity / (popularity.max() + 1e-9)
     for i in range(P):
-        also = top_k(co[i] + 1e-3 * sim[i], n_nb, oos)
-        comp_mask = np.isin(cat_of, [cats.index(c) for c in COMPLEMENTS[shop.products[i]["category"]]])
-        comp = top_k(np.where(comp_mask, co[i] + pop_norm, 0), n_nb, oos)
-        put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0], "also_bought": [cards[j] for j in also],
+        targets = comp_cats[cat_of[i]]
+        lo, hi = co.indptr[i], co.indptr[i + 1]
+        cand = np.concatenate([co.indices[lo:hi], *(pop_in_cat[c] for c in targets)]).astype(np.int64)
+        score = np.concatenate([co.data[lo:hi], np.zeros(len(cand) - (hi - lo))])
+        keep = np.isin(cat_of[cand], targets) & ~oos[cand]
+        cand, score = cand[keep], score[keep] + pop_norm[cand[keep]]
+        cand, first = np.unique(cand, return_index=True)
+        comp = cand[top_k(score[first], n_nb)]
+        put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0], "also_bought": [cards[j] for j in also[i][0]],
                                                   "complements": [cards[j] for j in comp]})
     put(keys.banners(gen), "banners", {"rules": banner_rules(cats)})
-
-    # Prices: a drop on a slice of products, including ones sitting in carts, so price_drop fires.
-    rng = np.random.default_rng(cfg["seed"] + 1)
-    in_carts = sorted({prof["cart"][0][0] for prof in profiles if prof and prof["cart"]})
-    index = model.index
-    dropped = sorted({index[c] for c in in_carts[::4]} | set(rng.choice(P, P // 50).tolist()))
-    prices = {cards[i][0]: int(cards[i][4] * 0.8) // 100 * 100 + 99 for i in dropped if in_stock[i]}
     put(keys.INVENTORY, "inventory", {"out_of_stock": [cards[i][0] for i in np.flatnonzero(oos)],
                                       "prices": prices}, generation=None)
     put(keys.MANIFEST, "manifest", {"generation": gen, "built_at": now, "segments": segment_ids,
                                     "settings": {"category_cap": 4, "cart_reminder_after_s": 6 * 3600,
                                                  "shared_ttl_s": 300}}, generation=None)
     generic = next(r for r in banner_rules(cats) if r["kind"] == "generic")
-    return Built(gen, rec, model, [cards[i] for i in popular_ix], generic)
+    return Built(gen, rec, model, [cards[i] for i in popular_ix], generic, digests, reused)

@@ -64,6 +64,31 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import build
+    from .inputs import InputError, load_shop
+    from .seed import erased_in, load_config, previous_profiles, write_outputs
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    try:
+        cfg = load_config(Path(args.config))
+        shop, report = load_shop(Path(args.catalog), Path(args.events), Path(args.shoppers) if args.shoppers else None,
+                                 strict=args.on_bad_row == "fail", now=args.now, erased=erased_in(out))
+    except (InputError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.summary(), file=sys.stderr)
+    built = build(shop, cfg, None if args.full else previous_profiles(out))
+    write_outputs(shop, built, out)
+    size = sum(len(v) for v in built.records.values())
+    print(f"build: generation {built.generation}: {len(shop.products)} products, {len(shop.shoppers)} shoppers, "
+          f"{len(shop.events)} events -> {len(built.records)} records ({built.reused} unchanged profiles "
+          f"reused), {size / 1e6:.1f} MB in {out} "
+          f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    return 0
+
+
 def cmd_origin(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -190,6 +215,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--fallback", default=str(ROOT / "src" / "personalizer" / "fallback.py"),
                    help="where to write the compiled default tier ('' to skip)")
     s.set_defaults(func=cmd_seed)
+    s = sub.add_parser("build", help="build a generation's records from a catalog and events (csv, jsonl, parquet)")
+    s.add_argument("--catalog", required=True, help="id, category, title, price, url, image[, stock, currency, "
+                                                    "previous_price]")
+    s.add_argument("--events", required=True, help="shopper, product, kind (view|add_to_cart|purchase), ts")
+    s.add_argument("--shoppers", help="id, loyalty (optional; else loyalty tiers come from the config's rules)")
+    s.add_argument("--config", default=str(ROOT / "kv-seed" / "seed.toml"), help="list sizes, decay, segment rules")
+    s.add_argument("--out", required=True, help="output directory (kv.json, manifest.json, origin/)")
+    s.add_argument("--on-bad-row", choices=("skip", "fail"), default="skip",
+                   help="skip bad rows (each reported with file and line) or fail the build")
+    s.add_argument("--now", type=int, help="the build's 'now' in epoch seconds (default: the last event)")
+    s.add_argument("--full", action="store_true",
+                   help="recompute every profile (default: reuse those whose shopper's events did not change)")
+    s.set_defaults(func=cmd_build)
     s = sub.add_parser("origin", help="serve the origin (the edge's miss path) with uvicorn")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8788)

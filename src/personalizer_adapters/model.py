@@ -19,6 +19,38 @@ VIEW, CART, PURCHASE = 0, 1, 2
 
 
 @dataclass(frozen=True)
+class SegmentRules:
+    """Segment rules from the build config ([segments] in the TOML); the origin applies the same ones."""
+
+    new_max_events: int = 2
+    cart_left_after_s: int = 6 * 3600
+    affinity: bool = True
+    # tier -> (minimum purchases, minimum purchase value in cents); used when no tier is given for a shopper
+    loyalty: tuple[tuple[str, int, int], ...] = (("platinum", 8, 100_000), ("gold", 4, 40_000), ("silver", 2, 10_000))
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> SegmentRules:
+        seg = cfg.get("segments", {})
+        base = cls()
+        tiers = seg.get("loyalty")
+        loyalty = base.loyalty if tiers is None else tuple(sorted(
+            ((name, int(t["orders"]), int(round(float(t["value"]) * 100))) for name, t in tiers.items()),
+            key=lambda t: (-t[1], -t[2])))
+        return cls(int(seg.get("new_max_events", base.new_max_events)),
+                   int(float(seg.get("cart_left_after_hours", base.cart_left_after_s / 3600)) * 3600),
+                   bool(seg.get("affinity", base.affinity)), loyalty)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"new_max_events": self.new_max_events, "cart_left_after_s": self.cart_left_after_s,
+                "affinity": self.affinity, "loyalty": [list(t) for t in self.loyalty]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SegmentRules:
+        return cls(d["new_max_events"], d["cart_left_after_s"], d["affinity"],
+                   tuple((str(t[0]), int(t[1]), int(t[2])) for t in d["loyalty"]))
+
+
+@dataclass(frozen=True)
 class Model:
     """What the origin needs to compute a profile: catalog cards, item neighbours, segment ids."""
 
@@ -32,6 +64,8 @@ class Model:
     in_stock: npt.NDArray[np.bool_]
     neighbours: npt.NDArray[np.int32]          # (products, K) most similar items, best first
     weights: npt.NDArray[np.float32]           # (products, K) their similarity
+    rules: SegmentRules = SegmentRules()
+    prices: dict[str, int] | None = None       # current prices that differ from the cards' (price drops)
 
     @property
     def index(self) -> dict[str, int]:
@@ -43,7 +77,8 @@ class Model:
                             neighbours=self.neighbours, weights=self.weights)
         (directory / "model.json").write_text(json.dumps({
             "generation": self.generation, "now": self.now, "half_life_s": self.half_life_s,
-            "personal_list": self.personal_list, "categories": self.categories, "cards": self.cards}))
+            "personal_list": self.personal_list, "categories": self.categories, "cards": self.cards,
+            "rules": self.rules.as_json(), "prices": self.prices or {}}))
 
     @classmethod
     def load(cls, directory: Path) -> Model:
@@ -51,7 +86,7 @@ class Model:
         with np.load(directory / "model.npz") as arrays:
             return cls(meta["generation"], meta["now"], meta["half_life_s"], meta["personal_list"], meta["cards"],
                        meta["categories"], arrays["category_of"], arrays["in_stock"], arrays["neighbours"],
-                       arrays["weights"])
+                       arrays["weights"], SegmentRules.from_json(meta["rules"]), meta["prices"])
 
 
 def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
@@ -67,37 +102,50 @@ def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | Non
     return ranked
 
 
-def profile_payload(model: Model, shopper: str, loyalty: str, products: npt.NDArray[Any],
+def profile_payload(model: Model, shopper: str, loyalty: str | None, products: npt.NDArray[Any],
                     kinds: npt.NDArray[Any], ts: npt.NDArray[Any]) -> dict[str, Any]:
-    """A v1 profile payload from one shopper's events (product indices, kinds, timestamps; any order)."""
+    """A v1 profile payload from one shopper's events (product indices, kinds, timestamps; any order).
+
+    Works on the shopper's own items and their neighbours only, never on catalog-sized arrays, so a build
+    of a million shoppers costs a million small computations. ``loyalty`` ``None``: derived by the rules.
+    """
     order = np.argsort(ts, kind="stable")
     products, kinds, ts = products[order], kinds[order], ts[order]
-    P = len(model.cards)
-    decay = np.exp2(-(model.now - ts) / model.half_life_s)
-    x = np.bincount(products, weights=EVENT_WEIGHT[kinds] * decay, minlength=P)
-    bought = np.zeros(P, dtype=bool)
-    bought[products[kinds == PURCHASE]] = True
+    cards, rules = model.cards, model.rules
+    items, inverse = np.unique(products, return_inverse=True)
+    weight = EVENT_WEIGHT[kinds] * np.exp2(-(model.now - ts) / model.half_life_s)
+    x = np.bincount(inverse, weights=weight, minlength=len(items))
+    bought = np.unique(products[kinds == PURCHASE])
     # Personal list: the shopper's weighted history through item-to-item similarity.
-    hist = np.flatnonzero(x)
-    scores = np.zeros(P)
-    np.add.at(scores, model.neighbours[hist].ravel(), (x[hist, None] * model.weights[hist]).ravel())
-    personal = top_k(scores, model.personal_list, bought | ~model.in_stock)
+    candidates, where = np.unique(model.neighbours[items].ravel(), return_inverse=True)
+    scores = np.bincount(where, weights=(x[:, None] * model.weights[items]).ravel(), minlength=len(candidates))
+    excluded = np.isin(candidates, bought) | ~model.in_stock[candidates]
+    personal = candidates[top_k(scores, model.personal_list, excluded)]
     # Recently viewed, newest first, distinct; the cart is the last add-to-cart not bought.
-    views = products[kinds == VIEW][::-1]
-    recent = list(dict.fromkeys(views.tolist()))[:12]
+    recent = list(dict.fromkeys(products[kinds == VIEW][::-1].tolist()))[:12]
     carts = np.flatnonzero(kinds == CART)
-    cart = [int(products[carts[-1]])] if len(carts) and not bought[products[carts[-1]]] else []
-    affinity = np.bincount(model.category_of[products], weights=EVENT_WEIGHT[kinds] * decay,
-                           minlength=len(model.categories))
-    segments = [f"likes-{model.categories[int(affinity.argmax())]}"] if affinity.max() > 0 else []
+    cart = [int(products[carts[-1]])] if len(carts) and products[carts[-1]] not in bought else []
+    cart_at = int(ts[carts[-1]]) if cart else 0
+    if loyalty is None:
+        spent = sum(cards[i][4] for i in products[kinds == PURCHASE].tolist())
+        orders = int((kinds == PURCHASE).sum())
+        loyalty = next((t for t, n, v in rules.loyalty if orders >= n and spent >= v), "")
+    watched = [cards[i][0] for i in recent[:5]]
+    segments: list[str] = []
+    affinity = np.bincount(model.category_of[items], weights=x, minlength=len(model.categories))
+    if rules.affinity and affinity.max() > 0:
+        segments.append(f"likes-{model.categories[int(affinity.argmax())]}")
     if loyalty:
         segments.append(f"loyal-{loyalty}")
-    segments.append("new" if len(products) <= 2 else "returning")
-    cards = model.cards
+    if cart and model.now - cart_at >= rules.cart_left_after_s:
+        segments.append("cart-left")
+    prices = model.prices or {}
+    if any(prices.get(w, cards[i][4]) < cards[i][4] for w, i in zip(watched, recent, strict=False)):
+        segments.append("price-watcher")
+    segments.append("new" if len(products) <= rules.new_max_events else "returning")
     return {
         "id": shopper, "segments": segments, "cards": [cards[i] for i in personal],
-        "recent": [cards[i] for i in recent], "bought": [cards[i][0] for i in np.flatnonzero(bought)],
-        "cart": [cards[i] for i in cart], "cart_updated_at": int(ts[carts[-1]]) if cart else 0,
-        "loyalty": loyalty, "categories": list(dict.fromkeys(cards[i][6] for i in recent))[:3],
-        "watched": [cards[i][0] for i in recent[:5]],
+        "recent": [cards[i] for i in recent], "bought": [cards[i][0] for i in bought.tolist()],
+        "cart": [cards[i] for i in cart], "cart_updated_at": cart_at, "loyalty": loyalty,
+        "categories": list(dict.fromkeys(cards[i][6] for i in recent))[:3], "watched": watched,
     }

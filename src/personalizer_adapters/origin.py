@@ -50,11 +50,11 @@ class Origin:
         kind, gen, ident = keys.parse(key)
         if kind == "profile":
             assert ident is not None
-            loyalty = self.store.loyalty(ident)
-            if loyalty is None:
+            known = self.store.shopper(ident)
+            if known is None:
                 return None
             products, kinds, ts = self.store.events(ident, self.index)
-            payload = profile_payload(self.model, ident, loyalty, products, kinds, ts)
+            payload = profile_payload(self.model, ident, known[0], products, kinds, ts)
             return codec.encode("profile", payload, produced_at=int(time.time()))
         if kind in ("segment", "item", "popular", "banners") and gen == self.model.generation:
             return self.store.record(key)

@@ -74,16 +74,47 @@ def write_origin(shop: Shop, built: Built, directory: Path) -> None:
         shared)
 
 
-def write_seed(config_path: Path, out_dir: Path, fallback_path: Path | None) -> Built:
+def erased_in(out_dir: Path) -> set[str]:
+    """Tombstoned people of an output directory's profile store (privacy erasures), if it has one."""
     store = out_dir / "origin" / "store.sqlite"
-    erased = ProfileStore(store).tombstones() if store.exists() else set()
-    shop, built = build_seed(config_path, erased)
+    return ProfileStore(store).tombstones() if store.exists() else set()
+
+
+def write_outputs(shop: Shop, built: Built, out_dir: Path) -> None:
+    """A build's outputs: kv.json (wrangler bulk format), generation.txt, manifest.json (key -> content
+    hash), and origin/ (model artifacts and profile store). Each file is replaced atomically."""
+    from .plan import digest
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "kv.json.tmp"
-    tmp.write_text(bulk_json(built.records))
-    tmp.replace(out_dir / "kv.json")  # atomic: a reader never sees half a seed
-    (out_dir / "generation.txt").write_text(built.generation + "\n")
+    for name, text in (("kv.json", bulk_json(built.records)),
+                       ("manifest.json", json.dumps({"generation": built.generation, "records": {
+                           k: digest(v) for k, v in sorted(built.records.items())}}, indent=0)),
+                       ("profiles.digests.json", json.dumps(built.digests, sort_keys=True)),
+                       ("generation.txt", built.generation + "\n")):
+        tmp = out_dir / f"{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out_dir / name)  # atomic: a reader never sees half a build
     write_origin(shop, built, out_dir / "origin")
+
+
+def previous_profiles(out_dir: Path) -> dict[str, tuple[str, bytes]] | None:
+    """The last build's profile records and event digests in ``out_dir``, for reuse; ``None`` if absent."""
+    digests_path, kv_path = out_dir / "profiles.digests.json", out_dir / "kv.json"
+    if not (digests_path.exists() and kv_path.exists()):
+        return None
+    digests = json.loads(digests_path.read_text())
+    out = {}
+    for pair in json.loads(kv_path.read_text()):
+        if pair["key"].startswith("pz1:p:"):
+            person = pair["key"][len("pz1:p:"):]
+            if person in digests:
+                out[person] = (digests[person], base64.b64decode(pair["value"]))
+    return out
+
+
+def write_seed(config_path: Path, out_dir: Path, fallback_path: Path | None) -> Built:
+    shop, built = build_seed(config_path, erased_in(out_dir))
+    write_outputs(shop, built, out_dir)
     if fallback_path is not None:
         fallback_path.write_text(fallback_source(built))
     return built

@@ -63,6 +63,7 @@ class Shop:
     shoppers: list[dict[str, Any]]
     events: npt.NDArray[Any]  # structured: shopper (int32), product (int32), kind (int8), ts (int64)
     now: int
+    current_prices: dict[int, int] | None = None  # product index -> current price, where it dropped (None: synthetic)
 
 
 def generate(cfg: dict[str, Any]) -> Shop:

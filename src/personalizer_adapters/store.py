@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS shoppers (id TEXT PRIMARY KEY, loyalty TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS shoppers (id TEXT PRIMARY KEY, loyalty TEXT);
 CREATE TABLE IF NOT EXISTS events (shopper TEXT NOT NULL, product TEXT NOT NULL, kind INTEGER NOT NULL,
                                    ts INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_shopper ON events (shopper);
@@ -35,19 +35,19 @@ class ProfileStore:
                     records: Iterable[tuple[str, bytes]]) -> None:
         """Load a full snapshot in one transaction (the seed, or a build)."""
         with closing(self._connect()) as db, db:
-            db.execute("DELETE FROM shoppers")
-            db.execute("DELETE FROM events")
-            db.execute("DELETE FROM records")
+            # The snapshot tables are recreated (their schema may be older); tombstones are never dropped.
+            db.executescript("DROP TABLE IF EXISTS shoppers; DROP TABLE IF EXISTS events; "
+                             "DROP TABLE IF EXISTS records;" + SCHEMA)
             db.executemany("INSERT INTO shoppers VALUES (?, ?)", shoppers)
             db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
             db.executemany("INSERT INTO records VALUES (?, ?)", records)
 
-    def loyalty(self, shopper: str) -> str | None:
-        """The shopper's loyalty tier ('' for none), or ``None`` when the store does not know them."""
+    def shopper(self, shopper: str) -> tuple[str | None] | None:
+        """``(loyalty,)`` for a known shopper (``None`` tier: the build's rules derive it), ``None`` if unknown."""
         with closing(self._connect()) as db:
             row = db.execute("SELECT loyalty FROM shoppers WHERE id = ? AND id NOT IN (SELECT id FROM tombstones)",
                              (shopper,)).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else (None if row[0] is None else str(row[0]),)
 
     def events(self, shopper: str, index: dict[str, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
                                                                      npt.NDArray[np.int64]]:
