@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib
 import json
@@ -126,12 +127,16 @@ def function_url_event(key: str, secret: str) -> dict[str, object]:
 
 
 def test_lambda_handler_answers_like_the_http_app(origin: httpx.Client, built: Built, seed_dir: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  request: pytest.FixtureRequest) -> None:
     """Mangum + the app, given a Function URL event, returns what the app returns over HTTP."""
     monkeypatch.setenv("PZ_ORIGIN_DATA", str(seed_dir / "origin"))
     monkeypatch.setenv("ORIGIN_SECRET", SECRET)
     sys.modules.pop("personalizer_adapters.lambda_handler", None)
     handler = importlib.import_module("personalizer_adapters.lambda_handler").handler
+    # Mangum installs an event loop on this thread, as it should in a Lambda process; close it after.
+    request.addfinalizer(lambda: (asyncio.get_event_loop_policy().get_event_loop().close(),
+                                  asyncio.set_event_loop(None)))
     seg = next(k for k in built.records if ":seg:" in k)
     for key, secret in ((seg, SECRET), (keys.profile("c05001"), SECRET), (keys.profile("c99999"), SECRET),
                         (seg, "wrong-secret-0123456789")):
