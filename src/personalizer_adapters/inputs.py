@@ -155,8 +155,8 @@ def read_events(path: Path, products: dict[str, int], report: Report) -> tuple[l
                 raise ValueError(f"unknown product {product!r}")
             if kind not in EVENT_KINDS:
                 raise ValueError(f"unknown kind {kind!r} (expected {', '.join(EVENT_KINDS)})")
-            out.append((shoppers.setdefault(shopper, len(shoppers)), products[product], EVENT_KINDS.index(kind),
-                        _timestamp(_text(row, "ts"))))
+            ts = _timestamp(_text(row, "ts"))  # every check before the shopper is registered: a bad row adds none
+            out.append((shoppers.setdefault(shopper, len(shoppers)), products[product], EVENT_KINDS.index(kind), ts))
         except ValueError as exc:
             report.reject(where, str(exc))
     events = np.array(out, dtype=[("shopper", "i4"), ("product", "i4"), ("kind", "i1"), ("ts", "i8")])
