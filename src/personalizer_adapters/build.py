@@ -167,8 +167,16 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
         in_carts = sorted({p for p, _ in last_carts(ev, S, P).values()})
         dropped = sorted(set(in_carts[::4]) | set(rng.choice(P, P // 50).tolist()))
         prices = {cards[i][0]: int(cards[i][4] * 0.8) // 100 * 100 + 99 for i in dropped if in_stock[i]}
+    cat_total = np.bincount(cat_of, weights=popularity, minlength=len(cats))
+    within_share = (popularity / np.maximum(cat_total[cat_of], 1e-12)).astype(np.float32)
+    depth = cfg["personal_list"] * 2
+    category_top = np.full((len(cats), depth), -1, dtype=np.int32)
+    for c in range(len(cats)):
+        best = top_k(np.where(cat_of == c, popularity, 0), depth, oos)
+        category_top[c, :len(best)] = best
+        category_top[c, len(best):] = best[0] if len(best) else 0  # padding repeats: unique() removes it
     model = Model(gen, now, half_life_s, cfg["personal_list"], cards, cats, cat_of, in_stock, neighbours, weights,
-                  SegmentRules.from_config(cfg), prices)
+                  SegmentRules.from_config(cfg), prices, category_top, within_share, float(cfg.get("cf_weight", 0.1)))
     rec: dict[str, bytes] = {}
 
     def put(key: str, kind: str, data: dict[str, Any], generation: str | None = gen) -> None:

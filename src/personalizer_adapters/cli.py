@@ -89,6 +89,29 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .inputs import InputError, load_shop
+    from .seed import load_config
+    from .seedgen import generate
+
+    cfg = load_config(Path(args.config))
+    if args.catalog and args.events:
+        try:
+            shop, report = load_shop(Path(args.catalog), Path(args.events), None, strict=False, now=None)
+        except (InputError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(report.summary(), file=sys.stderr)
+    elif args.catalog or args.events:
+        print("error: give both --catalog and --events, or neither (the seed shop)", file=sys.stderr)
+        return 2
+    else:
+        shop = generate(cfg)
+    print(evaluate(shop, cfg, k=args.k, holdout=args.holdout))
+    return 0
+
+
 def cmd_origin(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -228,6 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--full", action="store_true",
                    help="recompute every profile (default: reuse those whose shopper's events did not change)")
     s.set_defaults(func=cmd_build)
+    s = sub.add_parser("evaluate", help="precision/recall/NDCG@k of the lists on held-out last interactions")
+    s.add_argument("--catalog", help="as for build (default: the seed shop, with its known latent tastes)")
+    s.add_argument("--events")
+    s.add_argument("--config", default=str(ROOT / "kv-seed" / "seed.toml"))
+    s.add_argument("--k", type=int, default=12)
+    s.add_argument("--holdout", type=int, default=3, help="last interactions held out per shopper")
+    s.set_defaults(func=cmd_evaluate)
     s = sub.add_parser("origin", help="serve the origin (the edge's miss path) with uvicorn")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8788)

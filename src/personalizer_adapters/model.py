@@ -7,7 +7,7 @@ computed on a miss has exactly the form and the logic of one pushed by a batch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,10 @@ class Model:
     weights: npt.NDArray[np.float32]           # (products, K) their similarity
     rules: SegmentRules = SegmentRules()
     prices: dict[str, int] | None = None       # current prices that differ from the cards' (price drops)
+    # Taste-aware popularity: each category's most popular items, and each item's share of its category.
+    category_top: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int32))
+    within_share: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    cf_weight: float = 0.1                     # weight of item-to-item similarity against taste-aware popularity
 
     @property
     def index(self) -> dict[str, int]:
@@ -74,11 +78,12 @@ class Model:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(directory / "model.npz", category_of=self.category_of, in_stock=self.in_stock,
-                            neighbours=self.neighbours, weights=self.weights)
+                            neighbours=self.neighbours, weights=self.weights, category_top=self.category_top,
+                            within_share=self.within_share)
         (directory / "model.json").write_text(json.dumps({
             "generation": self.generation, "now": self.now, "half_life_s": self.half_life_s,
             "personal_list": self.personal_list, "categories": self.categories, "cards": self.cards,
-            "rules": self.rules.as_json(), "prices": self.prices or {}}))
+            "rules": self.rules.as_json(), "prices": self.prices or {}, "cf_weight": self.cf_weight}))
 
     @classmethod
     def load(cls, directory: Path) -> Model:
@@ -86,7 +91,8 @@ class Model:
         with np.load(directory / "model.npz") as arrays:
             return cls(meta["generation"], meta["now"], meta["half_life_s"], meta["personal_list"], meta["cards"],
                        meta["categories"], arrays["category_of"], arrays["in_stock"], arrays["neighbours"],
-                       arrays["weights"], SegmentRules.from_json(meta["rules"]), meta["prices"])
+                       arrays["weights"], SegmentRules.from_json(meta["rules"]), meta["prices"],
+                       arrays["category_top"], arrays["within_share"], meta["cf_weight"])
 
 
 def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
@@ -116,10 +122,21 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     weight = EVENT_WEIGHT[kinds] * np.exp2(-(model.now - ts) / model.half_life_s)
     x = np.bincount(inverse, weights=weight, minlength=len(items))
     bought = np.unique(products[kinds == PURCHASE])
-    # Personal list: the shopper's weighted history through item-to-item similarity.
-    candidates, where = np.unique(model.neighbours[items].ravel(), return_inverse=True)
-    scores = np.bincount(where, weights=(x[:, None] * model.weights[items]).ravel(), minlength=len(candidates))
-    excluded = np.isin(candidates, bought) | ~model.in_stock[candidates]
+    # Personal list: the shopper's category affinity times each item's popularity within its category
+    # (taste-aware popularity), plus their weighted history through item-to-item similarity.
+    affinity = np.bincount(model.category_of[items], weights=x, minlength=len(model.categories))
+    taste = affinity / max(affinity.sum(), 1e-12)
+    favourite = np.argsort(-affinity, kind="stable")[:3]
+    liked = favourite[affinity[favourite] > 0]
+    pool = np.concatenate([model.neighbours[items].ravel(), model.category_top[liked].ravel()])
+    contrib = np.concatenate([(x[:, None] * model.weights[items]).ravel(),
+                              np.zeros(len(pool) - model.neighbours[items].size)])
+    candidates, where = np.unique(pool, return_inverse=True)
+    cf = np.bincount(where, weights=contrib, minlength=len(candidates))
+    scores = model.cf_weight * cf / max(cf.max(initial=0.0), 1e-12) + taste[model.category_of[candidates]] * (
+        model.within_share[candidates] if len(model.within_share) else 0.0)
+    # "For you" is for discovery: what the shopper already saw has the recently-viewed slot.
+    excluded = np.isin(candidates, items) | ~model.in_stock[candidates]
     personal = candidates[top_k(scores, model.personal_list, excluded)]
     # Recently viewed, newest first, distinct; the cart is the last add-to-cart not bought.
     recent = list(dict.fromkeys(products[kinds == VIEW][::-1].tolist()))[:12]
@@ -132,7 +149,6 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
         loyalty = next((t for t, n, v in rules.loyalty if orders >= n and spent >= v), "")
     watched = [cards[i][0] for i in recent[:5]]
     segments: list[str] = []
-    affinity = np.bincount(model.category_of[items], weights=x, minlength=len(model.categories))
     if rules.affinity and affinity.max() > 0:
         segments.append(f"likes-{model.categories[int(affinity.argmax())]}")
     if loyalty:
