@@ -52,8 +52,11 @@ lint: install
 	$(VENV)/bin/ruff check src worker tests
 	$(VENV)/bin/mypy
 
+# BATCH_SCALE="shoppers products events" (default: the issue's 1,000,000 100,000 20,000,000).
+BATCH_SCALE ?= 1000000 100000 20000000
 bench: install kv-seed/out/kv.json
 	$(PY) tests/bench/bench.py
+	$(PY) tests/bench/batch_bench.py $(BATCH_SCALE)
 
 bundle: install
 	npx wrangler deploy --dry-run --outdir dist/bundle

@@ -104,9 +104,11 @@ def row_top_k(matrix: sparse.csr_matrix, k: int,
 def cosine(m: sparse.csr_matrix) -> sparse.csr_matrix:
     """Column-by-column cosine similarity of a sparse matrix, diagonal removed."""
     norms = np.sqrt(np.asarray(m.multiply(m).sum(0)).ravel()) + 1e-9
-    scale = sparse.diags(1.0 / norms)
-    sim = (scale @ (m.T @ m) @ scale).tocsr()
-    sim.setdiag(0)
+    scaled = (m @ sparse.diags(1.0 / norms)).tocsc()
+    sim = (scaled.T.tocsr() @ scaled.tocsr()).tocsr()  # CSR x CSR stays CSR: no CSC round trip
+    # Zero the diagonal in place (setdiag on a large CSR matrix rebuilds it; this does not).
+    rows = np.repeat(np.arange(sim.shape[0]), np.diff(sim.indptr))
+    sim.data[sim.indices == rows] = 0
     sim.eliminate_zeros()
     return sim
 
