@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,16 +102,29 @@ def row_top_k(matrix: sparse.csr_matrix, k: int,
     return out
 
 
-def cosine(m: sparse.csr_matrix) -> sparse.csr_matrix:
-    """Column-by-column cosine similarity of a sparse matrix, diagonal removed."""
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(0)).ravel()) + 1e-9
-    scaled = (m @ sparse.diags(1.0 / norms)).tocsc()
-    sim = (scaled.T.tocsr() @ scaled.tocsr()).tocsr()  # CSR x CSR stays CSR: no CSC round trip
-    # Zero the diagonal in place (setdiag on a large CSR matrix rebuilds it; this does not).
-    rows = np.repeat(np.arange(sim.shape[0]), np.diff(sim.indptr))
-    sim.data[sim.indices == rows] = 0
-    sim.eliminate_zeros()
-    return sim
+def item_chunks(X: sparse.csr_matrix, B: sparse.csr_matrix,
+                chunk: int = 512) -> Iterator[tuple[int, sparse.csr_matrix, sparse.csr_matrix]]:
+    """Item-to-item cosine rows, ``chunk`` items at a time: ``(first item, co-purchase rows, taste rows)``.
+
+    The full product x product matrices of a large catalog do not fit in memory; a chunk of rows does, and
+    each is reduced to its top entries before the next is computed. Diagonals are zero.
+    """
+    def normalised(m: sparse.csr_matrix) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+        norms = np.sqrt(np.asarray(m.multiply(m).sum(0)).ravel()) + 1e-9
+        scaled = (m @ sparse.diags(1.0 / norms)).tocsr()
+        return scaled.T.tocsr(), scaled
+
+    xt, xs = normalised(X)
+    bt, bs = normalised(B)
+    for lo in range(0, X.shape[1], chunk):
+        rows = []
+        for left, right in ((bt, bs), (xt, xs)):
+            part = (left[lo:lo + chunk] @ right).tocsr()
+            diagonal = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr)) + lo
+            part.data[part.indices == diagonal] = 0
+            part.eliminate_zeros()
+            rows.append(part)
+        yield lo, rows[0], rows[1]
 
 
 def last_carts(ev: npt.NDArray[Any], shoppers: int, products: int) -> dict[int, tuple[int, int]]:
@@ -152,14 +166,22 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     strong = ev[ev["kind"] >= CART]
     B = sparse.csr_matrix((np.ones(len(strong)), (strong["shopper"], strong["product"])), shape=(S, P))
     B.data[:] = 1.0  # duplicates were summed: back to 0/1
-    co, sim = cosine(B), cosine(X)
     popularity = np.asarray(X.sum(0)).ravel()
-    nb = row_top_k(sim, NEIGHBOURS_K, np.zeros(P, dtype=bool))
+    # One pass over item rows, in chunks: taste neighbours (for personal lists), also-bought, and each item's
+    # co-purchased items (the complement candidates). Only these small per-item lists outlive a chunk.
+    n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
     neighbours = np.zeros((P, NEIGHBOURS_K), dtype=np.int32)
     weights = np.zeros((P, NEIGHBOURS_K), dtype=np.float32)
-    for i, (cols, vals) in enumerate(nb):
-        neighbours[i, :len(cols)] = cols
-        weights[i, :len(cols)] = vals
+    also: list[npt.NDArray[np.int64]] = []
+    co_rows: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
+    no_exclusion = np.zeros(P, dtype=bool)
+    for lo, co, sim in item_chunks(X, B):
+        for r, (cols, vals) in enumerate(row_top_k(sim, NEIGHBOURS_K, no_exclusion)):
+            neighbours[lo + r, :len(cols)] = cols
+            weights[lo + r, :len(cols)] = vals
+        also += [cols for cols, _ in row_top_k((co + 1e-3 * sim).tocsr(), n_nb, oos)]
+        co_rows += [(co.indices[co.indptr[r]:co.indptr[r + 1]].astype(np.int64), co.data[co.indptr[r]:co.indptr[r + 1]])
+                    for r in range(co.shape[0])]
 
     gen = f"g{now}-{hashlib.sha256(ev.tobytes() + repr(cfg).encode()).hexdigest()[:8]}"
     if shop.current_prices is not None:  # a real catalog: previous_price > price marks a drop
@@ -208,7 +230,6 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
         if s < pushed:
             put(keys.profile(prof["id"]), "profile", prof, generation=None)
 
-    n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
     popular_ix = top_k(popularity, n_seg, oos)
     put(keys.popular(gen), "popular", {"name": "popular", "cards": [cards[i] for i in popular_ix]})
     segment_ids = sorted({g for prof in profiles if prof for g in prof["segments"]})
@@ -223,7 +244,6 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
 
     # Also-bought: co-purchase cosine, taste similarity to break ties. Complements: items of the categories
     # most bought alongside this one (from the data), by co-purchase, backfilled by their popular items.
-    also = row_top_k((co + 1e-3 * sim).tocsr(), n_nb, oos)
     onehot = sparse.csr_matrix((np.ones(P), (np.arange(P), cat_of)), shape=(P, len(cats)))
     by_cat = (B @ onehot).T @ (B @ onehot)
     by_cat = by_cat.toarray()
@@ -233,14 +253,14 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     pop_norm = 1e-4 * popularity / (popularity.max() + 1e-9)
     for i in range(P):
         targets = comp_cats[cat_of[i]]
-        lo, hi = co.indptr[i], co.indptr[i + 1]
-        cand = np.concatenate([co.indices[lo:hi], *(pop_in_cat[c] for c in targets)]).astype(np.int64)
-        score = np.concatenate([co.data[lo:hi], np.zeros(len(cand) - (hi - lo))])
+        co_cols, co_vals = co_rows[i]
+        cand = np.concatenate([co_cols, *(pop_in_cat[c] for c in targets)]).astype(np.int64)
+        score = np.concatenate([co_vals, np.zeros(len(cand) - len(co_cols))])
         keep = np.isin(cat_of[cand], targets) & ~oos[cand]
         cand, score = cand[keep], score[keep] + pop_norm[cand[keep]]
         cand, first = np.unique(cand, return_index=True)
         comp = cand[top_k(score[first], n_nb)]
-        put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0], "also_bought": [cards[j] for j in also[i][0]],
+        put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0], "also_bought": [cards[j] for j in also[i]],
                                                   "complements": [cards[j] for j in comp]})
     put(keys.banners(gen), "banners", {"rules": banner_rules(cats)})
     put(keys.INVENTORY, "inventory", {"out_of_stock": [cards[i][0] for i in np.flatnonzero(oos)],
