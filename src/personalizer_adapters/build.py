@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,7 +148,8 @@ def events_digest(events: npt.NDArray[Any], loyalty: str | None, products: list[
                           + str(loyalty).encode()).hexdigest()[:24]
 
 
-def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]] | None = None) -> Built:
+def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]] | None = None,
+          progress: Callable[[str], None] = lambda _: None) -> Built:
     """Records for a new generation. ``previous`` (shopper -> (events digest, profile bytes)) lets a shopper
     whose events did not change keep their profile record byte for byte, so a push of the next build
     touches only the profiles of people who did something (a full rebuild passes ``None``)."""
@@ -167,6 +169,8 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     B = sparse.csr_matrix((np.ones(len(strong)), (strong["shopper"], strong["product"])), shape=(S, P))
     B.data[:] = 1.0  # duplicates were summed: back to 0/1
     popularity = np.asarray(X.sum(0)).ravel()
+    started = time.perf_counter()
+    progress(f"build: interaction matrices ({X.nnz:,} shopper-item pairs)")
     # One pass over item rows, in chunks: taste neighbours (for personal lists), also-bought, and each item's
     # co-purchased items (the complement candidates). Only these small per-item lists outlive a chunk.
     n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
@@ -176,6 +180,8 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     co_rows: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
     no_exclusion = np.zeros(P, dtype=bool)
     for lo, co, sim in item_chunks(X, B):
+        if lo % 16384 == 0:
+            progress(f"build: item similarities {lo:,}/{P:,} ({time.perf_counter() - started:.0f}s)")
         for r, (cols, vals) in enumerate(row_top_k(sim, NEIGHBOURS_K, no_exclusion)):
             neighbours[lo + r, :len(cols)] = cols
             weights[lo + r, :len(cols)] = vals
@@ -208,34 +214,36 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
 
     # Profiles first: their segments define segment membership. Only the first `kv_profiles` shoppers are
     # pushed to KV; the rest exist only in the origin's profile store (signed up since the last push).
-    profiles: list[dict[str, Any] | None] = []
+    segments_of: list[list[str]] = []  # only the segments outlive a shopper's turn: payloads are large
     digests: dict[str, str] = {}
     reused = 0
     pushed = cfg.get("kv_profiles", S)
     for s, events in enumerate(by_shopper(ev, S)):
+        if s % 200_000 == 0:
+            progress(f"build: profiles {s:,}/{S:,} ({time.perf_counter() - started:.0f}s)")
         shopper = shop.shoppers[s]
         if not len(events):
-            profiles.append(None)
+            segments_of.append([])
             continue
         digest = digests[shopper["id"]] = events_digest(events, shopper.get("loyalty"), shop.products)
         before = (previous or {}).get(shopper["id"])
         if before is not None and before[0] == digest and s < pushed:
             rec[keys.profile(shopper["id"])] = before[1]
-            profiles.append(codec.decode(before[1], expect="profile").data)
+            segments_of.append(codec.decode(before[1], expect="profile").data["segments"])
             reused += 1
             continue
         prof = profile_payload(model, shopper["id"], shopper.get("loyalty"), events["product"], events["kind"],
                                events["ts"])
-        profiles.append(prof)
+        segments_of.append(prof["segments"])
         if s < pushed:
             put(keys.profile(prof["id"]), "profile", prof, generation=None)
 
     popular_ix = top_k(popularity, n_seg, oos)
     put(keys.popular(gen), "popular", {"name": "popular", "cards": [cards[i] for i in popular_ix]})
-    segment_ids = sorted({g for prof in profiles if prof for g in prof["segments"]})
+    segment_ids = sorted({g for segs in segments_of for g in segs})
     member_rows: dict[str, list[int]] = {seg: [] for seg in segment_ids}
-    for s, member in enumerate(profiles):
-        for seg in member["segments"] if member else ():
+    for s, segs in enumerate(segments_of):
+        for seg in segs:
             member_rows[seg].append(s)
     for seg in segment_ids:
         top = top_k(np.asarray(X[member_rows[seg]].sum(0)).ravel(), n_seg, oos)
@@ -251,6 +259,7 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     comp_cats = [np.flatnonzero(row)[np.argsort(-row[np.flatnonzero(row)], kind="stable")][:3] for row in by_cat]
     pop_in_cat = [top_k(np.where(cat_of == c, popularity, 0), n_nb, oos) for c in range(len(cats))]
     pop_norm = 1e-4 * popularity / (popularity.max() + 1e-9)
+    progress(f"build: segments done, item records ({time.perf_counter() - started:.0f}s)")
     for i in range(P):
         targets = comp_cats[cat_of[i]]
         co_cols, co_vals = co_rows[i]

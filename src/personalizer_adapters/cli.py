@@ -79,7 +79,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary(), file=sys.stderr)
-    built = build(shop, cfg, None if args.full else previous_profiles(out))
+    built = build(shop, cfg, None if args.full else previous_profiles(out),
+                  progress=lambda line: print(line, file=sys.stderr, flush=True))
     write_outputs(shop, built, out)
     size = sum(len(v) for v in built.records.values())
     print(f"build: generation {built.generation}: {len(shop.products)} products, {len(shop.shoppers)} shoppers, "

@@ -69,7 +69,7 @@ def main() -> None:
     t1 = time.perf_counter()
     print(f"batch: generated {S:,} shoppers, {P:,} products, {len(shop.events):,} events in {t1 - t0:.1f}s "
           f"(peak {peak_rss_gib():.2f} GiB)", flush=True)
-    built = build(shop, cfg)
+    built = build(shop, cfg, progress=lambda line: print(f"  {line} (peak {peak_rss_gib():.2f} GiB)", flush=True))
     t2 = time.perf_counter()
     size = sum(len(v) for v in built.records.values())
     print(f"batch: build {t2 - t1:.1f}s -> {len(built.records):,} records, {size / 1e9:.2f} GB "
