@@ -19,6 +19,7 @@ from .model import CART, EVENT_WEIGHT, PURCHASE, Model, SegmentRules, profile_pa
 from .seedgen import Shop
 
 NEIGHBOURS_K = 50  # similar items kept per item: the personal list's reach
+CO_CANDIDATES = 256  # co-purchased items kept per item as complement candidates
 
 
 @dataclass(frozen=True)
@@ -186,8 +187,8 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
             neighbours[lo + r, :len(cols)] = cols
             weights[lo + r, :len(cols)] = vals
         also += [cols for cols, _ in row_top_k((co + 1e-3 * sim).tocsr(), n_nb, oos)]
-        co_rows += [(co.indices[co.indptr[r]:co.indptr[r + 1]].astype(np.int64), co.data[co.indptr[r]:co.indptr[r + 1]])
-                    for r in range(co.shape[0])]
+        # Complement candidates: each item's strongest co-purchases (bounded, or memory grows with the catalog).
+        co_rows += row_top_k(co, CO_CANDIDATES, no_exclusion)
 
     gen = f"g{now}-{hashlib.sha256(ev.tobytes() + repr(cfg).encode()).hexdigest()[:8]}"
     if shop.current_prices is not None:  # a real catalog: previous_price > price marks a drop
