@@ -190,3 +190,18 @@ def test_batches_respect_the_byte_limit(monkeypatch: pytest.MonkeyPatch) -> None
     batches = list(make_plan(build, TargetState()).batches(build))
     assert len(batches) > 1 and sum(len(b) for b in batches) == len(build.records) - 1
     assert all(len(b) <= MAX_PAIRS for b in batches)
+
+
+def test_read_bulk_streams_our_layout_and_parses_any_other(tmp_path: Path) -> None:
+    """A one-pair-per-line file and a compact one give the same pairs, binary values intact."""
+    import base64
+    import json
+
+    from personalizer_adapters.plan import read_bulk
+
+    records = {"pz1:a": b"\x00\xff", "pz1:b": bytes(range(256))}
+    (tmp_path / "lines.json").write_text(bulk_json(records))
+    (tmp_path / "compact.json").write_text(json.dumps(
+        [{"key": k, "value": base64.b64encode(v).decode(), "base64": True} for k, v in records.items()]))
+    assert dict(read_bulk(tmp_path / "lines.json")) == dict(read_bulk(tmp_path / "compact.json")) == records
+    assert (tmp_path / "lines.json").read_text().count("\n") == len(records) + 2  # "[", one a pair, "]"

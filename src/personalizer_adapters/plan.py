@@ -27,6 +27,19 @@ def digest(value: bytes) -> str:
     return hashlib.sha256(value).hexdigest()[:32]
 
 
+def read_bulk(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Pairs of a wrangler bulk file. Files written one pair per line (ours) stream line by line; any other
+    layout of the same JSON is parsed whole."""
+    with path.open() as f:
+        first = f.readline()
+        if first.strip() != "[":
+            pairs = json.loads(first + f.read())
+        else:
+            pairs = (json.loads(line.rstrip().rstrip(",")) for line in f if line.strip() not in ("", "]"))
+        for p in pairs:
+            yield p["key"], base64.b64decode(p["value"]) if p.get("base64") else p["value"].encode()
+
+
 @dataclass(frozen=True)
 class Build:
     """A build's output: records by key and the generation its manifest activates."""
@@ -36,9 +49,7 @@ class Build:
 
     @classmethod
     def load(cls, directory: Path) -> Build:
-        pairs = json.loads((directory / "kv.json").read_text())
-        records = {p["key"]: base64.b64decode(p["value"]) if p.get("base64") else p["value"].encode()
-                   for p in pairs}
+        records = dict(read_bulk(directory / "kv.json"))
         return cls((directory / "generation.txt").read_text().strip(), records)
 
     def manifest(self) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,17 @@ def fallback_source(built: Built) -> str:
 
 def bulk_json(records: dict[str, bytes]) -> str:
     """Records in the format of ``wrangler kv bulk put`` (base64 values), sorted for stable output."""
-    return json.dumps([{"key": k, "value": base64.b64encode(v).decode(), "base64": True}
-                       for k, v in sorted(records.items())], separators=(",", ":"))
+    return "".join(bulk_json_lines(records))
+
+
+def bulk_json_lines(records: dict[str, bytes]) -> Iterator[str]:
+    """The same JSON array, one pair per line, produced lazily: a million records never become one string."""
+    yield "["
+    for n, key in enumerate(sorted(records)):
+        pair = json.dumps({"key": key, "value": base64.b64encode(records[key]).decode(), "base64": True},
+                          separators=(",", ":"))
+        yield ("\n" if n == 0 else ",\n") + pair
+    yield "\n]\n"
 
 
 def write_origin(shop: Shop, built: Built, directory: Path) -> None:
@@ -86,13 +96,14 @@ def write_outputs(shop: Shop, built: Built, out_dir: Path) -> None:
     from .plan import digest
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (("kv.json", bulk_json(built.records)),
-                       ("manifest.json", json.dumps({"generation": built.generation, "records": {
-                           k: digest(v) for k, v in sorted(built.records.items())}}, indent=0)),
-                       ("profiles.digests.json", json.dumps(built.digests, sort_keys=True)),
-                       ("generation.txt", built.generation + "\n")):
+    for name, chunks in (("kv.json", bulk_json_lines(built.records)),
+                         ("manifest.json", [json.dumps({"generation": built.generation, "records": {
+                             k: digest(v) for k, v in sorted(built.records.items())}}, indent=0)]),
+                         ("profiles.digests.json", [json.dumps(built.digests, sort_keys=True)]),
+                         ("generation.txt", [built.generation + "\n"])):
         tmp = out_dir / f"{name}.tmp"
-        tmp.write_text(text)
+        with tmp.open("w") as f:
+            f.writelines(chunks)
         tmp.replace(out_dir / name)  # atomic: a reader never sees half a build
     write_origin(shop, built, out_dir / "origin")
 
@@ -102,13 +113,13 @@ def previous_profiles(out_dir: Path) -> dict[str, tuple[str, bytes]] | None:
     digests_path, kv_path = out_dir / "profiles.digests.json", out_dir / "kv.json"
     if not (digests_path.exists() and kv_path.exists()):
         return None
+    from .plan import read_bulk
+
     digests = json.loads(digests_path.read_text())
     out = {}
-    for pair in json.loads(kv_path.read_text()):
-        if pair["key"].startswith("pz1:p:"):
-            person = pair["key"][len("pz1:p:"):]
-            if person in digests:
-                out[person] = (digests[person], base64.b64decode(pair["value"]))
+    for key, value in read_bulk(kv_path):
+        if key.startswith("pz1:p:") and key[len("pz1:p:"):] in digests:
+            out[key[len("pz1:p:"):]] = (digests[key[len("pz1:p:"):]], value)
     return out
 
 
