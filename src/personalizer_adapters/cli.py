@@ -72,7 +72,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = Path(args.out)
     try:
-        cfg = load_config(Path(args.config))
+        # kv_profiles (the seed's demo split into pushed and store-only shoppers) never applies to real data.
+        cfg = {k: v for k, v in load_config(Path(args.config)).items() if k != "kv_profiles"}
         shop, report = load_shop(Path(args.catalog), Path(args.events), Path(args.shoppers) if args.shoppers else None,
                                  strict=args.on_bad_row == "fail", now=args.now, erased=erased_in(out))
     except (InputError, OSError, ValueError) as exc:

@@ -123,9 +123,37 @@ def previous_profiles(out_dir: Path) -> dict[str, tuple[str, bytes]] | None:
     return out
 
 
+def write_inputs(shop: Shop, directory: Path) -> None:
+    """The generated shop as `personalizer build` inputs (CSV): catalog, events, shoppers."""
+    import csv
+
+    from .seedgen import EVENT_KINDS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "catalog.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "category", "title", "price", "url", "image", "stock", "currency"])
+        for p in shop.products:
+            w.writerow([p["id"], p["category"], p["title"], f"{p['price'] // 100}.{p['price'] % 100:02d}", p["url"],
+                        p["image"], p["stock"], p["currency"]])
+    ids = [s["id"] for s in shop.shoppers]
+    products = [p["id"] for p in shop.products]
+    with (directory / "events.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["shopper", "product", "kind", "ts"])
+        ev = shop.events
+        w.writerows(zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
+                        [EVENT_KINDS[k] for k in ev["kind"].tolist()], ev["ts"].tolist(), strict=True))
+    with (directory / "shoppers.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "loyalty"])
+        w.writerows((s["id"], s["loyalty"]) for s in shop.shoppers)
+
+
 def write_seed(config_path: Path, out_dir: Path, fallback_path: Path | None) -> Built:
     shop, built = build_seed(config_path, erased_in(out_dir))
     write_outputs(shop, built, out_dir)
+    write_inputs(shop, out_dir / "inputs")
     if fallback_path is not None:
         fallback_path.write_text(fallback_source(built))
     return built
