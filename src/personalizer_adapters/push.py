@@ -176,4 +176,4 @@ def forget(state_dir: Path, target: str, key: str) -> None:
         state.save(paths.state)
 
 
-__all__ = ["BAD_INPUT", "OK", "PARTIAL", "Plan", "Target", "forget", "push", "rollback"]
+__all__ = ["BAD_INPUT", "OK", "PARTIAL", "Plan", "Target", "dry_run", "forget", "push", "rollback"]
