@@ -117,7 +117,7 @@ def core_with_origin(built: Built, origin: FakeOrigin, drop: str = "c00001",
     records = {k: v for k, v in built.records.items() if k != keys.profile(drop)}
     kv = InMemoryKV(records)
     deferred: list[Awaitable[None]] = []
-    miss = MissPath(origin, gate or OriginGate(), kv, deferred.append, timeout_s=0.15)
+    miss = MissPath(origin, gate or OriginGate(), kv, deferred.append)
     return Personalizer(CONFIG, kv, FixedClock(), lambda: "vx", miss=miss), kv, deferred
 
 
@@ -190,7 +190,7 @@ def test_missing_segment_and_item_records_are_misses_too(built: Built) -> None:
     origin = FakeOrigin({seg_key: built.records[seg_key], item_key: built.records[item_key]})
     deferred: list[Awaitable[None]] = []
     core = Personalizer(CONFIG, kv, FixedClock(), lambda: "vx",
-                        miss=MissPath(origin, OriginGate(), kv, deferred.append, timeout_s=0.5))
+                        miss=MissPath(origin, OriginGate(), kv, deferred.append))
     reply = asyncio.run(core.handle("GET", "/v1/page", "slots=home,item&item=p00010&limit=30",
                                     {"cookie": uid_cookie("c00001")}))
     assert reply.header("x-pz-tier") == "home=user,item=item"
@@ -207,7 +207,7 @@ def test_sequential_misses_share_one_deadline(built: Built) -> None:
     kv = InMemoryKV({k: v for k, v in built.records.items() if k not in (seg_key, item_key)})
     origin = FakeOrigin({}, delay=5)
     core = Personalizer(dataclasses.replace(CONFIG, origin_timeout_ms=50), kv, FixedClock(), lambda: "vx",
-                        miss=MissPath(origin, OriginGate(), kv, lambda aw: None, timeout_s=0.05))
+                        miss=MissPath(origin, OriginGate(), kv, lambda aw: None))
     # round 1: profile (hit) + item (miss: times out); round 2: segment (miss: no budget left)
     reply = asyncio.run(core.handle("GET", "/v1/page", "slots=item,home&item=p00010",
                                     {"cookie": uid_cookie("c00001")}))

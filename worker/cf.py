@@ -75,8 +75,7 @@ def miss_path(config, kv, ctx, gate):
         task.add_done_callback(lambda _: proxy.destroy())
         ctx.waitUntil(proxy)
 
-    return MissPath(OriginFetch(config.origin_url, config.origin_secret), gate, kv, defer,
-                    config.origin_timeout_ms / 1000.0, config.origin_writeback_ttl_s)
+    return MissPath(OriginFetch(config.origin_url, config.origin_secret), gate, kv, defer)
 
 
 class WorkersClock:

@@ -144,11 +144,11 @@ def validate(raw: bytes, key: str, kind: str, gen: str | None, ident: str | None
 @dataclass(frozen=True)
 class MissPath:
     """What the request service needs to fill a true miss: the origin, the isolate's gate, a way to write
-    the answer back to KV, and ``defer`` (the platform's ``wait_until``) so the response never waits for it."""
+    the answer back to KV, and ``defer`` (the platform's ``wait_until``) so the response never waits for it.
+    The deadline and the write-back's expiry are the service's ``Config`` (``origin_timeout_ms``,
+    ``origin_writeback_ttl_s``)."""
 
     client: OriginClient
     gate: OriginGate
     writer: KVWriter
     defer: Callable[[Awaitable[None]], None]
-    timeout_s: float = 0.15
-    writeback_ttl_s: int = 86400

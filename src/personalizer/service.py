@@ -104,7 +104,7 @@ class Personalizer:
     async def _write_back(self, key: str, raw: bytes) -> None:
         assert self.miss is not None
         try:
-            await self.miss.writer.put(key, raw, expiration_ttl=self.miss.writeback_ttl_s)
+            await self.miss.writer.put(key, raw, expiration_ttl=self.config.origin_writeback_ttl_s)
         except Exception as exc:  # a failed write-back only means the next request asks the origin again
             log.warning("write-back failed key=%s error=%s", key, type(exc).__name__)
 
