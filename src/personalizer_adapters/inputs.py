@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -189,13 +189,10 @@ def load_shop(catalog: Path, events: Path, shoppers: Path | None, *, strict: boo
     index = {p["id"]: i for i, p in enumerate(products)}
     ids, ev = read_events(events, index, report)
     loyalty = read_loyalty(shoppers, report)
-    if erased:
-        gone = np.array([i in erased for i in ids] or [False])
-        ev = ev[~gone[ev["shopper"]]] if len(ev) else ev
-    if not len(ev):
-        raise InputError(f"{events}: no valid event")
     ev.sort(order=["ts", "shopper"], kind="stable")
-    when = now if now is not None else int(ev["ts"].max()) + 1
     drops = {i: p["current"] for i, p in enumerate(products) if p["current"] < p["price"]}
     # No tier given: None, so the build's loyalty rules (purchases and value) decide.
-    return Shop(products, [{"id": i, "loyalty": loyalty.get(i)} for i in ids], ev, when, drops), report
+    shop = Shop(products, [{"id": i, "loyalty": loyalty.get(i)} for i in ids], ev, 0, drops).without(erased)
+    if not len(shop.events):
+        raise InputError(f"{events}: no valid event")
+    return replace(shop, now=now if now is not None else int(shop.events["ts"].max()) + 1), report

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .build import Built, build
 from .seedgen import Shop, generate
 from .store import ProfileStore
@@ -34,10 +32,7 @@ def load_config(path: Path) -> dict[str, Any]:
 def build_seed(config_path: Path, erased: set[str] | frozenset[str] = frozenset()) -> tuple[Shop, Built]:
     """Generate and build the seed shop, leaving out every event of the ``erased`` people (tombstones)."""
     cfg = load_config(config_path)
-    shop = generate(cfg)
-    if erased:
-        gone = np.array([s["id"] in erased for s in shop.shoppers])
-        shop = Shop(shop.products, shop.shoppers, shop.events[~gone[shop.events["shopper"]]], shop.now)
+    shop = generate(cfg).without(erased)
     return shop, build(shop, cfg)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,13 @@ class Shop:
     events: npt.NDArray[Any]  # structured: shopper (int32), product (int32), kind (int8), ts (int64)
     now: int
     current_prices: dict[int, int] | None = None  # product index -> current price, where it dropped (None: synthetic)
+
+    def without(self, people: set[str] | frozenset[str]) -> Shop:
+        """The same shop with every event of ``people`` removed: how erased (tombstoned) people stay out."""
+        if not people or not len(self.events):
+            return self
+        gone = np.array([s["id"] in people for s in self.shoppers])
+        return replace(self, events=self.events[~gone[self.events["shopper"]]])
 
 
 def generate(cfg: dict[str, Any]) -> Shop:
