@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from personalizer import InMemoryKV, Personalizer, codec, keys
 from personalizer_adapters.build import Built
 from personalizer_adapters.seed import bulk_json
 from tests.conftest import CONFIG, OLD_KEY, TEST_KEY, FixedClock, uid_cookie
-from tests.runtime.harness import ROOT, edge_runtime
+from tests.runtime.harness import edge_runtime, wrangler_kv_get
 
 pytestmark = pytest.mark.edge
 HOSTILE = '<script>alert("pz")</script> & "Co"'
@@ -237,11 +235,7 @@ def test_edge_escapes_catalog_strings_in_html(edge: httpx.Client) -> None:
 def test_seeded_values_read_back_byte_identical_with_wrangler(edge: httpx.Client, records: dict[str, bytes]) -> None:
     """`wrangler kv key get --local` returns exactly the seeded bytes (binary-safe seeding)."""
     for key in (keys.MANIFEST, keys.profile("c00001"), keys.profile("c00003")):
-        out = subprocess.run([str(ROOT / "node_modules/.bin/wrangler"), "kv", "key", "get", key, "--binding",
-                              "PERSONALIZATION", "--local", "--persist-to", str(edge.persist)],  # type: ignore
-                             cwd=ROOT, capture_output=True, check=True,
-                             env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
-        assert out.stdout == records[key], key
+        assert wrangler_kv_get(edge.persist, key) == records[key], key  # type: ignore[attr-defined]
 
 
 # -- degraded runtimes ----------------------------------------------------------------------------------

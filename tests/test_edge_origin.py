@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +24,7 @@ from personalizer_adapters.build import Built
 from personalizer_adapters.origin import create_app
 from personalizer_adapters.seed import bulk_json
 from tests.conftest import TEST_KEY, uid_cookie
-from tests.runtime.harness import ROOT, edge_runtime, serve_asgi
+from tests.runtime.harness import edge_runtime, serve_asgi, wrangler_kv_get
 
 pytestmark = pytest.mark.edge
 SECRET = "edge-origin-secret-0123456789"
@@ -141,11 +139,8 @@ def test_miss_is_filled_by_the_origin_then_served_from_kv(edge: httpx.Client,
             break
         time.sleep(0.05)
     assert outcome(again) is None and again.json() == first.json() and board.calls(user) == 1
-    stored = subprocess.run([str(ROOT / "node_modules/.bin/wrangler"), "kv", "key", "get", keys.profile(user),
-                             "--binding", "PERSONALIZATION", "--local", "--persist-to", str(edge.persist)],  # type: ignore
-                            cwd=ROOT, capture_output=True, check=True,
-                            env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
-    assert codec.decode(stored.stdout, expect="profile").data["id"] == user
+    stored = wrangler_kv_get(edge.persist, keys.profile(user))  # type: ignore[attr-defined]
+    assert stored is not None and codec.decode(stored, expect="profile").data["id"] == user
 
 
 def test_concurrent_requests_for_one_missing_key_make_one_origin_call(edge: httpx.Client,

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.runtime.harness import ROOT
+from tests.runtime.harness import ROOT, wrangler_kv_get
 
 ENV = {**os.environ, "WRANGLER_SEND_METRICS": "false"}
 
@@ -19,18 +19,11 @@ def seed(tmp: Path, pairs: dict[str, bytes]) -> None:
                    cwd=ROOT, check=True, capture_output=True, env=ENV)
 
 
-def wrangler_get(tmp: Path, key: str) -> bytes | None:
-    out = subprocess.run([str(ROOT / "node_modules/.bin/wrangler"), "kv", "key", "get", key, "--binding",
-                          "PERSONALIZATION", "--local", "--persist-to", str(tmp / "state")],
-                         cwd=ROOT, capture_output=True, env=ENV)
-    return out.stdout if out.returncode == 0 and b"Value not found" not in out.stdout + out.stderr else None
-
-
 def test_reseeding_replaces_local_kv_and_keeps_bytes_intact(tmp_path: Path) -> None:
     """Binary values read back byte-identical through wrangler; a key the new seed lacks is removed."""
     binary = bytes(range(256)) * 3
     seed(tmp_path, {"pz1:keep": binary, "pz1:stale": b"\xff\x00old"})
-    assert wrangler_get(tmp_path, "pz1:stale") == b"\xff\x00old"
+    assert wrangler_kv_get(tmp_path / "state", "pz1:stale") == b"\xff\x00old"
     seed(tmp_path, {"pz1:keep": binary})
-    assert wrangler_get(tmp_path, "pz1:keep") == binary
-    assert wrangler_get(tmp_path, "pz1:stale") is None
+    assert wrangler_kv_get(tmp_path / "state", "pz1:keep") == binary
+    assert wrangler_kv_get(tmp_path / "state", "pz1:stale") is None

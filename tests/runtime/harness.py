@@ -13,6 +13,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def wrangler_kv_get(persist: Path, key: str) -> bytes | None:
+    """What `wrangler kv key get --local` reads for ``key`` from local KV state at ``persist``; None if absent."""
+    out = subprocess.run([str(ROOT / "node_modules/.bin/wrangler"), "kv", "key", "get", key, "--binding",
+                          "PERSONALIZATION", "--local", "--persist-to", str(persist)],
+                         cwd=ROOT, capture_output=True, env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
+    return out.stdout if out.returncode == 0 and b"Value not found" not in out.stdout + out.stderr else None
+
+
 @contextmanager
 def edge_runtime(persist: Path, *, seed: Path | None = None, variables: dict[str, str] | None = None,
                  fault: str | None = None, timeout_s: float = 90) -> Iterator[tuple[str, list[str]]]:
