@@ -207,7 +207,7 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
         category_top[c, :len(best)] = best
         category_top[c, len(best):] = best[0] if len(best) else 0  # padding repeats: unique() removes it
     model = Model(gen, now, half_life_s, cfg["personal_list"], cards, cats, cat_of, in_stock, neighbours, weights,
-                  SegmentRules.from_config(cfg), prices, category_top, within_share, float(cfg.get("cf_weight", 0.1)))
+                  category_top, within_share, SegmentRules.from_config(cfg), prices, float(cfg.get("cf_weight", 0.1)))
     rec: dict[str, bytes] = {}
 
     def put(key: str, kind: str, data: dict[str, Any], generation: str | None = gen) -> None:

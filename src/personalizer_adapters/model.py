@@ -7,7 +7,7 @@ computed on a miss has exactly the form and the logic of one pushed by a batch.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +64,11 @@ class Model:
     in_stock: npt.NDArray[np.bool_]
     neighbours: npt.NDArray[np.int32]          # (products, K) most similar items, best first
     weights: npt.NDArray[np.float32]           # (products, K) their similarity
+    # Taste-aware popularity: each category's most popular items, and each item's share of its category.
+    category_top: npt.NDArray[np.int32]        # (categories, depth)
+    within_share: npt.NDArray[np.float32]      # (products,)
     rules: SegmentRules = SegmentRules()
     prices: dict[str, int] | None = None       # current prices that differ from the cards' (price drops)
-    # Taste-aware popularity: each category's most popular items, and each item's share of its category.
-    category_top: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int32))
-    within_share: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     cf_weight: float = 0.1                     # weight of item-to-item similarity against taste-aware popularity
 
     @property
@@ -91,8 +91,8 @@ class Model:
         with np.load(directory / "model.npz") as arrays:
             return cls(meta["generation"], meta["now"], meta["half_life_s"], meta["personal_list"], meta["cards"],
                        meta["categories"], arrays["category_of"], arrays["in_stock"], arrays["neighbours"],
-                       arrays["weights"], SegmentRules.from_json(meta["rules"]), meta["prices"],
-                       arrays["category_top"], arrays["within_share"], meta["cf_weight"])
+                       arrays["weights"], arrays["category_top"], arrays["within_share"],
+                       SegmentRules.from_json(meta["rules"]), meta["prices"], meta["cf_weight"])
 
 
 def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
@@ -133,8 +133,8 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
                               np.zeros(len(pool) - model.neighbours[items].size)])
     candidates, where = np.unique(pool, return_inverse=True)
     cf = np.bincount(where, weights=contrib, minlength=len(candidates))
-    scores = model.cf_weight * cf / max(cf.max(initial=0.0), 1e-12) + taste[model.category_of[candidates]] * (
-        model.within_share[candidates] if len(model.within_share) else 0.0)
+    scores = (model.cf_weight * cf / max(cf.max(initial=0.0), 1e-12)
+              + taste[model.category_of[candidates]] * model.within_share[candidates])
     # "For you" is for discovery: what the shopper already saw has the recently-viewed slot.
     excluded = np.isin(candidates, items) | ~model.in_stock[candidates]
     personal = candidates[top_k(scores, model.personal_list, excluded)]
