@@ -38,11 +38,16 @@ def _card(p: dict[str, Any]) -> list[Any]:
     return Card(p["id"], p["title"], p["url"], p["image"], p["price"], p["currency"], p["category"]).payload()
 
 
+def positions_by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.NDArray[np.int64]]:
+    """For each shopper index, the positions of their events in ``events`` (one stable sort)."""
+    order = np.argsort(events["shopper"], kind="stable")
+    bounds = np.searchsorted(events["shopper"][order], np.arange(shoppers + 1))
+    return [order[bounds[i]:bounds[i + 1]] for i in range(shoppers)]
+
+
 def by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.NDArray[Any]]:
-    """Events split per shopper index (one stable sort, no per-event Python work)."""
-    ordered = events[np.argsort(events["shopper"], kind="stable")]
-    bounds = np.searchsorted(ordered["shopper"], np.arange(shoppers + 1))
-    return [ordered[bounds[i]:bounds[i + 1]] for i in range(shoppers)]
+    """Events split per shopper index (no per-event Python work)."""
+    return [events[p] for p in positions_by_shopper(events, shoppers)]
 
 
 def banner_rules(categories: list[str]) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from personalizer import codec, keys
 
-from .build import build, by_shopper
+from .build import build, by_shopper, positions_by_shopper
 from .model import profile_payload
 from .seedgen import CATEGORIES, Shop
 
@@ -45,21 +45,17 @@ class Score:
 def evaluate(shop: Shop, cfg: dict[str, Any], *, k: int = 12, holdout: int = 3, min_events: int = 6) -> str:
     """The metrics table (text) for ``shop``."""
     ev, S, P = shop.events, len(shop.shoppers), len(shop.products)
-    per = by_shopper(ev, S)
     test: dict[int, set[int]] = {}
     keep = np.ones(len(ev), dtype=bool)
-    order = np.argsort(ev["shopper"], kind="stable")  # the order by_shopper used
-    start = 0
-    for s, events in enumerate(per):
-        n = len(events)
-        if n >= min_events:
+    for s, positions in enumerate(positions_by_shopper(ev, S)):
+        if len(positions) >= min_events:
+            events = ev[positions]
             by_time = np.argsort(events["ts"], kind="stable")
             hidden = set(events["product"][by_time[-holdout:]].tolist()) - set(
                 events["product"][by_time[:-holdout]].tolist())
             if hidden:
                 test[s] = hidden
-                keep[order[start:start + n][by_time[-holdout:]]] = False
-        start += n
+                keep[positions[by_time[-holdout:]]] = False
     train = replace(shop, events=ev[keep])
     built = build(train, {**cfg, "kv_profiles": 0})
     model = built.model
