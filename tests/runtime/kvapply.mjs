@@ -6,7 +6,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
-import { kvNamespaceId } from "./kvseed.mjs";
+import { kvNamespaceId, toArrayBuffer } from "./kvseed.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const pi = process.argv.indexOf("--persist");
@@ -14,14 +14,13 @@ const persist = path.resolve(root, pi > 0 ? process.argv[pi + 1] : ".wrangler/st
 const mf = new Miniflare({ modules: true, script: "export default {}",
   kvNamespaces: { PERSONALIZATION: kvNamespaceId(root) }, kvPersist: path.join(persist, "v3", "kv") });
 const kv = await mf.getKVNamespace("PERSONALIZATION");
-const own = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
 console.log(JSON.stringify({ ready: true }));
 for await (const line of readline.createInterface({ input: process.stdin })) {
   try {
     const req = JSON.parse(line);
     if (req.op === "put") {
       for (let i = 0; i < req.pairs.length; i += 64)
-        await Promise.all(req.pairs.slice(i, i + 64).map((p) => kv.put(p.key, own(Buffer.from(p.value, "base64")))));
+        await Promise.all(req.pairs.slice(i, i + 64).map((p) => kv.put(p.key, toArrayBuffer(Buffer.from(p.value, "base64")))));
       console.log(JSON.stringify({ ok: true, n: req.pairs.length }));
     } else if (req.op === "delete") {
       for (let i = 0; i < req.keys.length; i += 64) await Promise.all(req.keys.slice(i, i + 64).map((k) => kv.delete(k)));

@@ -13,7 +13,7 @@ export function kvNamespaceId(root) {
 }
 
 // Miniflare's proxy only accepts views that own their buffer; Node Buffers share a pool, so copy out.
-const toArrayBuffer = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+export const toArrayBuffer = (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
 
 export async function loadSeed(kv, file, { batch = 64, quiet = false } = {}) {
   const pairs = JSON.parse(fs.readFileSync(file, "utf8"));
