@@ -134,18 +134,16 @@ def item_chunks(X: sparse.csr_matrix, B: sparse.csr_matrix,
         yield lo, rows[0], rows[1]
 
 
-def last_carts(ev: npt.NDArray[Any], shoppers: int, products: int) -> dict[int, tuple[int, int]]:
-    """shopper -> (product, ts) of their last add-to-cart that they did not buy afterwards."""
+def cart_products(ev: npt.NDArray[Any], products: int) -> list[int]:
+    """Products sitting in a cart: each shopper's last add-to-cart that they did not buy (sorted, distinct)."""
     carts = ev[ev["kind"] == CART]
-    carts = carts[np.argsort(carts["ts"], kind="stable")]
-    rev = carts[::-1]
+    rev = carts[np.argsort(carts["ts"], kind="stable")][::-1]
     _, first = np.unique(rev["shopper"], return_index=True)
     last = rev[first]
     purchases = ev[ev["kind"] == PURCHASE]
     bought = np.isin(last["shopper"].astype(np.int64) * products + last["product"],
                      purchases["shopper"].astype(np.int64) * products + purchases["product"])
-    last = last[~bought]
-    return {int(s): (int(p), int(t)) for s, p, t in zip(last["shopper"], last["product"], last["ts"], strict=True)}
+    return sorted(set(last["product"][~bought].tolist()))
 
 
 def events_digest(events: npt.NDArray[Any], loyalty: str | None, products: list[dict[str, Any]]) -> str:
@@ -200,7 +198,7 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
         prices = {cards[i][0]: p for i, p in sorted(shop.current_prices.items()) if in_stock[i]}
     else:  # the demo shop: a drop on a slice of products, including ones in carts, so price_drop fires
         rng = np.random.default_rng(cfg.get("seed", 0) + 1)
-        in_carts = sorted({p for p, _ in last_carts(ev, S, P).values()})
+        in_carts = cart_products(ev, P)
         dropped = sorted(set(in_carts[::4]) | set(rng.choice(P, P // 50).tolist()))
         prices = {cards[i][0]: int(cards[i][4] * 0.8) // 100 * 100 + 99 for i in dropped if in_stock[i]}
     cat_total = np.bincount(cat_of, weights=popularity, minlength=len(cats))
