@@ -28,3 +28,14 @@ def test_parse_config_names_the_bad_var(env: dict[str, str], name: str) -> None:
     """A bad value raises ValueError naming the variable."""
     with pytest.raises(ValueError, match=name):
         parse_config(env)
+
+
+def test_vars_lists_every_variable_parse_config_reads() -> None:
+    """The worker copies exactly VARS from its env, so every name parse_config looks up must be in it."""
+    import inspect
+    import re
+
+    from personalizer import config
+
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', inspect.getsource(config.parse_config)))
+    assert read == set(config.VARS)

@@ -13,14 +13,9 @@ from pyodide.ffi import create_proxy
 from workers import fetch
 
 from personalizer import Config, MissPath, parse_config
+from personalizer.config import VARS
 
 log = logging.getLogger("personalizer.worker")
-
-CONFIG_VARS = ("PZ_SIGNING_KEYS", "CONSENT_DEFAULT", "UID_MAX_AGE_S", "VID_MAX_AGE_S", "BROWSER_MAX_AGE_S",
-               "CACHE_MAX_BYTES", "MANIFEST_TTL_S", "ORIGIN_URL", "ORIGIN_TIMEOUT_MS", "ORIGIN_SECRET",
-               "ORIGIN_WRITEBACK_TTL_S", "ORIGIN_BREAKER_FAILURES", "ORIGIN_BREAKER_COOLDOWN_S",
-               "ORIGIN_NEGATIVE_TTL_S")
-
 
 class KVBinding:
     """``env.PERSONALIZATION`` (a KvNamespace behind the SDK's wrapper) as a ``KVReader``/``KVWriter``."""
@@ -93,7 +88,7 @@ def mint_visitor_id():
 def config_from_env(env):
     """The env's vars and secrets as a ``Config``; a bad value is logged and the defaults are used."""
     values = {}
-    for name in CONFIG_VARS:
+    for name in VARS:
         value = getattr(env, name, None)
         if isinstance(value, str):
             values[name] = value

@@ -24,6 +24,12 @@ class Config:
     origin_negative_ttl_s: int = 30         # how long an isolate remembers the origin's "not found"
 
 
+# Every variable parse_config reads: the worker copies exactly these from its env (vars and secrets).
+VARS = ("PZ_SIGNING_KEYS", "CONSENT_DEFAULT", "UID_MAX_AGE_S", "VID_MAX_AGE_S", "BROWSER_MAX_AGE_S",
+        "CACHE_MAX_BYTES", "MANIFEST_TTL_S", "ORIGIN_URL", "ORIGIN_TIMEOUT_MS", "ORIGIN_SECRET",
+        "ORIGIN_WRITEBACK_TTL_S", "ORIGIN_BREAKER_FAILURES", "ORIGIN_BREAKER_COOLDOWN_S", "ORIGIN_NEGATIVE_TTL_S")
+
+
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
     raw = env.get(name)
     if raw is None or str(raw).strip() == "":
