@@ -147,11 +147,90 @@ def test_changing_one_percent_of_shoppers_touches_about_one_percent_of_profiles(
     assert 0.005 < len(profiles) / sum(1 for k in first.records if k.startswith("pz1:p:")) < 0.015
 
 
-def test_evaluate_ranks_the_lists_as_a_retailer_would_hope() -> None:
-    """On the seed: personal beats segment beats popular on NDCG@12, and none beats the latent-taste oracle."""
-    from personalizer_adapters.evaluate import evaluate
+def catalog_without_stock(tmp_path: Path, categories: tuple[str, ...] = ("tents", "stoves", "lights")) -> Path:
+    """The test catalog's products p1..p5 with no stock column, in the given categories."""
+    rows = [f"p{i},{categories[(i - 1) % len(categories)]},Item {i},10.00,/p/p{i},https://i/p{i}.jpg"
+            for i in range(1, 6)]
+    path = tmp_path / "nostock.csv"
+    path.write_text("id,category,title,price,url,image\n" + "\n".join(rows) + "\n")
+    return path
 
-    cfg = load_config(CFG)
-    table = evaluate(generate(cfg), cfg)
-    ndcg = {line[:22].strip(): float(line.split()[-1]) for line in table.splitlines()[2:]}
-    assert ndcg["latent taste (oracle)"] > ndcg["personal (user tier)"] > ndcg["segment"] > ndcg["popular"] > 0
+
+def test_a_catalog_without_stock_means_everything_is_in_stock(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """No stock column: every product is sellable, so the popular and personal lists are not empty."""
+    events = tmp_path / "events.csv"  # half the people saw p1, p2; the other half also p4, p5
+    events.write_text("shopper,product,kind,ts\n" + "".join(
+        f"u{s},{p},view,{1_790_000_000 + s * 10 + j}\n"
+        for s in range(20) for j, p in enumerate(("p1", "p2") if s < 10 else ("p1", "p2", "p4", "p5"))))
+    shop, _ = load_shop(catalog_without_stock(tmp_path), events, None, strict=False, now=1_790_100_000)
+    built = build(shop, load_config(CFG))
+    popular = codec.decode(built.records[keys.popular(built.generation)], expect="popular").data["cards"]
+    assert {c[0] for c in popular} == {"p1", "p2", "p4", "p5"}  # every product anyone touched
+    assert codec.decode(built.records[keys.INVENTORY], expect="inventory").data["out_of_stock"] == []
+    u0 = codec.decode(built.records[keys.profile("u0")], expect="profile").data
+    assert {c[0] for c in u0["cards"]} == {"p4", "p5"}  # what people like u0 went on to see
+    assert not built.warnings
+
+
+def test_an_all_out_of_stock_catalog_warns_loudly(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """Every product at stock 0: the build warns with counts, and fails (writing nothing) under --on-bad-row fail."""
+    catalog = tmp_path / "empty-shelves.csv"
+    catalog.write_text("\n".join(line.rsplit(",", 2)[0] + ",0," if n else line
+                                 for n, line in enumerate(CATALOG.splitlines()[:6])) + "\n")
+    warned = run_build("--catalog", str(catalog), "--events", str(inputs["csv"]), "--out", str(tmp_path / "a"))
+    assert warned.returncode == 0, warned.stderr
+    assert "warning: the popular list is empty: 5 of 5 products are out of stock (check the stock column)" \
+        in warned.stderr
+    assert "personal lists are empty" in warned.stderr
+    failed = run_build("--catalog", str(catalog), "--events", str(inputs["csv"]), "--out", str(tmp_path / "b"),
+                       "--on-bad-row", "fail")
+    assert failed.returncode == 2 and "nothing written" in failed.stderr and not (tmp_path / "b").exists()
+
+
+def test_categories_with_spaces_become_safe_segment_ids(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """Real category names ("Dairy Eggs", "Children's") build; segment and banner ids are slugs of them."""
+    names = ("Dairy Eggs", "Children's", "dairy-eggs")
+    shop, _ = load_shop(catalog_without_stock(tmp_path, names), inputs["csv"], None, strict=False,
+                        now=1_790_100_000)
+    built = build(shop, load_config(CFG))
+    segments = codec.decode(built.records[keys.MANIFEST], expect="manifest").data["segments"]
+    assert {g for g in segments if g.startswith("likes-")} <= {"likes-children-s", "likes-dairy-eggs",
+                                                                 "likes-dairy-eggs-2"}
+    rules = codec.decode(built.records[keys.banners(built.generation)], expect="banners").data["rules"]
+    by_id = {r["id"]: r for r in rules}
+    assert by_id["seg-dairy-eggs"]["match"] == "likes-dairy-eggs"
+    assert by_id["seg-dairy-eggs-2"]["variants"][0]["title"] == "Made for dairy-eggs fans"
+    assert by_id["back-children-s"]["match"] == "Children's"  # matched against cards' display category
+    assert all(keys.is_valid_id(r["id"]) for r in rules)
+
+
+@pytest.mark.parametrize(("names", "ids"), [
+    pytest.param(["Dairy Eggs", "dairy eggs", "dairy-eggs"], ["dairy-eggs", "dairy-eggs-2", "dairy-eggs-3"],
+                 id="collisions"),
+    pytest.param(["ski", "Frozen  Foods!"], ["ski", "frozen-foods"], id="slugs-kept-and-made"),
+    pytest.param(["!!!", "Ünïcode"], ["category", "n-code"], id="nothing-left"),
+    pytest.param(["x" * 80], ["x" * 48], id="long"),
+])
+def test_category_ids_are_distinct_ids(names: list[str], ids: list[str]) -> None:
+    """Each category name maps to a distinct id short enough for "likes-" + id; collisions get a suffix."""
+    from personalizer_adapters.model import category_ids
+
+    assert category_ids(names) == ids
+    assert all(keys.is_valid_id(f"likes-{i}") for i in ids)
+
+
+@pytest.mark.parametrize("row", [
+    pytest.param("p9,tents,Sup,1²,/p/p9,https://i/p9.jpg,1", id="superscript-price"),
+    pytest.param("p9,tents,Sup,1.00,/p/p9,https://i/p9.jpg,٣", id="arabic-indic-stock"),
+    pytest.param("p9,tents,Sup,1.00,/p/p9,https://i/p9.jpg,many", id="word-stock"),
+])
+def test_numbers_are_ascii_digits_only(tmp_path: Path, row: str) -> None:
+    """A Unicode digit that int() refuses is a bad row with its line, never a crash."""
+    (tmp_path / "c.csv").write_text(CATALOG.splitlines()[0] + "\n" + row + "\n" + CATALOG.splitlines()[1] + "\n")
+    from personalizer_adapters.inputs import Report, read_catalog
+
+    report = Report(strict=False)
+    assert [p["id"] for p in read_catalog(tmp_path / "c.csv", report)] == ["p1"]
+    assert report.examples[0].startswith(f"{tmp_path / 'c.csv'}:2: bad ")
+
+

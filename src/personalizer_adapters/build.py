@@ -15,10 +15,12 @@ from scipy import sparse
 from personalizer import codec, keys
 from personalizer.records import Card
 
-from .model import CART, EVENT_WEIGHT, PURCHASE, Model, SegmentRules, profile_payload, top_k
+from .model import CART, EVENT_WEIGHT, PURCHASE, Model, SegmentRules, category_ids, profile_payload, top_k
 from .seedgen import Shop
 
 NEIGHBOURS_K = 50  # similar items kept per item: the personal list's reach
+EASE_MAX_ITEMS = 20_000  # EASE inverts a dense items x items matrix (20k: 1.6 GB in float32)
+EASE_LAMBDA = 200.0  # its L2 weight
 CO_CANDIDATES = 256  # co-purchased items kept per item as complement candidates
 
 
@@ -31,6 +33,7 @@ class Built:
     fallback_banner: dict[str, Any]
     digests: dict[str, str]     # shopper -> digest of their events: unchanged next time = profile reused
     reused: int
+    warnings: tuple[str, ...] = ()  # lists that came out empty: the build is probably not what was meant
 
 
 def _card(p: dict[str, Any]) -> list[Any]:
@@ -51,7 +54,10 @@ def by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.NDArray[Any]
 
 
 def banner_rules(categories: list[str]) -> list[dict[str, Any]]:
-    """The seeded banner set: every rule kind, with A/B variants where a retailer would test copy."""
+    """The seeded banner set: every rule kind, with A/B variants where a retailer would test copy.
+
+    ``categories`` are display names (a card's category, what ``returning_category`` matches); ids and
+    URLs use their safe ids."""
     def v(vid: str, w: int, title: str, body: str, cta: str, url: str) -> dict[str, Any]:
         return {"id": vid, "weight": w, "title": title, "body": body, "cta": cta, "url": url,
                 "image": f"https://img.pz-demo-shop.test/banners/{vid}.jpg"}
@@ -81,14 +87,14 @@ def banner_rules(categories: list[str]) -> list[dict[str, Any]]:
               "See rewards", "/rewards"),
             v(f"loyal-{tier}-b", 50, "Thank you, {tier} member", "Double points on your next order.",
               "Shop with points", "/rewards")]})
-    for n, cat in enumerate(categories):
+    for n, (cat, cid) in enumerate(zip(categories, category_ids(categories), strict=True)):
         if n % 2 == 0:  # "New in X" runs only where there are new arrivals: half the categories
-            rules.append({"id": f"back-{cat}", "kind": "returning_category", "priority": 60, "match": cat,
-                          "variants": [v(f"back-{cat}", 1, "New in {category}",
-                                         "Fresh picks since your last visit.", "Explore", f"/c/{cat}")]})
-        rules.append({"id": f"seg-{cat}", "kind": "segment", "priority": 50, "match": f"likes-{cat}",
-                      "variants": [v(f"seg-{cat}", 1, "Made for {category} fans".replace("{category}", cat),
-                                     "Top rated by shoppers like you.", "Shop the edit", f"/c/{cat}")]})
+            rules.append({"id": f"back-{cid}", "kind": "returning_category", "priority": 60, "match": cat,
+                          "variants": [v(f"back-{cid}", 1, "New in {category}",
+                                         "Fresh picks since your last visit.", "Explore", f"/c/{cid}")]})
+        rules.append({"id": f"seg-{cid}", "kind": "segment", "priority": 50, "match": f"likes-{cid}",
+                      "variants": [v(f"seg-{cid}", 1, "Made for {category} fans".replace("{category}", cat),
+                                     "Top rated by shoppers like you.", "Shop the edit", f"/c/{cid}")]})
     return rules
 
 
@@ -134,6 +140,34 @@ def item_chunks(X: sparse.csr_matrix, B: sparse.csr_matrix,
         yield lo, rows[0], rows[1]
 
 
+def ease_neighbours(X: sparse.csr_matrix, k: int, lam: float,
+                    chunk: int = 1024) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    """Each item's ``k`` strongest positive EASE weights (Steck 2019): ``B = I - P / diag(P)``, ``P = (XᵀX + λI)⁻¹``.
+
+    Row ``j`` of ``B`` says how much having item ``j`` in a history raises each other item's score; keeping
+    its top ``k`` makes the same neighbour lists as item-kNN, so a profile is computed the same way either way.
+    """
+    P = X.shape[1]
+    G = (X.T @ X).toarray().astype(np.float32)
+    G[np.diag_indices(P)] += lam
+    inv = np.linalg.inv(G)
+    del G
+    scale = -1.0 / np.diag(inv)
+    neighbours = np.zeros((P, k), dtype=np.int32)
+    weights = np.zeros((P, k), dtype=np.float32)
+    for lo in range(0, P, chunk):
+        rows = inv[lo:lo + chunk] * scale  # B[j, i] = -P[j, i] / P[i, i], a chunk of rows at a time
+        rows[np.arange(len(rows)), np.arange(lo, lo + len(rows))] = 0.0
+        top = np.argpartition(-rows, min(k, P - 1) - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(rows, top, axis=1)
+        order = np.lexsort((top, -vals), axis=1)
+        top, vals = np.take_along_axis(top, order, axis=1), np.take_along_axis(vals, order, axis=1)
+        vals[vals < 0] = 0.0  # negative weights argue against an item: a neighbour list keeps only support
+        neighbours[lo:lo + len(rows), :top.shape[1]] = np.where(vals > 0, top, 0)
+        weights[lo:lo + len(rows), :top.shape[1]] = vals
+    return neighbours, weights
+
+
 def cart_products(ev: npt.NDArray[Any], products: int) -> list[int]:
     """Products sitting in a cart: each shopper's last add-to-cart that they did not buy (sorted, distinct)."""
     carts = ev[ev["kind"] == CART]
@@ -167,26 +201,34 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     half_life_s = cfg["half_life_days"] * 86400.0
     w = EVENT_WEIGHT[ev["kind"]] * np.exp2(-(now - ev["ts"]) / half_life_s)
 
-    # Shopper x product: decayed interaction weights; carts and purchases as 0/1 for also-bought.
+    # Shopper x product: decayed interaction weights (popularity); who touched what, 0/1 and undecayed (item
+    # similarity must not fade with the calendar: old items would lose every neighbour); carts and purchases
+    # as 0/1 for also-bought.
     X = sparse.csr_matrix((w, (ev["shopper"], ev["product"])), shape=(S, P))
+    touched = X.copy()
+    touched.data[:] = 1.0
     strong = ev[ev["kind"] >= CART]
     B = sparse.csr_matrix((np.ones(len(strong)), (strong["shopper"], strong["product"])), shape=(S, P))
     B.data[:] = 1.0  # duplicates were summed: back to 0/1
     popularity = np.asarray(X.sum(0)).ravel()
     started = time.perf_counter()
     progress(f"build: interaction matrices ({X.nnz:,} shopper-item pairs)")
+    neighbours: npt.NDArray[np.int32] = np.zeros((P, NEIGHBOURS_K), dtype=np.int32)
+    weights: npt.NDArray[np.float32] = np.zeros((P, NEIGHBOURS_K), dtype=np.float32)
+    use_ease = int(cfg.get("ease_max_items", EASE_MAX_ITEMS)) >= P
+    if use_ease:  # the stronger similarity where the catalog allows it; item-kNN (cosine) beyond
+        neighbours, weights = ease_neighbours(touched, NEIGHBOURS_K, float(cfg.get("ease_lambda", EASE_LAMBDA)))
+        progress(f"build: EASE neighbours ({time.perf_counter() - started:.0f}s)")
     # One pass over item rows, in chunks: taste neighbours (for personal lists), also-bought, and each item's
     # co-purchased items (the complement candidates). Only these small per-item lists outlive a chunk.
     n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
-    neighbours = np.zeros((P, NEIGHBOURS_K), dtype=np.int32)
-    weights = np.zeros((P, NEIGHBOURS_K), dtype=np.float32)
     also: list[npt.NDArray[np.int64]] = []
     co_rows: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
     no_exclusion = np.zeros(P, dtype=bool)
-    for lo, co, sim in item_chunks(X, B):
+    for lo, co, sim in item_chunks(touched, B):
         if lo % 16384 == 0:
             progress(f"build: item similarities {lo:,}/{P:,} ({time.perf_counter() - started:.0f}s)")
-        for r, (cols, vals) in enumerate(row_top_k(sim, NEIGHBOURS_K, no_exclusion)):
+        for r, (cols, vals) in enumerate([] if use_ease else row_top_k(sim, NEIGHBOURS_K, no_exclusion)):
             neighbours[lo + r, :len(cols)] = cols
             weights[lo + r, :len(cols)] = vals
         also += [cols for cols, _ in row_top_k((co + 1e-3 * sim).tocsr(), n_nb, oos)]
@@ -210,7 +252,9 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
         category_top[c, :len(best)] = best
         category_top[c, len(best):] = best[0] if len(best) else 0  # padding repeats: unique() removes it
     model = Model(gen, now, half_life_s, cfg["personal_list"], cards, cats, cat_of, in_stock, neighbours, weights,
-                  category_top, within_share, SegmentRules.from_config(cfg), prices, float(cfg.get("cf_weight", 0.1)))
+                  category_top, within_share, SegmentRules.from_config(cfg), prices,
+                  float(cfg.get("taste_weight", Model.taste_weight)),
+                  float(cfg.get("recency_half_life", Model.recency_half_life)))
     rec: dict[str, bytes] = {}
 
     def put(key: str, kind: str, data: dict[str, Any], generation: str | None = gen) -> None:
@@ -220,7 +264,7 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     # pushed to KV; the rest exist only in the origin's profile store (signed up since the last push).
     segments_of: list[list[str]] = []  # only the segments outlive a shopper's turn: payloads are large
     digests: dict[str, str] = {}
-    reused = 0
+    reused = computed = empty = 0
     pushed = cfg.get("kv_profiles", S)
     for s, events in enumerate(by_shopper(ev, S)):
         if s % 200_000 == 0:
@@ -239,6 +283,8 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
         prof = profile_payload(model, shopper["id"], shopper.get("loyalty"), events["product"], events["kind"],
                                events["ts"])
         segments_of.append(prof["segments"])
+        computed += 1
+        empty += not prof["cards"]
         if s < pushed:
             put(keys.profile(prof["id"]), "profile", prof, generation=None)
 
@@ -282,4 +328,11 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
                                     "settings": {"category_cap": 4, "cart_reminder_after_s": 6 * 3600,
                                                  "shared_ttl_s": 300}}, generation=None)
     generic = next(r for r in banner_rules(cats) if r["kind"] == "generic")
-    return Built(gen, rec, model, [cards[i] for i in popular_ix], generic, digests, reused)
+    warnings = []
+    if not len(popular_ix):
+        warnings.append(f"the popular list is empty: {int(oos.sum()):,} of {P:,} products are out of stock"
+                        f"{' (check the stock column)' if oos.all() else ''}")
+    if computed and empty * 2 > computed:
+        warnings.append(f"{empty:,} of {computed:,} personal lists are empty "
+                        f"({int(oos.sum()):,} of {P:,} products out of stock)")
+    return Built(gen, rec, model, [cards[i] for i in popular_ix], generic, digests, reused, tuple(warnings))

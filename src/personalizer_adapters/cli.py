@@ -82,6 +82,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(report.summary(), file=sys.stderr)
     built = build(shop, cfg, None if args.full else previous_profiles(out),
                   progress=lambda line: print(line, file=sys.stderr, flush=True))
+    for warning in built.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if built.warnings and args.on_bad_row == "fail":
+        print(f"error: {len(built.warnings)} warning(s) under --on-bad-row fail: nothing written", file=sys.stderr)
+        return 2
     write_outputs(shop, built, out)
     size = sum(len(v) for v in built.records.values())
     print(f"build: generation {built.generation}: {len(shop.products)} products, {len(shop.shoppers)} shoppers, "
@@ -92,7 +97,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    import json
+
+    from .evaluate import BASELINES, evaluate
     from .inputs import InputError, load_shop
     from .seed import load_config
     from .seedgen import generate
@@ -110,7 +117,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 2
     else:
         shop = generate(cfg)
-    print(evaluate(shop, cfg, k=args.k, holdout=args.holdout))
+    baselines = tuple(BASELINES) if args.baselines is None else tuple(b for b in args.baselines.split(",") if b)
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown or args.k < 1 or args.holdout < 1:
+        print(f"error: {'unknown baseline(s) ' + ', '.join(map(repr, unknown)) if unknown else 'k and holdout are ≥ 1'}"
+              f" (baselines: {', '.join(BASELINES)})", file=sys.stderr)
+        return 2
+    result = evaluate(shop, cfg, k=args.k, holdout=args.holdout, min_events=args.min_events, baselines=baselines,
+                      progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(result.as_json(), indent=1) if args.json else result.table())
     return 0
 
 
@@ -253,12 +268,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--full", action="store_true",
                    help="recompute every profile (default: reuse those whose shopper's events did not change)")
     s.set_defaults(func=cmd_build)
-    s = sub.add_parser("evaluate", help="precision/recall/NDCG@k of the lists on held-out last interactions")
+    s = sub.add_parser("evaluate", help="the project's lists against popularity, item-kNN, EASE and ALS on "
+                                        "held-out last interactions",
+                       epilog="example: personalizer evaluate --catalog kv-seed/out/inputs/catalog.csv "
+                              "--events kv-seed/out/inputs/events.csv --json")
     s.add_argument("--catalog", help="as for build (default: the seed shop, with its known latent tastes)")
     s.add_argument("--events")
     s.add_argument("--config", default=str(ROOT / "kv-seed" / "seed.toml"))
     s.add_argument("--k", type=int, default=12)
     s.add_argument("--holdout", type=int, default=3, help="last interactions held out per shopper")
+    s.add_argument("--min-events", type=int, default=6, help="people with fewer interactions are left out")
+    s.add_argument("--baselines", help="comma-separated, from: count popularity, item-kNN (cosine), EASE, "
+                                       "ALS (implicit) (default: all; '' for none)")
+    s.add_argument("--json", action="store_true", help="print the results as JSON (the table otherwise)")
     s.set_defaults(func=cmd_evaluate)
     s = sub.add_parser("origin", help="serve the origin (the edge's miss path) with uvicorn")
     s.add_argument("--host", default="127.0.0.1")

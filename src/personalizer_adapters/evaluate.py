@@ -1,18 +1,29 @@
-"""`personalizer evaluate`: offline quality of the lists, on each shopper's held-out last interactions.
+"""`personalizer evaluate`: the project's lists against the baselines a recommender engineer runs first.
 
-For every shopper with enough history, the last ``holdout`` events are hidden, the model is built from the
-rest, and each list is scored against the hidden products the shopper had not touched before:
-precision@k, recall@k and NDCG@k for the personal list, the shopper's segment list, the global popular
-list, and (for the seed shop, whose latent tastes are known) the best achievable ranking from those tastes.
+One split for every list (``holdout_split``): each person's last ``holdout`` interactions are hidden, in
+their own time order, and the targets are the hidden products that are new to the person (a list may not
+re-recommend what the person already saw, so neither may the target). Everything is built from the rest.
+Each list is then scored on the same people with precision@k, recall@k, NDCG@k (binary relevance) and
+catalog coverage, with the seconds it took (fit plus ranking everyone):
+
+- the project: the personal list (``profile_payload``, the user tier), the person's segment list and the
+  global popular list, exactly as the build would push them;
+- baselines: interaction-count popularity, cosine item-kNN, EASE (Steck 2019; when the catalog is at most
+  ``EASE_MAX_ITEMS``) and ALS (the ``implicit`` library, when installed);
+- on the seed shop, whose shoppers' latent tastes are known, the ranking by those tastes (an oracle).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from scipy import sparse
 
 from personalizer import codec, keys
 
@@ -20,79 +31,235 @@ from .build import build, by_shopper, positions_by_shopper
 from .model import profile_payload
 from .seedgen import CATEGORIES, Shop
 
+EASE_MAX_ITEMS = 20_000   # EASE inverts a dense items x items matrix
+EASE_LAMBDA = 200.0
+ALS_FACTORS = 64
+
+Ranker = Callable[[int, npt.NDArray[np.int64]], list[int]]  # (shopper, products seen) -> ranked products
+
+
+@dataclass(frozen=True)
+class Split:
+    train: Shop
+    targets: dict[int, frozenset[int]]  # evaluated shopper -> held-out products new to them
+    short: int                          # people left out: fewer than min_events interactions
+    nothing_new: int                    # people left out: their held-out products were all seen before
+
+
+def holdout_split(shop: Shop, holdout: int, min_events: int) -> Split:
+    """Hide each person's last ``holdout`` interactions (by time, then input order); keep the rest to train."""
+    ev, S = shop.events, len(shop.shoppers)
+    targets: dict[int, frozenset[int]] = {}
+    keep = np.ones(len(ev), dtype=bool)
+    short = nothing_new = 0
+    for s, positions in enumerate(positions_by_shopper(ev, S)):
+        if not len(positions):
+            continue
+        if len(positions) < min_events:
+            short += 1
+            continue
+        by_time = positions[np.argsort(ev["ts"][positions], kind="stable")]
+        hidden, before = by_time[-holdout:], by_time[:-holdout]
+        new = frozenset(ev["product"][hidden].tolist()) - frozenset(ev["product"][before].tolist())
+        if not new:
+            nothing_new += 1
+            continue
+        targets[s] = new
+        keep[hidden] = False
+    return Split(replace(shop, events=ev[keep]), targets, short, nothing_new)
+
 
 @dataclass
 class Score:
+    """Sums of per-person metrics; ``row`` turns them into means."""
+
+    name: str
+    seconds: float = 0.0
+    n: int = 0
     precision: float = 0.0
     recall: float = 0.0
     ndcg: float = 0.0
-    n: int = 0
+    ndcg_sq: float = 0.0
+    shown: set[int] = field(default_factory=set)
 
-    def add(self, ranked: list[int], relevant: set[int], k: int) -> None:
-        hits = [1.0 if p in relevant else 0.0 for p in ranked[:k]]
+    def add(self, ranked: list[int], relevant: frozenset[int], k: int) -> None:
+        top = ranked[:k]
+        hits = [1.0 if p in relevant else 0.0 for p in top]
         dcg = sum(h / math.log2(i + 2) for i, h in enumerate(hits))
         ideal = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
         self.precision += sum(hits) / k
         self.recall += sum(hits) / len(relevant)
         self.ndcg += dcg / ideal
+        self.ndcg_sq += (dcg / ideal) ** 2
         self.n += 1
+        self.shown.update(top)
 
-    def row(self, name: str) -> str:
+    def row(self, catalog: int) -> dict[str, Any]:
         n = max(self.n, 1)
-        return f"{name:22} {self.precision / n:12.4f} {self.recall / n:10.4f} {self.ndcg / n:8.4f}"
+        mean = self.ndcg / n
+        sd = math.sqrt(max(self.ndcg_sq / n - mean * mean, 0.0))
+        return {"list": self.name, "people": self.n, "precision": self.precision / n, "recall": self.recall / n,
+                "ndcg": mean, "ndcg_ci95": 1.96 * sd / math.sqrt(n), "coverage": len(self.shown) / max(catalog, 1),
+                "seconds": self.seconds}
 
 
-def evaluate(shop: Shop, cfg: dict[str, Any], *, k: int = 12, holdout: int = 3, min_events: int = 6) -> str:
-    """The metrics table (text) for ``shop``."""
-    ev, S, P = shop.events, len(shop.shoppers), len(shop.products)
-    test: dict[int, set[int]] = {}
-    keep = np.ones(len(ev), dtype=bool)
-    for s, positions in enumerate(positions_by_shopper(ev, S)):
-        if len(positions) >= min_events:
-            events = ev[positions]
-            by_time = np.argsort(events["ts"], kind="stable")
-            hidden = set(events["product"][by_time[-holdout:]].tolist()) - set(
-                events["product"][by_time[:-holdout]].tolist())
-            if hidden:
-                test[s] = hidden
-                keep[positions[by_time[-holdout:]]] = False
-    train = replace(shop, events=ev[keep])
-    built = build(train, {**cfg, "kv_profiles": 0})
-    model = built.model
-    index = model.index
-    popular = [index[c[0]] for c in codec.decode(built.records[keys.popular(built.generation)],
-                                                  expect="popular").data["cards"]]
-    segment_lists = {k_[len(keys.generation_prefix(built.generation)) + 4:]:
-                     [index[c[0]] for c in codec.decode(v, expect="segment").data["cards"]]
-                     for k_, v in built.records.items() if ":seg:" in k_}
-    tastes = [s.get("taste") for s in shop.shoppers]
-    within = np.zeros(P)
-    pop = np.bincount(train.events["product"], minlength=P).astype(float)
-    for c in range(len(model.categories)):
-        members = model.category_of == c
-        within[members] = pop[members] / max(pop[members].sum(), 1.0)
-    scores = {"personal (user tier)": Score(), "segment": Score(), "popular": Score()}
-    if all(t is not None for t in tastes):
-        scores["latent taste (oracle)"] = Score()
-        taste_order = [list(CATEGORIES).index(c) for c in model.categories]
+def _unseen(scores: npt.NDArray[Any], seen: npt.NDArray[np.int64], k: int) -> list[int]:
+    """The ``k`` best-scored products not in ``seen``, best first, ties by index."""
+    s = scores.astype(np.float64, copy=True)
+    s[seen] = -np.inf
+    k = min(k, len(s))
+    part = np.argpartition(-s, k - 1)[:k]
+    ranked = part[np.lexsort((part, -s[part]))]
+    return [int(p) for p in ranked if np.isfinite(s[p])]
+
+
+def interactions(train: Shop) -> sparse.csr_matrix:
+    """Person x product, 1 where the person interacted (any kind), as the baselines see the data."""
+    ev = train.events
+    X = sparse.csr_matrix((np.ones(len(ev)), (ev["shopper"], ev["product"])),
+                          shape=(len(train.shoppers), len(train.products)))
+    X.data[:] = 1.0
+    return X
+
+
+def count_popularity(X: sparse.csr_matrix, train: Shop, k: int) -> Ranker:
+    counts = np.bincount(train.events["product"], minlength=X.shape[1]).astype(np.float64)
+    return lambda s, seen: _unseen(counts, seen, k)
+
+
+def item_knn(X: sparse.csr_matrix, train: Shop, k: int) -> Ranker:
+    norms = np.sqrt(np.asarray(X.sum(0)).ravel())
+    Xn = (X @ sparse.diags(1.0 / np.maximum(norms, 1e-12))).tocsr()
+    sim = (Xn.T @ Xn).tocsr()
+    sim.setdiag(0)
+    return lambda s, seen: _unseen(np.asarray((X[s] @ sim).todense()).ravel(), seen, k)
+
+
+def ease(X: sparse.csr_matrix, train: Shop, k: int, lam: float = EASE_LAMBDA) -> Ranker:
+    G = (X.T @ X).toarray()
+    G[np.diag_indices_from(G)] += lam
+    P = np.linalg.inv(G)
+    B = P / -np.diag(P)
+    B[np.diag_indices_from(B)] = 0.0
+    return lambda s, seen: _unseen(np.asarray(X[s] @ B).ravel(), seen, k)
+
+
+def als(X: sparse.csr_matrix, train: Shop, k: int) -> Ranker:
+    from implicit.als import AlternatingLeastSquares  # optional: the `eval` extra
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):  # implicit parallelises itself; a threaded BLAS under it only contends
+        model = AlternatingLeastSquares(factors=ALS_FACTORS, iterations=15, regularization=0.05, random_state=0)
+        model.fit(X, show_progress=False)
+    users, items = np.asarray(model.user_factors), np.asarray(model.item_factors)
+    return lambda s, seen: _unseen(items @ users[s], seen, k)
+
+
+BASELINES: dict[str, Callable[[sparse.csr_matrix, Shop, int], Ranker]] = {
+    "count popularity": count_popularity, "item-kNN (cosine)": item_knn, "EASE": ease, "ALS (implicit)": als,
+}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    k: int
+    holdout: int
+    people: int
+    short: int
+    nothing_new: int
+    catalog: int
+    rows: list[dict[str, Any]]
+    skipped: dict[str, str]  # list -> why it was not run
+
+    def table(self) -> str:
+        lines = [f"evaluate: {self.people} people, last {self.holdout} interaction(s) held out, k={self.k} "
+                 f"(left out: {self.short} with too short a history, {self.nothing_new} whose held-out items "
+                 "were all seen before)",
+                 f"{'list':26} {'precision@k':>11} {'recall@k':>9} {'NDCG@k':>7} {'± 95%':>7} {'coverage':>8} "
+                 f"{'seconds':>8}"]
+        lines += [f"{r['list']:26} {r['precision']:11.4f} {r['recall']:9.4f} {r['ndcg']:7.4f} {r['ndcg_ci95']:7.4f} "
+                  f"{r['coverage']:8.3f} {r['seconds']:8.2f}" for r in self.rows]
+        lines += [f"{name:26} not run: {why}" for name, why in self.skipped.items()]
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"k": self.k, "holdout": self.holdout, "people": self.people, "left_out": {
+            "short_history": self.short, "nothing_new": self.nothing_new}, "catalog": self.catalog,
+                "lists": self.rows, "not_run": self.skipped}
+
+    def ndcg(self, name: str) -> float:
+        return float(next(r["ndcg"] for r in self.rows if r["list"] == name))
+
+
+def evaluate(shop: Shop, cfg: dict[str, Any], *, k: int = 12, holdout: int = 3, min_events: int = 6,
+             baselines: tuple[str, ...] = tuple(BASELINES),
+             progress: Callable[[str], None] = lambda _: None) -> Evaluation:
+    """Score the project's lists and the ``baselines`` on one held-out split of ``shop``."""
+    split = holdout_split(shop, holdout, min_events)
+    train, S, P = split.train, len(shop.shoppers), len(shop.products)
+    people = sorted(split.targets)
     train_per = by_shopper(train.events, S)
-    for s, hidden in sorted(test.items()):
-        events = train_per[s]
-        seen = set(events["product"].tolist())  # targets are new to the shopper: so must the lists be
-        prof = profile_payload(model, shop.shoppers[s]["id"], shop.shoppers[s].get("loyalty"), events["product"],
-                               events["kind"], events["ts"])
-        personal = [index[c[0]] for c in prof["cards"]]
-        first_segment = next((g for g in prof["segments"] if g in segment_lists), None)
-        segment = segment_lists.get(first_segment, popular) if first_segment else popular
-        scores["personal (user tier)"].add(personal, hidden, k)
-        scores["segment"].add([p for p in segment if p not in seen], hidden, k)
-        scores["popular"].add([p for p in popular if p not in seen], hidden, k)
-        if "latent taste (oracle)" in scores:
-            taste = np.asarray(tastes[s])[taste_order]  # the generator's category order -> the model's
-            oracle = taste[model.category_of] * within
-            oracle[list(seen)] = -1
-            scores["latent taste (oracle)"].add(np.argsort(-oracle, kind="stable")[:k].tolist(), hidden, k)
-    lines = [f"evaluate: {len(test)} shoppers, last {holdout} interaction(s) held out, k={k}",
-             f"{'list':22} {'precision@k':>12} {'recall@k':>10} {'NDCG@k':>8}"]
-    lines += [score.row(name) for name, score in scores.items()]
-    return "\n".join(lines)
+    seen = {s: np.unique(train_per[s]["product"]).astype(np.int64) for s in people}
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+
+    def run(name: str, fit: Callable[[], Ranker]) -> None:
+        progress(f"evaluate: {name}")
+        score = Score(name)
+        started = time.perf_counter()
+        rank = fit()
+        for s in people:
+            score.add(rank(s, seen[s]), split.targets[s], k)
+        score.seconds = time.perf_counter() - started
+        rows.append(score.row(P))
+
+    # The project's lists, as the build makes them.
+    progress("evaluate: building the project's lists")
+    started = time.perf_counter()
+    built = build(train, {**cfg, "kv_profiles": 0})
+    build_s = time.perf_counter() - started
+    model, index = built.model, built.model.index
+    popular = np.array([index[c[0]] for c in codec.decode(built.records[keys.popular(built.generation)],
+                                                         expect="popular").data["cards"]], dtype=np.int64)
+    prefix = len(keys.generation_prefix(built.generation)) + len("seg:")
+    segment_lists = {key[prefix:]: np.array([index[c[0]] for c in codec.decode(v, expect="segment").data["cards"]],
+                                            dtype=np.int64)
+                     for key, v in built.records.items() if keys.parse(key)[0] == "segment"}
+    profiles: dict[int, dict[str, Any]] = {}
+
+    def profile(s: int) -> dict[str, Any]:
+        if s not in profiles:
+            events = train_per[s]
+            shopper = shop.shoppers[s]
+            profiles[s] = profile_payload(model, shopper["id"], shopper.get("loyalty"), events["product"],
+                                          events["kind"], events["ts"])
+        return profiles[s]
+
+    def listed(cards: npt.NDArray[np.int64]) -> Ranker:
+        return lambda s, seen_: [int(p) for p in cards[~np.isin(cards, seen_)][:k]]
+
+    def segment(s: int, seen_: npt.NDArray[np.int64]) -> list[int]:
+        first = next((g for g in profile(s)["segments"] if g in segment_lists), None)
+        return listed(segment_lists[first] if first else popular)(s, seen_)
+
+    run("personal (user tier)", lambda: lambda s, _: [index[c[0]] for c in profile(s)["cards"]])
+    rows[-1]["seconds"] += build_s
+    run("segment", lambda: segment)
+    run("popular", lambda: listed(popular))
+    X = interactions(train)
+    for name in baselines:
+        if name == "EASE" and P > EASE_MAX_ITEMS:
+            skipped[name] = f"{P:,} products (EASE inverts a dense matrix; at most {EASE_MAX_ITEMS:,})"
+            continue
+        try:
+            run(name, lambda fit=BASELINES[name]: fit(X, train, k))  # type: ignore[misc]
+        except ImportError as exc:
+            skipped[name] = f"{exc.name} is not installed (pip install '.[eval]')"
+    tastes = [s.get("taste") for s in shop.shoppers]
+    if all(t is not None for t in tastes):
+        taste_order = [list(CATEGORIES).index(c) for c in model.categories]
+        counts = np.bincount(train.events["product"], minlength=P).astype(float)
+        within = counts / np.maximum(np.bincount(model.category_of, weights=counts)[model.category_of], 1.0)
+        run("latent taste (oracle)", lambda: lambda s, seen_: _unseen(
+            np.asarray(tastes[s])[taste_order][model.category_of] * within, seen_, k))
+    return Evaluation(k, holdout, len(people), split.short, split.nothing_new, P, rows, skipped)

@@ -21,6 +21,7 @@ from personalizer.keys import is_valid_id
 from .seedgen import EVENT_KINDS, Shop
 
 MAX_REPORTED = 50
+IN_STOCK_UNKNOWN = 1  # no stock figure given: sellable
 
 
 class InputError(Exception):
@@ -89,11 +90,16 @@ def _text(row: dict[str, Any], name: str) -> str:
     return str(value).strip()
 
 
+def _ascii_int(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" and other Unicode digits that ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _price_cents(raw: Any) -> int:
     """Prices are decimal strings or numbers in major units ("19.99"); stored as integer cents."""
     text = str(raw).strip()
     whole, _, frac = text.partition(".")
-    if not whole.lstrip("-").isdigit() or (frac and (not frac.isdigit() or len(frac) > 2)):
+    if not _ascii_int(whole.lstrip("-")) or (frac and (not _ascii_int(frac) or len(frac) > 2)):
         raise ValueError(f"bad price {text!r}")
     cents = int(whole) * 100 + (int(frac.ljust(2, "0")) if frac else 0)
     if cents < 0:
@@ -101,9 +107,19 @@ def _price_cents(raw: Any) -> int:
     return cents
 
 
+def _stock(raw: Any) -> int:
+    """Units in stock; a missing column or empty cell means "in stock" (the column is optional)."""
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        return IN_STOCK_UNKNOWN
+    if not _ascii_int(text.lstrip("-")):
+        raise ValueError(f"bad stock {text!r} (a whole number of units)")
+    return max(int(text), 0)
+
+
 def _timestamp(raw: Any) -> int:
     text = str(raw).strip()
-    if text.isdigit():
+    if _ascii_int(text):
         return int(text)
     try:
         return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
@@ -123,7 +139,7 @@ def read_catalog(path: Path, report: Report) -> list[dict[str, Any]]:
                 raise ValueError(f"invalid id {pid!r}")
             if pid in seen:
                 raise ValueError(f"duplicate id {pid!r}")
-            stock = int(str(row.get("stock", "0")).strip() or 0)
+            stock = _stock(row.get("stock"))
             price = _price_cents(_text(row, "price"))
             previous = row.get("previous_price")
             was = _price_cents(previous) if previous not in (None, "") else price
@@ -131,7 +147,7 @@ def read_catalog(path: Path, report: Report) -> list[dict[str, Any]]:
             products.append({"id": pid, "category": _text(row, "category"), "title": _text(row, "title"),
                              "url": _text(row, "url"), "image": _text(row, "image"), "price": max(was, price),
                              "current": price, "currency": str(row.get("currency") or "EUR").strip(),
-                             "stock": max(stock, 0)})
+                             "stock": stock})
             seen.add(pid)
         except ValueError as exc:
             report.reject(where, str(exc))

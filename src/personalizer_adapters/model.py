@@ -7,7 +7,9 @@ computed on a miss has exactly the form and the logic of one pushed by a batch.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,29 @@ import numpy.typing as npt
 
 EVENT_WEIGHT = np.array([1.0, 3.0, 5.0])  # view, add_to_cart, purchase
 VIEW, CART, PURCHASE = 0, 1, 2
+
+
+CATEGORY_ID_MAX = 48  # "likes-" + this stays within the 64 characters of an id
+
+
+def category_ids(categories: list[str]) -> list[str]:
+    """A safe, distinct id for each category name, in order: ``"Dairy Eggs"`` -> ``"dairy-eggs"``.
+
+    Real catalogs name categories freely (spaces, apostrophes, accents); segment and banner ids derived from
+    them must be ids. Names that slug alike get ``-2``, ``-3``... in the given order, so the mapping is stable
+    for the same (sorted) category list; a name that is already a slug is kept as it is.
+    """
+    out: list[str] = []
+    taken: set[str] = set()
+    for name in categories:
+        base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:CATEGORY_ID_MAX].strip("-") or "category"
+        slug, n = base, 1
+        while slug in taken:
+            n += 1
+            slug = f"{base[:CATEGORY_ID_MAX - len(str(n)) - 1]}-{n}"
+        taken.add(slug)
+        out.append(slug)
+    return out
 
 
 @dataclass(frozen=True)
@@ -69,7 +94,13 @@ class Model:
     within_share: npt.NDArray[np.float32]      # (products,)
     rules: SegmentRules = SegmentRules()
     prices: dict[str, int] | None = None       # current prices that differ from the cards' (price drops)
-    cf_weight: float = 0.1                     # weight of item-to-item similarity against taste-aware popularity
+    taste_weight: float = 0.1                  # weight of taste-aware popularity against item-to-item similarity
+    recency_half_life: float = 10.0            # a person's own history: weight halves every this many interactions
+
+    @cached_property
+    def category_ids(self) -> list[str]:
+        """Each category's id (for segment and banner ids): ``categories`` are display names."""
+        return category_ids(self.categories)
 
     @property
     def index(self) -> dict[str, int]:
@@ -83,7 +114,8 @@ class Model:
         (directory / "model.json").write_text(json.dumps({
             "generation": self.generation, "now": self.now, "half_life_s": self.half_life_s,
             "personal_list": self.personal_list, "categories": self.categories, "cards": self.cards,
-            "rules": self.rules.as_json(), "prices": self.prices or {}, "cf_weight": self.cf_weight}))
+            "rules": self.rules.as_json(), "prices": self.prices or {}, "taste_weight": self.taste_weight,
+            "recency_half_life": self.recency_half_life}))
 
     @classmethod
     def load(cls, directory: Path) -> Model:
@@ -92,7 +124,8 @@ class Model:
             return cls(meta["generation"], meta["now"], meta["half_life_s"], meta["personal_list"], meta["cards"],
                        meta["categories"], arrays["category_of"], arrays["in_stock"], arrays["neighbours"],
                        arrays["weights"], arrays["category_top"], arrays["within_share"],
-                       SegmentRules.from_json(meta["rules"]), meta["prices"], meta["cf_weight"])
+                       SegmentRules.from_json(meta["rules"]), meta["prices"], meta["taste_weight"],
+                       meta["recency_half_life"])
 
 
 def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
@@ -119,11 +152,16 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     products, kinds, ts = products[order], kinds[order], ts[order]
     cards, rules = model.cards, model.rules
     items, inverse = np.unique(products, return_inverse=True)
-    weight = EVENT_WEIGHT[kinds] * np.exp2(-(model.now - ts) / model.half_life_s)
-    x = np.bincount(inverse, weights=weight, minlength=len(items))
+    # What the person did last says most about what they want next: each interaction's weight halves every
+    # `recency_half_life` interactions back in their own history (their own clock, not the build's "now", so
+    # a person who was away for a month is read the same as one who was here yesterday).
+    back = np.arange(len(products) - 1, -1, -1, dtype=np.float64)
+    weight = EVENT_WEIGHT[kinds] * np.exp2(-back / model.recency_half_life)
+    x = np.bincount(inverse, weight, minlength=len(items))
     bought = np.unique(products[kinds == PURCHASE])
-    # Personal list: the shopper's category affinity times each item's popularity within its category
-    # (taste-aware popularity), plus their weighted history through item-to-item similarity.
+    # Personal list: item-to-item similarity from the weighted history (item-kNN over the build's neighbour
+    # lists, EASE weights where the catalog allows), plus a little taste-aware popularity (the person's
+    # category affinity times each item's share of its category) so that a short history still fills a list.
     affinity = np.bincount(model.category_of[items], weights=x, minlength=len(model.categories))
     taste = affinity / max(affinity.sum(), 1e-12)
     favourite = np.argsort(-affinity, kind="stable")[:3]
@@ -133,8 +171,9 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
                               np.zeros(len(pool) - model.neighbours[items].size)])
     candidates, where = np.unique(pool, return_inverse=True)
     cf = np.bincount(where, weights=contrib, minlength=len(candidates))
-    scores = (model.cf_weight * cf / max(cf.max(initial=0.0), 1e-12)
-              + taste[model.category_of[candidates]] * model.within_share[candidates])
+    pop = taste[model.category_of[candidates]] * model.within_share[candidates]
+    scores = (cf / max(cf.max(initial=0.0), 1e-12)
+              + model.taste_weight * pop / max(pop.max(initial=0.0), 1e-12))
     # "For you" is for discovery: what the shopper already saw has the recently-viewed slot.
     excluded = np.isin(candidates, items) | ~model.in_stock[candidates]
     personal = candidates[top_k(scores, model.personal_list, excluded)]
@@ -150,7 +189,7 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     watched = [cards[i][0] for i in recent[:5]]
     segments: list[str] = []
     if rules.affinity and affinity.max() > 0:
-        segments.append(f"likes-{model.categories[int(affinity.argmax())]}")
+        segments.append(f"likes-{model.category_ids[int(affinity.argmax())]}")
     if loyalty:
         segments.append(f"loyal-{loyalty}")
     if cart and model.now - cart_at >= rules.cart_left_after_s:
