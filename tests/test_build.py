@@ -234,3 +234,50 @@ def test_numbers_are_ascii_digits_only(tmp_path: Path, row: str) -> None:
     assert report.examples[0].startswith(f"{tmp_path / 'c.csv'}:2: bad ")
 
 
+
+
+def test_profiles_are_the_same_bytes_on_any_number_of_workers() -> None:
+    """The profile stage forked over two workers gives the outcomes of one process, in shopper order."""
+    from personalizer_adapters.build import by_shopper
+    from personalizer_adapters.profiles import ProfileJob, profile_outcomes
+
+    cfg = load_config(CFG)
+    shop = generate(cfg)
+    job = ProfileJob(shop, build(shop, cfg).model, by_shopper(shop.events, len(shop.shoppers)), {}, 3000, shop.now)
+    serial = [o for _, chunk in profile_outcomes(job, workers=1) for o in chunk]
+    forked = [o for _, chunk in profile_outcomes(job, workers=2, parallel_min=0) for o in chunk]
+    assert len(serial) == len(shop.shoppers) and serial == forked
+    assert sum(o.record is not None for o in forked) == 3000
+
+
+def test_an_oversized_profile_is_trimmed_to_the_edge_bound() -> None:
+    """A profile whose encoding passes MAX_PROFILE_BYTES is shortened until it fits, and says so."""
+    from personalizer import codec as core_codec
+    from personalizer_adapters.profiles import fit_profile
+
+    card = ["p1", "T" * 290, "/p/p1", "https://i/p1.jpg", 100, "EUR", "c" * 190]
+    big = {"id": "u1", "segments": ["new"], "cards": [card] * 48, "recent": [card] * 48,
+           "bought": [f"p{n:06d}" for n in range(5000)], "cart": [], "cart_updated_at": 0, "loyalty": "",
+           "categories": ["c"], "watched": ["p1"]}
+    record, trimmed = fit_profile(big, 1)
+    assert trimmed and record is not None and len(record) <= core_codec.MAX_PROFILE_BYTES
+    small, was_trimmed = fit_profile({**big, "cards": [card], "recent": [], "bought": []}, 1)
+    assert not was_trimmed and small is not None
+    assert core_codec.decode(record, expect="profile").data["cards"]  # still useful after trimming
+
+
+def test_a_lifetime_of_orders_keeps_the_profile_bounded(tmp_path: Path) -> None:
+    """A shopper with 3,000 distinct purchases: the build pushes a profile within the edge's bound."""
+    from personalizer import codec as core_codec
+    from personalizer_adapters.model import MAX_BOUGHT
+
+    (tmp_path / "c.csv").write_text("id,category,title,price,url,image\n" + "".join(
+        f"p{i},cat,Item {i},1.00,/p/p{i},https://i/p{i}.jpg\n" for i in range(3000)))
+    (tmp_path / "e.csv").write_text("shopper,product,kind,ts\n" + "".join(
+        f"u1,p{i},purchase,{1_790_000_000 + i}\n" for i in range(3000)) + "u2,p1,view,1790000000\n")
+    shop, _ = load_shop(tmp_path / "c.csv", tmp_path / "e.csv", None, strict=False, now=None)
+    built = build(shop, load_config(CFG))
+    record = built.records[keys.profile("u1")]
+    assert len(record) <= core_codec.MAX_PROFILE_BYTES
+    bought = core_codec.decode(record, expect="profile").data["bought"]
+    assert len(bought) == MAX_BOUGHT and "p2999" in bought and "p0" not in bought  # the most recent kept

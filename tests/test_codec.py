@@ -49,11 +49,14 @@ def test_codec_rejects_an_expired_record() -> None:
         codec.decode(raw, expect="popular", now=101)
 
 
-def test_codec_bounds_what_it_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A value over the decode bound is refused before msgpack sees it."""
-    monkeypatch.setattr(codec, "MAX_DECODE_BYTES", 10)
+def test_codec_bounds_what_it_decodes() -> None:
+    """A value over the decode bound (the codec's, or a tighter one per kind) is refused before msgpack sees it."""
+    value = codec.encode("popular", {"name": "x" * 20})
+    with pytest.raises(DecodeError, match="bound of 10"):
+        codec.decode(value, expect="popular", max_bytes=10)
+    assert codec.decode(value, expect="popular", max_bytes=len(value)).data["name"] == "x" * 20
     with pytest.raises(DecodeError, match="bound"):
-        codec.decode(codec.encode("popular", {"name": "x" * 20}), expect="popular")
+        codec.decode(b"\x00" * (codec.MAX_DECODE_BYTES + 1), expect="popular")
 
 
 def test_codec_enforces_kv_value_and_metadata_limits(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,6 +23,8 @@ def test_parse_config_reads_vars_and_key_list() -> None:
     pytest.param({"CONSENT_DEFAULT": "maybe"}, "CONSENT_DEFAULT", id="bad-consent"),
     pytest.param({"ORIGIN_TIMEOUT_MS": "fast"}, "ORIGIN_TIMEOUT_MS", id="not-a-number"),
     pytest.param({"BROWSER_MAX_AGE_S": "-1"}, "BROWSER_MAX_AGE_S", id="out-of-range"),
+    pytest.param({"MANIFEST_TTL_S": "١٥"}, "MANIFEST_TTL_S", id="arabic-indic-digits"),
+    pytest.param({"MANIFEST_TTL_S": "1²"}, "MANIFEST_TTL_S", id="superscript"),
 ])
 def test_parse_config_names_the_bad_var(env: dict[str, str], name: str) -> None:
     """A bad value raises ValueError naming the variable."""

@@ -264,3 +264,33 @@ def test_edge_corrupt_shared_records_degrade(built: Built, tmp_path: Path) -> No
         r = c.get("/v1/page?slots=hero,home")
         assert r.status_code == 200 and r.headers["x-pz-tier"] == "hero=default,home=default"
         assert r.json()["generation"] == gen
+
+
+@pytest.mark.parametrize("target", ["*", "http://127.0.0.1/v1/page", "//evil.example/x",
+                                    "/v1/recommendations?slot=home&limit=%C2%B2"])
+def test_odd_request_targets_are_4xx_without_internals(edge: httpx.Client, target: str) -> None:
+    """A raw request line with an odd target is a 4xx JSON error with nosniff, never a 500 or a traceback."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(str(edge.base_url))
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():  # de-chunk: size line, data, CRLF, ... 0
+        data, rest = b"", body
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if not size:
+                break
+            data, rest = data + rest[:size], rest[size + 2:]
+        body = data
+    status = int(head.split()[1])
+    assert 400 <= status < 500, raw[:300]
+    assert b"x-content-type-options: nosniff" in head.lower()
+    assert b"Traceback" not in body and b"Error" not in body
+    assert json.loads(body)["error"]["code"]

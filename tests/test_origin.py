@@ -67,7 +67,10 @@ def test_origin_serves_shared_records_of_the_active_generation_only(origin: http
     pytest.param(b'{"nokey": 1}', 400, "bad_body", id="no-key"),
     pytest.param(b'{"key": 5}', 400, "bad_body", id="key-not-a-string"),
     pytest.param(b'["pz1:manifest"]', 400, "bad_body", id="not-an-object"),
-    pytest.param(b'{"key": "' + b"x" * 5000 + b'"}', 400, "bad_body", id="oversized"),
+    pytest.param(b'{"key": "' + b"x" * 5000 + b'"}', 413, "too_large", id="oversized"),
+    pytest.param(b"[" * 3000 + b"]" * 3000, 413, "too_large", id="deep-and-large"),
+    pytest.param(b"[" * 2000, 400, "bad_body", id="deeply-nested"),
+    pytest.param(b'{"key": {"a": ' * 200 + b"1" + b"}" * 400, 400, "bad_body", id="nested-object"),
     pytest.param(b'{"key": "pz1:p:bad id"}', 400, "bad_key", id="bad-key"),
     pytest.param(b'{"key": "pz1:p:c99999"}', 404, "not_found", id="unknown-person"),
 ])
@@ -76,6 +79,18 @@ def test_origin_rejects_bad_bodies_with_the_json_error_shape(origin: httpx.Clien
     """Bad bodies are 400s, unknown people 404s, all with {"error": {"code", "message"}}."""
     r = origin.post("/v1/resolve", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status and r.json()["error"]["code"] == code
+
+
+def test_origin_caps_a_streamed_body_without_content_length(origin: httpx.Client) -> None:
+    """A chunked body (no Content-Length) is counted as it streams and refused with 413 past the limit."""
+    def chunks() -> Iterator[bytes]:
+        yield b'{"key": "'
+        for _ in range(100):
+            yield b"x" * 1000
+        yield b'"}'
+
+    r = origin.post("/v1/resolve", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
 
 
 @pytest.mark.parametrize("secret", [None, "wrong-secret-0123456789", SECRET + "x"])

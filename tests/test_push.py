@@ -205,3 +205,12 @@ def test_read_bulk_streams_our_layout_and_parses_any_other(tmp_path: Path) -> No
         [{"key": k, "value": base64.b64encode(v).decode(), "base64": True} for k, v in records.items()]))
     assert dict(read_bulk(tmp_path / "lines.json")) == dict(read_bulk(tmp_path / "compact.json")) == records
     assert (tmp_path / "lines.json").read_text().count("\n") == len(records) + 2  # "[", one a pair, "]"
+
+
+@pytest.mark.parametrize("value,seconds", [("7", 7.0), (" 12 ", 12.0), ("²", None), ("٣", None), ("soon", None),
+                                           (None, None)])
+def test_retry_after_reads_ascii_seconds_or_a_date(value: str | None, seconds: float | None) -> None:
+    """Retry-After in delta-seconds (ASCII digits only); anything unreadable is None, never a crash."""
+    from personalizer_adapters.cloudflare import retry_after_s
+
+    assert retry_after_s(value) == seconds

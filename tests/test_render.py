@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from personalizer.banners import BannerChoice
 from personalizer.ladder import Carousel
 from personalizer.records import BannerRule, Card, Variant
@@ -45,3 +47,22 @@ def test_safe_url_allows_only_http_and_site_relative() -> None:
     """https, http and /path pass; protocol-relative, javascript: and data: do not."""
     assert [safe_url(u) for u in ("https://a/b", "http://a", "/p/1", "//evil", "javascript:x", "data:x")] == [
         "https://a/b", "http://a", "/p/1", "#", "#", "#"]
+
+
+@pytest.mark.parametrize("url", [
+    "javascript:alert(1)", "JaVaScRiPt:alert(1)", " javascript:alert(1)", "java\tscript:alert(1)",
+    "javascript&colon;alert(1)", "data:text/html,<b>", "vbscript:x", "//evil.example/x", "/\\evil.example/x",
+    "\\\\evil.example", "/\t/evil.example", "/\n/evil.example", " /x", "\x00/x", "/%09/evil.example",
+    "/%5Cevil.example", "/%5cevil.example", "https:/evil.example", "https://", "http:evil.example",
+    "&#47;&#47;evil.example", "%2F%2Fevil.example", "", "x" * 3000, "/x\x7f",
+])
+def test_safe_url_refuses_known_bypasses(url: str) -> None:
+    """Schemes, protocol-relative tricks, control characters and backslashes (raw or encoded) become #."""
+    assert safe_url(url) == "#"
+
+
+@pytest.mark.parametrize("url", ["https://shop.example/p/1?x=1#top", "HTTP://shop.example", "/p/p00001",
+                                 "/c/dairy-eggs?sort=price", "https://img.example/a%20b.jpg"])
+def test_safe_url_keeps_shop_urls(url: str) -> None:
+    """Absolute http(s) URLs with a host and single-slash paths pass unchanged."""
+    assert safe_url(url) == url

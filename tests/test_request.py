@@ -3,7 +3,7 @@
 import pytest
 
 from personalizer import BadRequest
-from personalizer.request import parse_ask, parse_cookies
+from personalizer.request import gpc_opt_out, parse_ask, parse_cookies
 
 
 def test_parse_ask_reads_a_valid_page_request() -> None:
@@ -47,7 +47,42 @@ def test_parse_ask_rejects_off_contract_requests(method: str, path: str, query: 
 
 
 def test_parse_cookies_is_defensive() -> None:
-    """Pairs parse; junk is skipped; the first duplicate wins; an oversized header is ignored whole."""
-    assert parse_cookies('a=1; junk; =x; b="2"; a=3') == {"a": "1", "b": "2"}
-    assert parse_cookies("a=" + "x" * 9000) == {}
-    assert parse_cookies(None) == {}
+    """Only pz_* pairs are kept; junk is skipped; the first duplicate wins; an unreadable header is None."""
+    assert parse_cookies('a=1; junk; =x; pz_uid="2"; pz_uid=3; pz_vid=4') == {"pz_uid": "2", "pz_vid": "4"}
+    assert parse_cookies("a=" + "x" * 70_000) is None
+    assert parse_cookies(None) == {} and parse_cookies("") == {}
+
+
+def test_our_cookies_are_found_among_a_shops_many_cookies() -> None:
+    """80 analytics cookies and 12 KB of header before ours: pz_consent=denied is still read."""
+    crowd = "; ".join(f"_ga_{n}=GA1.1.{'9' * 120}" for n in range(80))
+    assert len(crowd) > 8192
+    assert parse_cookies(f"{crowd}; pz_consent=denied; pz_vid=v1.x") == {"pz_consent": "denied", "pz_vid": "v1.x"}
+
+
+@pytest.mark.parametrize("header", [
+    pytest.param("pz_consent=granted; pz_consent=denied", id="denied-second"),
+    pytest.param("pz_consent=denied; pz_consent=granted", id="denied-first"),
+    pytest.param("pz_consent=granted; pz_consent=maybe", id="conflicting"),
+])
+def test_conflicting_consent_cookies_are_a_denial(header: str) -> None:
+    """Two pz_consent cookies that disagree (a path and a domain cookie, say) read as denied."""
+    assert parse_cookies(header) == {"pz_consent": "denied"}
+
+
+@pytest.mark.parametrize("value,opted_out", [
+    pytest.param("1", True, id="one"), pytest.param(" 1 ", True, id="spaces"),
+    pytest.param("1, 1", True, id="folded"), pytest.param("1,0", True, id="mixed-fails-closed"),
+    pytest.param("0", False, id="zero"), pytest.param("", False, id="empty"), pytest.param(None, False, id="absent"),
+])
+def test_sec_gpc_lists_are_honoured(value: str | None, opted_out: bool) -> None:
+    """Sec-GPC folded by a proxy into a list still opts out."""
+    assert gpc_opt_out(value) is opted_out
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A3", "%EF%BC%91", "01%00", "+5", "-1", " 5"])
+def test_limit_takes_ascii_digits_only(limit: str) -> None:
+    """Unicode digits (², Arabic-Indic ٣, full-width １) are a 400, never an int() crash."""
+    with pytest.raises(BadRequest) as info:
+        parse_ask("GET", "/v1/recommendations", f"slot=home&limit={limit}")
+    assert info.value.code == "bad_limit"

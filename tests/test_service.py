@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import msgpack
 import pytest
@@ -154,3 +155,71 @@ def test_errors_use_the_json_shape_and_head_has_no_body(core: Personalizer) -> N
     assert status == 400 and body["error"]["code"] == "bad_slot" and body["error"]["message"]
     reply = asyncio.run(core.handle("HEAD", "/v1/banner", "slot=hero", {}))
     assert reply.status == 200 and reply.body == b"" and reply.header("x-pz-tier")
+
+
+def test_a_visitor_id_never_names_a_customer(core: Personalizer, built: Built) -> None:
+    """A signed pz_vid whose id equals a customer's id reads the visitor key space, not the customer's profile."""
+    from personalizer.identity import VID, sign
+    from tests.conftest import TEST_KEY
+
+    kv: InMemoryKV = core.kv  # type: ignore[assignment]
+    vid = f"{VID}={sign(VID, 'c00001', int(time.time()), TEST_KEY.encode())}"
+    _, _, as_visitor = run(core, "/v1/recommendations", "slot=home&limit=6", vid)
+    assert keys.profile("c00001") not in kv.reads and keys.visitor("c00001") in kv.reads
+    assert as_visitor["tier"] != "user"
+
+
+@pytest.mark.parametrize("cookie", [
+    pytest.param("; ".join(f"_ga_{n}=GA1.1.{'9' * 120}" for n in range(80)) + "; pz_consent=denied",
+                 id="denied-after-80-cookies"),
+    pytest.param("pz_consent=denied; pad=" + "x" * 70_000, id="header-too-long-to-read"),
+    pytest.param("pz_consent=granted; pz_consent=denied", id="conflicting"),
+])
+def test_a_refusal_we_cannot_miss_or_cannot_read_is_a_refusal(core: Personalizer, cookie: str) -> None:
+    """Many cookies, an unreadable header or conflicting answers: not personalized, no cookie set."""
+    kv: InMemoryKV = core.kv  # type: ignore[assignment]
+    status, headers, body = run(core, "/v1/page", "slots=hero,home", cookie + "; " + uid_cookie("c00001"))
+    assert status == 200 and "set-cookie" not in headers
+    assert not any(k.startswith(("pz1:p:", "pz1:v:")) for k in kv.reads)
+    assert body["fragments"]["home"]["tier"] != "user"
+
+
+def test_folded_sec_gpc_opts_out(core: Personalizer) -> None:
+    """Sec-GPC: "1, 1" (two headers folded by a proxy) is honoured like "1"."""
+    reply = asyncio.run(core.handle("GET", "/v1/recommendations", "slot=home", {"sec-gpc": "1, 1"}))
+    assert reply.status == 200 and reply.header("set-cookie") is None
+
+
+@pytest.mark.parametrize("path,query", [("/healthz", ""), ("/nope", ""), ("/v1/recommendations", "slot=home"),
+                                        ("/v1/recommendations", "slot=home&limit=%C2%B2")])
+def test_every_answer_is_nosniff_and_bad_numbers_are_400(core: Personalizer, path: str, query: str) -> None:
+    """X-Content-Type-Options on every answer; a Unicode digit is a 400 JSON error, not a 500."""
+    status, headers, body = run(core, path, query)
+    assert headers["x-content-type-options"] == "nosniff"
+    assert status < 500
+    if "limit" in query:
+        assert (status, body["error"]["code"]) == (400, "bad_limit")
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param(b"\x00" * (20 * 1024 * 1024), id="20MiB-garbage"),
+    pytest.param(codec.encode("profile", {"id": "c00001", "segments": [], "cards": [], "recent": [],
+                                          "bought": [f"p{n:07d}" for n in range(400_000)], "cart": []}),
+                 id="4MB-valid-profile"),
+])
+def test_a_bad_profile_costs_one_read_not_one_per_request(built: Built, value: bytes) -> None:
+    """An oversized profile value is refused before decoding, and its key is not read again for a while."""
+    kv = InMemoryKV({**built.records, keys.profile("c00001"): value})
+    core = Personalizer(CONFIG, kv, FixedClock(), lambda: "vtestvisitor")
+    for _ in range(3):
+        status, _, body = run(core, "/v1/recommendations", "slot=home", uid_cookie("c00001"))
+        assert status == 200 and body["tier"] != "user"
+    assert kv.reads.count(keys.profile("c00001")) == 1
+
+
+@pytest.mark.parametrize("token", ["v1.c00001.².sig", "v1.c00001.١٧٠٠٠٠٠٠٠٠.sig", "v1.c00001.-5.sig",
+                                   "v1..1.sig", "v1.c00001.1.2.3", "\x00", "v1.c00001.99999999999999999999.x"])
+def test_malformed_tokens_are_anonymous_not_errors(core: Personalizer, token: str) -> None:
+    """Unicode digits or junk in a pz_uid: an anonymous 200, never a 5xx."""
+    status, headers, body = run(core, "/v1/recommendations", "slot=home", f"pz_uid={token}")
+    assert status == 200 and body["tier"] != "user"

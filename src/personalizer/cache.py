@@ -2,7 +2,8 @@
 
 Worker isolates reuse module state across requests; this cache is the one deliberate piece of it. It
 holds only records shared by every visitor (manifest, segment, popular, item, banners, inventory), never a
-person's profile.
+person's profile. Beside it, a short list of keys whose value failed to decode (a profile's key among
+them, but never its content), so a bad record costs one read, not one per request.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 ENTRY_OVERHEAD = 128  # bytes charged per entry beyond the encoded size, so tiny entries are not free
+MAX_BAD_KEYS = 1024   # keys remembered as bad at once; the oldest is forgotten first
+BAD_KEY_TTL_S = 60.0  # how long a bad key is not read again (KV changes take about as long to be seen)
 
 
 @dataclass(slots=True)
@@ -26,6 +29,7 @@ class SharedCache:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._bad: OrderedDict[str, float] = OrderedDict()  # key -> until when it is not read again
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -51,6 +55,22 @@ class SharedCache:
             self._drop(next(iter(self._entries)))
         self._entries[key] = _Entry(value, size, now + ttl_s)
         self.bytes += size
+
+    def mark_bad(self, key: str, now: float, ttl_s: float = BAD_KEY_TTL_S) -> None:
+        """Remember that ``key``'s value failed to decode (or was too large), for ``ttl_s``."""
+        self._bad.pop(key, None)
+        self._bad[key] = now + ttl_s
+        while len(self._bad) > MAX_BAD_KEYS:
+            self._bad.popitem(last=False)
+
+    def is_bad(self, key: str, now: float) -> bool:
+        until = self._bad.get(key)
+        if until is None:
+            return False
+        if until <= now:
+            del self._bad[key]
+            return False
+        return True
 
     def _drop(self, key: str) -> None:
         self.bytes -= self._entries.pop(key).size

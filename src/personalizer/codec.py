@@ -21,6 +21,8 @@ MAX_VALUE_BYTES = 25 * 1024 * 1024
 MAX_METADATA_BYTES = 1024
 # Far above any real record, far below the 128 MB isolate: a bomb in KV cannot exhaust memory.
 MAX_DECODE_BYTES = 8 * 1024 * 1024
+# One person's record: a few dozen cards and a bounded history; the build trims or refuses anything larger.
+MAX_PROFILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +66,15 @@ def check_metadata(metadata: dict[str, Any] | None, key: str | None = None) -> N
         raise LimitError(f"metadata of {size} bytes exceeds {MAX_METADATA_BYTES}", key=key, size=size)
 
 
-def decode(value: bytes, *, expect: str, key: str | None = None, now: int | None = None) -> Envelope:
+def decode(value: bytes, *, expect: str, key: str | None = None, now: int | None = None,
+           max_bytes: int = MAX_DECODE_BYTES) -> Envelope:
     """Decode a v1 envelope of kind ``expect``; anything else raises ``DecodeError``.
 
-    ``now`` (epoch seconds), when given, rejects a record whose ``until`` has passed.
+    ``now`` (epoch seconds), when given, rejects a record whose ``until`` has passed. A value over
+    ``max_bytes`` is refused before any decoding (decoding is what costs: seconds for megabytes).
     """
-    if len(value) > MAX_DECODE_BYTES:
-        raise DecodeError(f"value of {len(value)} bytes over the decode bound", key=key)
+    if len(value) > max_bytes:
+        raise DecodeError(f"value of {len(value)} bytes over the decode bound of {max_bytes}", key=key)
     try:
         # unpackb bounds every str/bin/array/map by len(value), itself bounded above.
         obj = msgpack.unpackb(value, raw=False, strict_map_key=True)

@@ -34,10 +34,10 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     raw = env.get(name)
     if raw is None or str(raw).strip() == "":
         return default
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    text = str(raw).strip()
+    if not (text.isascii() and text.lstrip("-").isdigit()):  # int() also takes "٣" and other Unicode digits
+        raise ValueError(f"{name} must be an integer, got {raw!r}")
+    value = int(text)
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be within {lo}..{hi}, got {value}")
     return value

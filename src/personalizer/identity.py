@@ -41,7 +41,7 @@ def verify(name: str, token: str, keys: tuple[bytes, ...], now: int, max_age_s: 
     if not keys or len(token) > MAX_TOKEN_CHARS:
         return None
     parts = token.split(".")
-    if len(parts) != 4 or parts[0] != "v1" or not parts[2].isdigit():
+    if len(parts) != 4 or parts[0] != "v1" or not (parts[2].isascii() and parts[2].isdigit()):
         return None
     ident, issued_at, sig = parts[1], int(parts[2]), parts[3]
     if not is_valid_id(ident) or issued_at > now + CLOCK_SKEW_S or now - issued_at > max_age_s:
@@ -68,9 +68,10 @@ class Visitor:
         return self.user_id or self.visitor_id
 
 
-def consent_granted(cookies: dict[str, str], gpc: bool, config: Config) -> bool:
-    """Sec-GPC: 1 is a legal opt-out signal and wins over everything; then the cookie; then the default."""
-    if gpc:
+def consent_granted(cookies: dict[str, str] | None, gpc: bool, config: Config) -> bool:
+    """Sec-GPC: 1 is a legal opt-out signal and wins over everything; then the cookie; then the default.
+    ``cookies`` ``None`` (a header that could not be read) is a denial: fail closed."""
+    if gpc or cookies is None:
         return False
     value = cookies.get(CONSENT)
     if value in ("granted", "denied"):
@@ -78,9 +79,9 @@ def consent_granted(cookies: dict[str, str], gpc: bool, config: Config) -> bool:
     return config.consent_default == "granted"
 
 
-def identify(cookies: dict[str, str], gpc: bool, config: Config, now: int, new_id: str) -> Visitor:
+def identify(cookies: dict[str, str] | None, gpc: bool, config: Config, now: int, new_id: str) -> Visitor:
     """Resolve the visitor from cookies; mint ``new_id`` as a visitor id only when consent allows."""
-    if not consent_granted(cookies, gpc, config):
+    if cookies is None or not consent_granted(cookies, gpc, config):
         return Visitor(consented=False)
     uid = verify(UID, cookies.get(UID, ""), config.signing_keys, now, config.uid_max_age_s)
     vid = verify(VID, cookies.get(VID, ""), config.signing_keys, now, config.vid_max_age_s)

@@ -54,7 +54,14 @@ def banners(gen: str) -> str:
 
 
 def profile(person_id: str) -> str:
+    """A signed-in customer's profile (``pz_uid``)."""
     return _checked(f"{PREFIX}:p:" + _id(person_id, "person"))
+
+
+def visitor(visitor_id: str) -> str:
+    """An anonymous visitor's profile (``pz_vid``): a key space of its own, so that no visitor id, minted or
+    chosen, can ever name a customer's profile."""
+    return _checked(f"{PREFIX}:v:" + _id(visitor_id, "visitor"))
 
 
 _KIND_OF_PART = {"seg": "segment", "item": "item"}
@@ -69,10 +76,10 @@ def parse(key: str) -> tuple[str, str | None, str | None]:
         return "manifest", None, None
     if key == INVENTORY:
         return "inventory", None, None
-    if parts[1] == "p" and len(parts) >= 3:
+    if parts[1] in ("p", "v") and len(parts) >= 3:
         ident = ":".join(parts[2:])
         if is_valid_id(ident):
-            return "profile", None, ident
+            return "profile" if parts[1] == "p" else "visitor", None, ident
     if parts[1] == "g" and len(parts) >= 4 and is_valid_id(parts[2]):
         gen, rest = parts[2], parts[3:]
         if rest in (["popular"], ["banners"]):

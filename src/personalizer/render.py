@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from typing import Any
 
@@ -10,12 +11,22 @@ from .banners import BannerChoice
 from .ladder import Carousel
 from .records import Card
 
+# Whitespace, control characters and backslashes, raw or percent-encoded: one C-level scan per URL.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]|%(?:[01][0-9a-fA-F]|7[fF]|5[cC])")
+
 
 def safe_url(url: str) -> str:
-    """``javascript:`` and friends survive HTML escaping, so URLs are allow-listed, not escaped only."""
-    u = url.strip()
-    if u.startswith(("https://", "http://")) or (u.startswith("/") and not u.startswith("//")):
-        return u
+    """Allow-listed, never only escaped: ``javascript:`` survives HTML escaping, and browsers read ``/\\x``,
+    ``/<TAB>/x`` or `` //x`` as ``//x``, another site. Passes: ``http:``/``https:`` URLs with a host, and
+    paths that start with exactly one ``/``; with no whitespace, control character or backslash anywhere
+    (raw or percent-encoded). Everything else is ``#``."""
+    if not url or len(url) > 2048 or _UNSAFE.search(url):
+        return "#"
+    if url[:8].lower().startswith(("https://", "http://")):
+        host = url.split("//", 1)[1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        return url if host else "#"
+    if url.startswith("/") and not url.startswith("//"):
+        return url
     return "#"
 
 

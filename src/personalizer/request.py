@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from .errors import BadRequest
+from .identity import CONSENT
 from .keys import is_valid_id
 
 CAROUSEL_SLOTS = ("home", "item", "cart", "recent")
@@ -14,8 +15,9 @@ BANNER_SLOTS = ("hero",)
 PAGE_SLOTS = BANNER_SLOTS + CAROUSEL_SLOTS
 FORMATS = ("json", "html")
 MAX_QUERY_CHARS = 2048
-MAX_COOKIE_CHARS = 8192
-MAX_COOKIES = 64
+MAX_COOKIE_CHARS = 65_536  # beyond this the header is not read at all, and consent counts as denied
+MAX_OWN_COOKIES = 16       # distinct pz_* names kept; shops send dozens of other cookies, all skipped
+OWN_PREFIX = "pz_"
 READ_METHODS = "GET, HEAD"
 
 
@@ -55,7 +57,8 @@ def _format(p: dict[str, str]) -> str:
 
 def _limit(p: dict[str, str]) -> int:
     raw = p.get("limit", "12")
-    if not raw.isdigit() or not 1 <= int(raw) <= 48:
+    # isdigit() alone accepts "²" and other Unicode digits that int() refuses: ASCII only.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 2) or not 1 <= int(raw) <= 48:
         raise BadRequest("bad_limit", "limit must be an integer from 1 to 48")
     return int(raw)
 
@@ -114,20 +117,36 @@ def parse_ask(method: str, path: str, query: str) -> Ask:
     return Ask(endpoint, head, slots, _limit(p), _item(p, "item" in slots), fmt)
 
 
-def parse_cookies(header: str | None) -> dict[str, str]:
-    """Cookie header -> dict. Oversized or unparseable headers yield ``{}``: an anonymous visitor."""
-    if not header or len(header) > MAX_COOKIE_CHARS:
+def parse_cookies(header: str | None) -> dict[str, str] | None:
+    """The ``pz_*`` cookies of a Cookie header, wherever they stand in it; ``None`` if it cannot be read.
+
+    Shops send dozens of cookies (analytics, A/B tests, consent managers), so ours are looked for among all
+    of them, in work bounded by ``MAX_COOKIE_CHARS``; a longer header is ``None``, which callers treat as
+    consent denied: a refusal we could not read must never turn into consent. Of duplicate names the first
+    wins (browsers send the most specific first), except consent: any ``denied`` among them is a denial.
+    """
+    if not header:
         return {}
+    if len(header) > MAX_COOKIE_CHARS:
+        return None
     out: dict[str, str] = {}
-    for part in header.split(";")[:MAX_COOKIES]:
+    for part in header.split(";"):
         name, sep, value = part.strip().partition("=")
-        if not sep or not name:
+        if not sep or not name.startswith(OWN_PREFIX):
             continue
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        out.setdefault(name, value)  # the first of duplicate names wins, as browsers send most specific first
+        if name == CONSENT and value != out.setdefault(name, value):
+            out[name] = "denied"  # two different answers: the cautious one
+        elif name not in out and len(out) < MAX_OWN_COOKIES:
+            out[name] = value
     return out
+
+
+def gpc_opt_out(value: str | None) -> bool:
+    """``Sec-GPC: 1`` is an opt-out; so is a folded list (``1, 1``) from a proxy that merged two headers."""
+    return value is not None and any(v.strip() == "1" for v in value.split(","))
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:

@@ -24,10 +24,11 @@ from .miss import MissPath, Resolved
 from .ports import Clock, IdMinter, KVReader, Reply
 from .records import EMPTY_INVENTORY, PARSERS, BannerSet, CardList, Inventory, ItemRecord, Manifest, Profile, Settings
 from .render import banner_html, banner_json, carousel_html, carousel_json, dumps
-from .request import Ask, header, parse_ask, parse_cookies
+from .request import Ask, gpc_opt_out, header, parse_ask, parse_cookies
 
 log = logging.getLogger("personalizer")
 MAX_CART_LOOKUPS = 5
+MAX_BYTES = {"profile": codec.MAX_PROFILE_BYTES}  # decode bounds tighter than the codec's own, by kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,8 @@ class Personalizer:
             hit, value = self.cache.get(key, now)
             if hit:
                 return value
+        if self.cache.is_bad(key, now):
+            return None  # its value failed a moment ago: not read, not decoded, and not sent to the origin
         raw: bytes | None
         try:
             raw = await self.kv.get(key)
@@ -73,10 +76,12 @@ class Personalizer:
         value = None
         if raw is not None:
             try:
-                value = PARSERS[kind](codec.decode(raw, expect=kind, key=key, now=int(now)))
+                value = PARSERS[kind](codec.decode(raw, expect=kind, key=key, now=int(now),
+                                                   max_bytes=MAX_BYTES.get(kind, codec.MAX_DECODE_BYTES)))
             except DecodeError as exc:
                 log.warning("bad record key=%s error=%s", key, exc)
-                value = None
+                self.cache.mark_bad(key, now)
+                return None
         elif fill and self.miss is not None:
             resolved = await self._fill(key, now)
             if resolved.outcome not in ("hit", "shared", "absent", "negative"):
@@ -125,8 +130,10 @@ class Personalizer:
         slots = set(ask.slots)
         want_item = ask.item is not None and "item" in slots
         customer = person is not None and person == visitor.user_id  # a signed customer: their absence is a miss
+        # Customers and visitors live in separate key spaces: a visitor id can never name a customer.
+        profile_key = (keys.profile(person) if customer else keys.visitor(person)) if person else None
         profile, inventory, popular, banner_set, item = await self._timed(
-            self._read(keys.profile(person), "profile", None, fill=customer) if person else _none(),
+            self._read(profile_key, "profile", None, fill=customer) if profile_key else _none(),
             self._read(keys.INVENTORY, "inventory", self.config.manifest_ttl_s),
             self._read(keys.popular(gen), "popular", ttl) if slots - {"hero"} else _none(),
             self._read(keys.banners(gen), "banners", ttl) if "hero" in slots else _none(),
@@ -184,12 +191,15 @@ class Personalizer:
             ask = parse_ask(method.upper(), path, query)
         except BadRequest as exc:
             return _error(exc, method.upper() == "HEAD")
+        except Exception:  # a parser bug must still be the client's 400, never a 5xx with a traceback
+            log.exception("request line not understood path=%.200r", path)
+            return _error(BadRequest("bad_request", "malformed request"), method.upper() == "HEAD")
         if ask.endpoint == "healthz":
-            return Reply(200, (("content-type", "application/json"), ("cache-control", "no-store")),
+            return Reply(200, (("content-type", "application/json"), ("cache-control", "no-store"), NOSNIFF),
                          b"" if ask.head else b'{"status":"ok"}')
         now = int(self.clock.now())
         cookies = parse_cookies(header(headers, "cookie"))
-        gpc = (header(headers, "sec-gpc") or "").strip() == "1"
+        gpc = gpc_opt_out(header(headers, "sec-gpc"))
         visitor = identify(cookies, gpc, self.config, now, self.mint())
         try:
             rec = await self.load(ask, visitor)
@@ -211,7 +221,7 @@ class Personalizer:
                                   + (f';desc="{",".join(self._outcomes)}"' if self._outcomes else "")
                                   + f", render;dur={t2 - t1:.2f}, total;dur={t2 - t0:.2f}"),
                 ("vary", "Cookie, Sec-GPC"),
-                ("x-content-type-options", "nosniff")]
+                NOSNIFF]
         if visitor.minted and visitor.visitor_id:
             token = sign(VID, visitor.visitor_id, now, self.config.signing_keys[0])
             hdrs.append(("set-cookie", f"{VID}={token}; Path=/; Max-Age={self.config.vid_max_age_s}; "
@@ -220,6 +230,9 @@ class Personalizer:
         else:
             hdrs.append(("cache-control", f"private, max-age={self.config.browser_max_age_s}"))
         return Reply(200, tuple(hdrs), b"" if ask.head else body)
+
+
+NOSNIFF = ("x-content-type-options", "nosniff")  # on every answer, errors and /healthz included
 
 
 async def _none() -> None:
@@ -245,8 +258,7 @@ def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str) -
 
 
 def _error(exc: BadRequest, head: bool) -> Reply:
-    hdrs = [("content-type", "application/json; charset=utf-8"), ("cache-control", "no-store"),
-            ("x-content-type-options", "nosniff")]
+    hdrs = [("content-type", "application/json; charset=utf-8"), ("cache-control", "no-store"), NOSNIFF]
     if exc.allow:
         hdrs.append(("allow", exc.allow))
     body = dumps({"error": {"code": exc.code, "message": exc.message}})

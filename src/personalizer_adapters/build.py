@@ -15,7 +15,8 @@ from scipy import sparse
 from personalizer import codec, keys
 from personalizer.records import Card
 
-from .model import CART, EVENT_WEIGHT, PURCHASE, Model, SegmentRules, category_ids, profile_payload, top_k
+from .model import CART, EVENT_WEIGHT, PURCHASE, Model, SegmentRules, category_ids, top_k
+from .profiles import ProfileJob, profile_outcomes
 from .seedgen import Shop
 
 NEIGHBOURS_K = 50  # similar items kept per item: the personal list's reach
@@ -180,12 +181,6 @@ def cart_products(ev: npt.NDArray[Any], products: int) -> list[int]:
     return sorted(set(last["product"][~bought].tolist()))
 
 
-def events_digest(events: npt.NDArray[Any], loyalty: str | None, products: list[dict[str, Any]]) -> str:
-    ids = "\x1f".join(products[i]["id"] for i in events["product"].tolist())
-    return hashlib.sha256(events["kind"].tobytes() + events["ts"].tobytes() + ids.encode()
-                          + str(loyalty).encode()).hexdigest()[:24]
-
-
 def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]] | None = None,
           progress: Callable[[str], None] = lambda _: None) -> Built:
     """Records for a new generation. ``previous`` (shopper -> (events digest, profile bytes)) lets a shopper
@@ -264,29 +259,25 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     # pushed to KV; the rest exist only in the origin's profile store (signed up since the last push).
     segments_of: list[list[str]] = []  # only the segments outlive a shopper's turn: payloads are large
     digests: dict[str, str] = {}
-    reused = computed = empty = 0
-    pushed = cfg.get("kv_profiles", S)
-    for s, events in enumerate(by_shopper(ev, S)):
-        if s % 200_000 == 0:
-            progress(f"build: profiles {s:,}/{S:,} ({time.perf_counter() - started:.0f}s)")
-        shopper = shop.shoppers[s]
-        if not len(events):
-            segments_of.append([])
-            continue
-        digest = digests[shopper["id"]] = events_digest(events, shopper.get("loyalty"), shop.products)
-        before = (previous or {}).get(shopper["id"])
-        if before is not None and before[0] == digest and s < pushed:
-            rec[keys.profile(shopper["id"])] = before[1]
-            segments_of.append(codec.decode(before[1], expect="profile").data["segments"])
-            reused += 1
-            continue
-        prof = profile_payload(model, shopper["id"], shopper.get("loyalty"), events["product"], events["kind"],
-                               events["ts"])
-        segments_of.append(prof["segments"])
-        computed += 1
-        empty += not prof["cards"]
-        if s < pushed:
-            put(keys.profile(prof["id"]), "profile", prof, generation=None)
+    reused = computed = empty = trimmed = refused = 0
+    job = ProfileJob(shop, model, by_shopper(ev, S), previous or {}, cfg.get("kv_profiles", S), now)
+    for lo, outcomes in profile_outcomes(job, cfg.get("workers")):
+        if lo % 200_000 == 0:
+            progress(f"build: profiles {lo:,}/{S:,} ({time.perf_counter() - started:.0f}s)")
+        for s, o in enumerate(outcomes, lo):
+            segments_of.append(o.segments)
+            if o.digest is None:
+                continue
+            shopper_id = shop.shoppers[s]["id"]
+            digests[shopper_id] = o.digest
+            reused += o.reused
+            computed += not o.reused
+            empty += o.empty
+            trimmed += o.trimmed and o.record is not None
+            refused += o.trimmed and o.record is None
+            if o.record is not None:
+                rec[keys.profile(shopper_id)] = o.record
+    del job
 
     popular_ix = top_k(popularity, n_seg, oos)
     put(keys.popular(gen), "popular", {"name": "popular", "cards": [cards[i] for i in popular_ix]})
@@ -332,6 +323,9 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     if not len(popular_ix):
         warnings.append(f"the popular list is empty: {int(oos.sum()):,} of {P:,} products are out of stock"
                         f"{' (check the stock column)' if oos.all() else ''}")
+    if trimmed or refused:
+        warnings.append(f"{trimmed:,} profile(s) over {codec.MAX_PROFILE_BYTES // 1024} KiB trimmed to fit, "
+                        f"{refused:,} refused (not pushed): check catalog strings and history lengths")
     if computed and empty * 2 > computed:
         warnings.append(f"{empty:,} of {computed:,} personal lists are empty "
                         f"({int(oos.sum()):,} of {P:,} products out of stock)")

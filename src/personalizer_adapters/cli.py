@@ -57,7 +57,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from .seed import write_seed  # numpy is imported only by the commands that build
 
     t0 = time.perf_counter()
-    built = write_seed(Path(args.config), Path(args.out), Path(args.fallback) if args.fallback else None)
+    built = write_seed(Path(args.config), Path(args.out), Path(args.fallback) if args.fallback else None,
+                       _erased(args))
     size = sum(len(v) for v in built.records.values())
     print(f"seed: generation {built.generation}: {len(built.records)} records, {size / 1e6:.1f} MB "
           f"-> {args.out}/kv.json in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
@@ -74,8 +75,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         # kv_profiles (the seed's demo split into pushed and store-only shoppers) never applies to real data.
         cfg = {k: v for k, v in load_config(Path(args.config)).items() if k != "kv_profiles"}
+        erased = _erased(args) | erased_in(out)
         shop, report = load_shop(Path(args.catalog), Path(args.events), Path(args.shoppers) if args.shoppers else None,
-                                 strict=args.on_bad_row == "fail", now=args.now, erased=erased_in(out))
+                                 strict=args.on_bad_row == "fail", now=args.now, erased=erased)
     except (InputError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -87,7 +89,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if built.warnings and args.on_bad_row == "fail":
         print(f"error: {len(built.warnings)} warning(s) under --on-bad-row fail: nothing written", file=sys.stderr)
         return 2
-    write_outputs(shop, built, out)
+    write_outputs(shop, built, out, erased)
     size = sum(len(v) for v in built.records.values())
     print(f"build: generation {built.generation}: {len(shop.products)} products, {len(shop.shoppers)} shoppers, "
           f"{len(shop.events)} events -> {len(built.records)} records ({built.reused} unchanged profiles "
@@ -179,7 +181,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     from .push import BAD_INPUT, dry_run, push
 
     try:
-        build = Build.load(Path(args.build))
+        build = Build.load(Path(args.build)).without(_erased(args))  # an erased person is never pushed back
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: cannot read the build in {args.build}: {exc}", file=sys.stderr)
         return BAD_INPUT
@@ -211,6 +213,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     from .cloudflare import PushError
     from .erase import erase_person
     from .push import BAD_INPUT, PARTIAL
+    from .tombstones import Tombstones
 
     if not keys.is_valid_id(args.person):
         print(f"error: invalid person id {args.person!r}", file=sys.stderr)
@@ -220,13 +223,26 @@ def cmd_erase(args: argparse.Namespace) -> int:
     except (ValueError, PushError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
+    builds = [Path(b) for b in (args.build or [str(ROOT / "kv-seed" / "out")])]
     try:
-        report = erase_person(args.person, target, Path(args.data), Path(args.state_dir))  # type: ignore[arg-type]
+        report = erase_person(args.person, target, Path(args.data), Path(args.state_dir),  # type: ignore[arg-type]
+                              Tombstones(Path(args.tombstones) if args.tombstones else None), builds)
     except PushError as exc:
         print(f"erase incomplete: {exc}; rerun (erase is idempotent)", file=sys.stderr)
         return PARTIAL
     print(report, file=sys.stderr)
     return 0
+
+
+def _tombstones_flag(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--tombstones", help="the durable list of erased people (default: $PZ_TOMBSTONES, else "
+                                        ".personalizer/tombstones.txt)")
+
+
+def _erased(args: argparse.Namespace) -> frozenset[str]:
+    from .tombstones import Tombstones
+
+    return Tombstones(Path(args.tombstones) if args.tombstones else None).load()
 
 
 def _target_flags(s: argparse.ArgumentParser) -> None:
@@ -254,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", default=str(ROOT / "kv-seed" / "out"))
     s.add_argument("--fallback", default=str(ROOT / "src" / "personalizer" / "fallback.py"),
                    help="where to write the compiled default tier ('' to skip)")
+    _tombstones_flag(s)
     s.set_defaults(func=cmd_seed)
     s = sub.add_parser("build", help="build a generation's records from a catalog and events (csv, jsonl, parquet)")
     s.add_argument("--catalog", required=True, help="id, category, title, price, url, image[, stock, currency, "
@@ -267,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--now", type=int, help="the build's 'now' in epoch seconds (default: the last event)")
     s.add_argument("--full", action="store_true",
                    help="recompute every profile (default: reuse those whose shopper's events did not change)")
+    _tombstones_flag(s)
     s.set_defaults(func=cmd_build)
     s = sub.add_parser("evaluate", help="the project's lists against popularity, item-kNN, EASE and ALS on "
                                         "held-out last interactions",
@@ -291,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("push", help="push a build to KV: diff-only, resumable, manifest flipped last")
     s.add_argument("--build", default=str(ROOT / "kv-seed" / "out"), help="build output (kv.json, generation.txt)")
     s.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    _tombstones_flag(s)
     _target_flags(s)
     s.set_defaults(func=cmd_push)
     s = sub.add_parser("rollback", help="flip pz1:manifest back to the previously pushed generation")
@@ -299,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("erase", help="remove a person from KV, the profile store and the event log (privacy)")
     s.add_argument("--person", required=True)
     s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"), help="origin data directory")
+    s.add_argument("--build", action="append", help="a build directory whose artifacts to scrub (repeatable; "
+                                                     "default: kv-seed/out)")
+    _tombstones_flag(s)
     _target_flags(s)
     s.set_defaults(func=cmd_erase)
     args = p.parse_args(argv)

@@ -54,7 +54,7 @@ def retry_after_s(value: str | None) -> float | None:
     """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
     if not value:
         return None
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():
         return float(value.strip())
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -1,25 +1,90 @@
-"""`personalizer erase --person ID`: a privacy request, done everywhere the person's data lives. Idempotent."""
+"""`personalizer erase --person ID`: a privacy request, done everywhere the person's data lives. Idempotent.
+
+Order matters: the durable tombstone first (so a crash half-way can only leave less data, never bring the
+person back), then the origin's store, then every KV key about them, then the build artifacts on this
+machine that still hold them (kv.json, manifest.json, the profile digests, the exported inputs).
+"""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
-from personalizer import keys
-
+from .plan import read_bulk
 from .push import Target, forget
+from .seed import bulk_json_lines
 from .store import ProfileStore
+from .tombstones import Tombstones, person_keys
 
 
-def erase_person(person: str, target: Target, origin_data: Path, state_dir: Path) -> str:
-    """Delete the KV profile, the profile-store row and events, and record a tombstone so no build brings
-    the person back. The tombstone is written first: a crash half-way can only leave less data, never more."""
-    key = keys.profile(person)
-    store = ProfileStore(origin_data / "store.sqlite")
-    events = store.erase(person)
+def _replace(path: Path, text_lines: object) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        f.writelines(text_lines)  # type: ignore[arg-type]
+    tmp.replace(path)  # atomic: a reader sees the old file or the scrubbed one
+
+
+def scrub_build(directory: Path, people: frozenset[str]) -> int:
+    """Remove ``people`` from a build's artifacts in ``directory``; returns how many entries went."""
+    gone = 0
+    drop = person_keys(people)
+    kv = directory / "kv.json"
+    if kv.exists() and any(f'"key":"{k}"' in line for line in kv.open() for k in drop):
+        kept = {k: v for k, v in read_bulk(kv) if k not in drop}
+        gone += sum(1 for k, _ in read_bulk(kv) if k in drop)
+        _replace(kv, bulk_json_lines(kept))
+    manifest = directory / "manifest.json"
+    if manifest.exists():
+        data = json.loads(manifest.read_text())
+        before = len(data.get("records", {}))
+        data["records"] = {k: h for k, h in data.get("records", {}).items() if k not in drop}
+        if len(data["records"]) != before:
+            gone += before - len(data["records"])
+            _replace(manifest, [json.dumps(data, indent=0)])
+    digests = directory / "profiles.digests.json"
+    if digests.exists():
+        data = json.loads(digests.read_text())
+        if people & set(data):
+            gone += len(people & set(data))
+            _replace(digests, [json.dumps({k: v for k, v in data.items() if k not in people}, sort_keys=True)])
+    for name, column in (("events.csv", "shopper"), ("shoppers.csv", "id")):
+        path = directory / "inputs" / name
+        if not path.exists():
+            continue
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or column not in rows[0]:
+            continue
+        at = rows[0].index(column)
+        kept_rows = [rows[0]] + [r for r in rows[1:] if len(r) <= at or r[at] not in people]
+        if len(kept_rows) != len(rows):
+            gone += len(rows) - len(kept_rows)
+            _replace(path, _csv_lines(kept_rows))
+    return gone
+
+
+def _csv_lines(rows: list[list[str]]) -> list[str]:
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return [buf.getvalue()]
+
+
+def erase_person(person: str, target: Target, origin_data: Path, state_dir: Path,
+                 tombstones: Tombstones, builds: list[Path]) -> str:
+    """Tombstone, profile-store row and events, KV keys, build artifacts; a report of what went."""
+    tombstones.add(person)
+    events = ProfileStore(origin_data / "store.sqlite").erase(person) if origin_data.exists() else 0
+    kv_keys = sorted(person_keys({person}))
     try:
-        target.delete_many([key])
+        target.delete_many(kv_keys)
     finally:
         target.close()
-    forget(state_dir, target.name, key)
-    return (f"erased {person}: tombstone recorded; {events} event(s) and the profile-store row removed; "
-            f"KV key {key} deleted on {target.name}")
+    for key in kv_keys:
+        forget(state_dir, target.name, key)
+    scrubbed = {str(d): scrub_build(d, frozenset({person})) for d in builds if d.exists()}
+    return (f"erased {person}: tombstone in {tombstones.path}; {events} event(s) and the profile-store row "
+            f"removed; KV keys {', '.join(kv_keys)} deleted on {target.name}; build artifacts scrubbed: "
+            + (", ".join(f"{d} ({n} entries)" for d, n in scrubbed.items()) or "none given"))

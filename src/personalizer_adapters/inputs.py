@@ -83,11 +83,17 @@ def rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         raise InputError(f"{path}: unknown format {suffix!r} (use .csv, .jsonl or .parquet)")
 
 
+MAX_CHARS = {"title": 300, "url": 2048, "image": 2048, "category": 200}  # a card's strings travel in every list
+
+
 def _text(row: dict[str, Any], name: str) -> str:
     value = row.get(name)
     if value is None or str(value).strip() == "":
         raise ValueError(f"missing {name}")
-    return str(value).strip()
+    text = str(value).strip()
+    if len(text) > MAX_CHARS.get(name, 1000):
+        raise ValueError(f"{name} longer than {MAX_CHARS.get(name, 1000)} characters")
+    return text
 
 
 def _ascii_int(text: str) -> bool:

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 EVENT_WEIGHT = np.array([1.0, 3.0, 5.0])  # view, add_to_cart, purchase
 VIEW, CART, PURCHASE = 0, 1, 2
+MAX_BOUGHT = 500  # distinct purchases a profile keeps (the most recent)
 
 
 CATEGORY_ID_MAX = 48  # "likes-" + this stays within the 64 characters of an id
@@ -158,7 +159,8 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     back = np.arange(len(products) - 1, -1, -1, dtype=np.float64)
     weight = EVENT_WEIGHT[kinds] * np.exp2(-back / model.recency_half_life)
     x = np.bincount(inverse, weight, minlength=len(items))
-    bought = np.unique(products[kinds == PURCHASE])
+    purchases = kinds == PURCHASE
+    bought = np.unique(products[purchases]) if purchases.any() else products[:0]
     # Personal list: item-to-item similarity from the weighted history (item-kNN over the build's neighbour
     # lists, EASE weights where the catalog allows), plus a little taste-aware popularity (the person's
     # category affinity times each item's share of its category) so that a short history still fills a list.
@@ -175,7 +177,9 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     scores = (cf / max(cf.max(initial=0.0), 1e-12)
               + model.taste_weight * pop / max(pop.max(initial=0.0), 1e-12))
     # "For you" is for discovery: what the shopper already saw has the recently-viewed slot.
-    excluded = np.isin(candidates, items) | ~model.in_stock[candidates]
+    # Both sorted and distinct: a binary search says which candidates the person saw (np.isin costs more).
+    at = np.minimum(np.searchsorted(items, candidates), len(items) - 1)
+    excluded = (items[at] == candidates) | ~model.in_stock[candidates]
     personal = candidates[top_k(scores, model.personal_list, excluded)]
     # Recently viewed, newest first, distinct; the cart is the last add-to-cart not bought.
     recent = list(dict.fromkeys(products[kinds == VIEW][::-1].tolist()))[:12]
@@ -187,6 +191,10 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
         orders = int((kinds == PURCHASE).sum())
         loyalty = next((t for t, n, v in rules.loyalty if orders >= n and spent >= v), "")
     watched = [cards[i][0] for i in recent[:5]]
+    # What the edge leaves out as already bought: the most recent MAX_BOUGHT distinct purchases, so a
+    # lifetime of orders cannot grow a profile without bound.
+    bought_recent = (sorted(bought.tolist()) if len(bought) <= MAX_BOUGHT else
+                     sorted(list(dict.fromkeys(products[purchases][::-1].tolist()))[:MAX_BOUGHT]))
     segments: list[str] = []
     if rules.affinity and affinity.max() > 0:
         segments.append(f"likes-{model.category_ids[int(affinity.argmax())]}")
@@ -200,7 +208,7 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     segments.append("new" if len(products) <= rules.new_max_events else "returning")
     return {
         "id": shopper, "segments": segments, "cards": [cards[i] for i in personal],
-        "recent": [cards[i] for i in recent], "bought": [cards[i][0] for i in bought.tolist()],
+        "recent": [cards[i] for i in recent], "bought": [cards[i][0] for i in bought_recent],
         "cart": [cards[i] for i in cart], "cart_updated_at": cart_at, "loyalty": loyalty,
         "categories": list(dict.fromkeys(cards[i][6] for i in recent))[:3], "watched": watched,
     }

@@ -73,12 +73,18 @@ def create_app(data_dir: Path, secret: str) -> Starlette:
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, expected):
             return error(401, "unauthorized", f"missing or wrong {SECRET_HEADER}")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return error(400, "bad_body", f"body over {MAX_BODY} bytes")
+        # The secret first, then the size: declared, then as streamed (a lying or absent Content-Length).
+        declared = request.headers.get("content-length", "")
+        if declared and (not (declared.isascii() and declared.isdigit()) or int(declared) > MAX_BODY):
+            return error(413, "too_large", f"body over {MAX_BODY} bytes")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return error(413, "too_large", f"body over {MAX_BODY} bytes")
         try:
             parsed: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting is a bad body, not a 500
             return error(400, "bad_body", 'body must be JSON: {"key": "..."}')
         key = parsed.get("key") if isinstance(parsed, dict) else None
         if not isinstance(key, str):

@@ -55,6 +55,13 @@ class Build:
     def manifest(self) -> dict[str, str]:
         return {k: digest(v) for k, v in self.records.items()}
 
+    def without(self, people: frozenset[str]) -> Build:
+        """The build less every record about ``people`` (tombstones): a push then deletes those keys too."""
+        from .tombstones import person_keys
+
+        drop = person_keys(people)
+        return Build(self.generation, {k: v for k, v in self.records.items() if k not in drop}) if drop else self
+
 
 @dataclass
 class TargetState:

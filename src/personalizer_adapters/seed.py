@@ -63,15 +63,17 @@ def bulk_json_lines(records: dict[str, bytes]) -> Iterator[str]:
     yield "\n]\n"
 
 
-def write_origin(shop: Shop, built: Built, directory: Path) -> None:
-    """The origin's data: model artifacts, and a profile store with every shopper (pushed or not)."""
+def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[str] = frozenset()) -> None:
+    """The origin's data: model artifacts, and a profile store with every shopper (pushed or not) but the
+    erased, whose ids go into the store's tombstones so the origin refuses them too."""
     built.model.save(directory)
     ev = shop.events
     ids = [s["id"] for s in shop.shoppers]
     products = [p["id"] for p in shop.products]
     shared = ((k, v) for k, v in built.records.items() if k.startswith(f"pz1:g:{built.generation}:"))
     store = ProfileStore(directory / "store.sqlite")
-    erased = store.tombstones()
+    store.add_tombstones(erased)
+    erased = erased | store.tombstones()
     store.replace_all(
         ((s["id"], s["loyalty"]) for s in shop.shoppers if s["id"] not in erased),
         zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
@@ -85,7 +87,7 @@ def erased_in(out_dir: Path) -> set[str]:
     return ProfileStore(store).tombstones() if store.exists() else set()
 
 
-def write_outputs(shop: Shop, built: Built, out_dir: Path) -> None:
+def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str] = frozenset()) -> None:
     """A build's outputs: kv.json (wrangler bulk format), generation.txt, manifest.json (key -> content
     hash), and origin/ (model artifacts and profile store). Each file is replaced atomically."""
     from .plan import digest
@@ -100,7 +102,7 @@ def write_outputs(shop: Shop, built: Built, out_dir: Path) -> None:
         with tmp.open("w") as f:
             f.writelines(chunks)
         tmp.replace(out_dir / name)  # atomic: a reader never sees half a build
-    write_origin(shop, built, out_dir / "origin")
+    write_origin(shop, built, out_dir / "origin", erased)
 
 
 def previous_profiles(out_dir: Path) -> dict[str, tuple[str, bytes]] | None:
@@ -118,8 +120,9 @@ def previous_profiles(out_dir: Path) -> dict[str, tuple[str, bytes]] | None:
     return out
 
 
-def write_inputs(shop: Shop, directory: Path) -> None:
-    """The generated shop as `personalizer build` inputs (CSV): catalog, events, shoppers."""
+def write_inputs(shop: Shop, directory: Path, erased: frozenset[str] = frozenset()) -> None:
+    """The generated shop as `personalizer build` inputs (CSV): catalog, events, shoppers (the erased left
+    out: their events are already gone from ``shop``)."""
     import csv
 
     from .seedgen import EVENT_KINDS
@@ -142,13 +145,17 @@ def write_inputs(shop: Shop, directory: Path) -> None:
     with (directory / "shoppers.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "loyalty"])
-        w.writerows((s["id"], s["loyalty"]) for s in shop.shoppers)
+        w.writerows((s["id"], s["loyalty"]) for s in shop.shoppers if s["id"] not in erased)
 
 
-def write_seed(config_path: Path, out_dir: Path, fallback_path: Path | None) -> Built:
-    shop, built = build_seed(config_path, erased_in(out_dir))
-    write_outputs(shop, built, out_dir)
-    write_inputs(shop, out_dir / "inputs")
+def write_seed(config_path: Path, out_dir: Path, fallback_path: Path | None,
+               erased: frozenset[str] = frozenset()) -> Built:
+    """The demo shop's build in ``out_dir``, leaving out the ``erased`` (tombstones) and anyone erased in the
+    store already there."""
+    erased = erased | erased_in(out_dir)
+    shop, built = build_seed(config_path, erased)
+    write_outputs(shop, built, out_dir, erased)
+    write_inputs(shop, out_dir / "inputs", erased)
     if fallback_path is not None:
         fallback_path.write_text(fallback_source(built))
     return built

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable
 from contextlib import closing
@@ -10,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-SCHEMA = """
+TABLES = """
 CREATE TABLE IF NOT EXISTS shoppers (id TEXT PRIMARY KEY, loyalty TEXT);
 CREATE TABLE IF NOT EXISTS events (shopper TEXT NOT NULL, product TEXT NOT NULL, kind INTEGER NOT NULL,
                                    ts INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS events_by_shopper ON events (shopper);
 CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, erased_at INTEGER NOT NULL);
 """
+INDEXES = "CREATE INDEX IF NOT EXISTS events_by_shopper ON events (shopper);"
+SCHEMA = TABLES + INDEXES
 
 
 class ProfileStore:
@@ -33,14 +35,29 @@ class ProfileStore:
 
     def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
                     records: Iterable[tuple[str, bytes]]) -> None:
-        """Load a full snapshot in one transaction (the seed, or a build)."""
-        with closing(self._connect()) as db, db:
-            # The snapshot tables are recreated (their schema may be older); tombstones are never dropped.
-            db.executescript("DROP TABLE IF EXISTS shoppers; DROP TABLE IF EXISTS events; "
-                             "DROP TABLE IF EXISTS records;" + SCHEMA)
-            db.executemany("INSERT INTO shoppers VALUES (?, ?)", shoppers)
-            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
-            db.executemany("INSERT INTO records VALUES (?, ?)", records)
+        """Load a full snapshot (the seed, or a build) and swap it in atomically, tombstones carried over.
+
+        The snapshot is written to a new file that nothing reads yet, so it needs no rollback journal, and
+        its index is built once after the rows are in (20M events: minutes faster than row by row).
+        """
+        new = self.path.with_name(self.path.name + ".new")
+        new.unlink(missing_ok=True)
+        erased = self.tombstones()
+        with closing(sqlite3.connect(new)) as db:
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.executescript(TABLES)
+            with db:
+                db.executemany("INSERT INTO tombstones VALUES (?, strftime('%s', 'now'))", ((p,) for p in erased))
+                db.executemany("INSERT INTO shoppers VALUES (?, ?)", shoppers)
+                db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
+                db.executemany("INSERT INTO records VALUES (?, ?)", records)
+                db.execute(INDEXES)
+        with new.open("rb") as f:
+            os.fsync(f.fileno())
+        late = self.tombstones() - erased  # an erase that landed in the old file meanwhile
+        os.replace(new, self.path)
+        self.add_tombstones(late)
 
     def shopper(self, shopper: str) -> tuple[str | None] | None:
         """``(loyalty,)`` for a known shopper (``None`` tier: the build's rules derive it), ``None`` if unknown."""
@@ -64,6 +81,16 @@ class ProfileStore:
             db.execute("INSERT OR IGNORE INTO tombstones VALUES (?, strftime('%s', 'now'))", (shopper,))
             db.execute("DELETE FROM shoppers WHERE id = ?", (shopper,))
             return db.execute("DELETE FROM events WHERE shopper = ?", (shopper,)).rowcount
+
+    def add_tombstones(self, people: frozenset[str] | set[str]) -> None:
+        """Record erasures made elsewhere (the durable list) and drop those people's rows."""
+        if not people:
+            return
+        with closing(self._connect()) as db, db:
+            for person in sorted(people):
+                db.execute("INSERT OR IGNORE INTO tombstones VALUES (?, strftime('%s', 'now'))", (person,))
+                db.execute("DELETE FROM shoppers WHERE id = ?", (person,))
+                db.execute("DELETE FROM events WHERE shopper = ?", (person,))
 
     def tombstones(self) -> set[str]:
         with closing(self._connect()) as db:

@@ -62,6 +62,11 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
 
 
+def peak_worker_gib() -> float:
+    """The largest forked profile worker's peak (pages it shares with the parent copy-on-write included)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 / 1024
+
+
 def main() -> None:
     S, P, E = (int(x) for x in sys.argv[1:4]) if len(sys.argv) >= 4 else (1_000_000, 100_000, 20_000_000)
     cfg = {**load_config(ROOT / "kv-seed" / "seed.toml"), "kv_profiles": S}
@@ -74,7 +79,7 @@ def main() -> None:
     t2 = time.perf_counter()
     size = sum(len(v) for v in built.records.values())
     print(f"batch: build {t2 - t1:.1f}s -> {len(built.records):,} records, {size / 1e9:.2f} GB "
-          f"(peak {peak_rss_gib():.2f} GiB)", flush=True)
+          f"(peak {peak_rss_gib():.2f} GiB; largest profile worker {peak_worker_gib():.2f} GiB)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         write_outputs(shop, built, Path(tmp))
         t3 = time.perf_counter()

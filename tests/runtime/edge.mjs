@@ -103,6 +103,13 @@ const server = http.createServer(async (req, res) => {
   const pending = [];
   // Like workerd, adopt the thenable at once (Promise.resolve calls its then in a microtask).
   const ctx = { waitUntil: (p) => pending.push(Promise.resolve(p)), passThroughOnException() {} };
+  const reply = (status, code, message) => {
+    res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store",
+                            "x-content-type-options": "nosniff" });
+    res.end(JSON.stringify({ error: { code, message } }));
+  };
+  // Like Cloudflare's front, only origin-form targets reach the worker ("*", "http://x/...": 400).
+  if (!req.url.startsWith("/") || req.url.startsWith("//")) return reply(400, "bad_request", "bad request target");
   try {
     const chunks = [];
     for await (const c of req) chunks.push(c);
@@ -120,10 +127,11 @@ const server = http.createServer(async (req, res) => {
     res.writeHead(response.status, out);
     res.end(req.method === "HEAD" ? undefined : body);
   } catch (err) {
-    // Only the glue can fail here; the worker itself never throws for bad input or bad data.
+    // Only the glue can fail here; the worker itself never throws for bad input or bad data. The details
+    // go to the log, never into the body.
     console.error("runtime error:", err);
-    res.writeHead(500, { "content-type": "application/json" });
-    res.end(JSON.stringify({ error: { code: "runtime_error", message: String(err.message || err) } }));
+    if (!res.headersSent) reply(500, "internal_error", "internal error");
+    else res.end();
   }
   for (const r of await Promise.allSettled(pending)) if (r.status === "rejected") console.error("waitUntil:", r.reason);
 });

@@ -1,0 +1,116 @@
+"""The build's profile stage: every shopper's profile record, computed on every core.
+
+A profile depends only on the shopper's own events and the model, so shoppers are cut into chunks and the
+chunks computed in forked worker processes, which share the model and the events with the parent
+copy-on-write. Results come back in shopper order, so the records are the same bytes whatever the number
+of workers (a test holds that). Small shops stay in one process: a fork costs more than it saves there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy.typing as npt
+
+from personalizer import codec
+
+from .model import Model, profile_payload
+from .seedgen import Shop
+
+CHUNK = 2_000           # shoppers per task: big enough to amortise the pickling, small enough to show progress
+PARALLEL_MIN = 100_000  # below this many shoppers, one process
+
+
+@dataclass(frozen=True)
+class ProfileJob:
+    shop: Shop
+    model: Model
+    per_shopper: list[npt.NDArray[Any]]      # each shopper's events
+    previous: dict[str, tuple[str, bytes]]   # shopper -> (events digest, profile record) of the last build
+    pushed: int                              # shoppers below this index get a KV record
+    now: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    digest: str | None     # the digest of the shopper's events (None: no events)
+    segments: list[str]
+    record: bytes | None   # the encoded profile, for a pushed shopper
+    reused: bool           # the record is the previous build's, byte for byte
+    empty: bool            # computed, and the personal list came out empty
+    trimmed: bool = False  # over codec.MAX_PROFILE_BYTES: lists shortened until it fit (or record None)
+
+
+def fit_profile(payload: dict[str, Any], now: int) -> tuple[bytes | None, bool]:
+    """The encoded profile within ``codec.MAX_PROFILE_BYTES`` (which the edge refuses to decode beyond):
+    ``(record, trimmed)``. An oversized one has its lists halved until it fits; ``None`` if it never does."""
+    record = codec.encode("profile", payload, generation=None, produced_at=now)
+    if len(record) <= codec.MAX_PROFILE_BYTES:
+        return record, False
+    lists = ("cards", "recent", "bought", "watched", "categories")
+    while any(payload[name] for name in lists):
+        payload = {**payload, **{name: payload[name][:len(payload[name]) // 2] for name in lists}}
+        record = codec.encode("profile", payload, generation=None, produced_at=now)
+        if len(record) <= codec.MAX_PROFILE_BYTES:
+            return record, True
+    return None, True
+
+
+def events_digest(events: npt.NDArray[Any], loyalty: str | None, products: list[dict[str, Any]]) -> str:
+    """What a profile is computed from; equal digests, equal profiles (so the previous record is reused)."""
+    ids = "\x1f".join(products[i]["id"] for i in events["product"].tolist())
+    return hashlib.sha256(events["kind"].tobytes() + events["ts"].tobytes() + ids.encode()
+                          + str(loyalty).encode()).hexdigest()[:24]
+
+
+def _run(job: ProfileJob, lo: int, hi: int) -> list[Outcome]:
+    out = []
+    for s in range(lo, hi):
+        events, shopper = job.per_shopper[s], job.shop.shoppers[s]
+        if not len(events):
+            out.append(Outcome(None, [], None, False, False))
+            continue
+        digest = events_digest(events, shopper.get("loyalty"), job.shop.products)
+        before = job.previous.get(shopper["id"])
+        if before is not None and before[0] == digest and s < job.pushed:
+            segments = codec.decode(before[1], expect="profile").data["segments"]
+            out.append(Outcome(digest, segments, before[1], True, False))
+            continue
+        prof = profile_payload(job.model, shopper["id"], shopper.get("loyalty"), events["product"], events["kind"],
+                               events["ts"])
+        record, trimmed = fit_profile(prof, job.now) if s < job.pushed else (None, False)
+        out.append(Outcome(digest, prof["segments"], record, False, not prof["cards"], trimmed))
+    return out
+
+
+_JOB: ProfileJob | None = None  # the job of the pool being run: set in the parent just before the fork
+
+
+def _chunk(bounds: tuple[int, int]) -> list[Outcome]:
+    assert _JOB is not None, "a profile worker runs only inside profile_outcomes"
+    return _run(_JOB, *bounds)
+
+
+def profile_outcomes(job: ProfileJob, workers: int | None = None,
+                     parallel_min: int = PARALLEL_MIN) -> Iterator[tuple[int, list[Outcome]]]:
+    """``(first shopper, outcomes)`` per chunk, in shopper order."""
+    global _JOB
+    S = len(job.per_shopper)
+    chunks = [(lo, min(S, lo + CHUNK)) for lo in range(0, S, CHUNK)]
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or parallel_min > S or len(chunks) < 2:
+        for lo, hi in chunks:
+            yield lo, _run(job, lo, hi)
+        return
+    _JOB = job
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for (lo, _), outcomes in zip(chunks, pool.imap(_chunk, chunks), strict=True):
+                yield lo, outcomes
+    finally:
+        _JOB = None
