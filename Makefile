@@ -8,7 +8,7 @@ PORT ?= 8787
 ORIGIN_PORT ?= 8788
 SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py) $(wildcard src/personalizer/*.py)
 
-.PHONY: dev test bench lint seed bundle install clean
+.PHONY: dev test bench lint seed bundle install clean fuzz
 .DEFAULT_GOAL := dev
 
 install: $(VENV)/.installed node_modules/.installed
@@ -47,6 +47,10 @@ dev: install .dev.vars seed
 
 test: lint
 	$(PY) -m pytest -q
+
+# The property tests of tests/test_fuzz.py with many more examples than `make test` runs.
+fuzz: install
+	PZ_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q tests/test_fuzz.py
 
 lint: install
 	$(VENV)/bin/ruff check src worker tests

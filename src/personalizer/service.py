@@ -198,9 +198,12 @@ class Personalizer:
             return Reply(200, (("content-type", "application/json"), ("cache-control", "no-store"), NOSNIFF),
                          b"" if ask.head else b'{"status":"ok"}')
         now = int(self.clock.now())
-        cookies = parse_cookies(header(headers, "cookie"))
-        gpc = gpc_opt_out(header(headers, "sec-gpc"))
-        visitor = identify(cookies, gpc, self.config, now, self.mint())
+        try:
+            cookies = parse_cookies(header(headers, "cookie"))
+            visitor = identify(cookies, gpc_opt_out(header(headers, "sec-gpc")), self.config, now, self.mint())
+        except Exception:  # whatever went wrong, we cannot tell what the visitor allowed: fail closed
+            log.exception("identity not understood path=%.200r", path)
+            visitor = Visitor(consented=False)
         try:
             rec = await self.load(ask, visitor)
             t1 = self.clock.monotonic_ms()

@@ -123,6 +123,37 @@ def miss_path() -> None:
               f"{','.join(sorted(outcomes))}")
 
 
+def bad_records() -> None:
+    """What a bad profile record costs (CPython, in process): the first request reads it and refuses it before
+    decoding; later requests within a minute do not read it at all. Against a normal profile, side by side."""
+    import asyncio
+    import time
+
+    from personalizer import Config, InMemoryKV, Personalizer, codec, keys
+    from tests.conftest import FixedClock, uid_cookie
+
+    pairs = json.loads((ROOT / "kv-seed" / "out" / "kv.json").read_text())
+    records = {p["key"]: base64.b64decode(p["value"]) for p in pairs}
+    user, key = "c00001", keys.profile("c00001")
+    normal = codec.decode(records[key], expect="profile").data
+    cases = {"normal profile": records[key], "20 MiB of garbage": b"\x00" * (20 * 1024 * 1024),
+             "4.4 MB valid profile (400k bought ids)": codec.encode(
+                 "profile", {**normal, "bought": [f"p{n:07d}" for n in range(400_000)]})}
+    print("\nbad records: GET /v1/recommendations?slot=home for one customer, 50 requests, CPython core")
+    print(f"{'profile value':40} {'first ms':>9} {'then median ms':>15} {'KV reads of it':>15}")
+    cookie = uid_cookie(user, key=KEY)
+    for name, value in cases.items():
+        kv = InMemoryKV({**records, key: value})
+        core = Personalizer(Config(signing_keys=(KEY.encode(),)), kv, FixedClock(), lambda: "vbench")
+        ms = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            reply = asyncio.run(core.handle("GET", "/v1/recommendations", "slot=home", {"cookie": cookie}))
+            ms.append((time.perf_counter() - t0) * 1000)
+            assert reply.status == 200
+        print(f"{name:40} {ms[0]:9.2f} {statistics.median(ms[1:]):15.3f} {kv.reads.count(key):15d}")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = spec_file(Path(tmp))
@@ -141,6 +172,7 @@ def main() -> None:
         med, p99 = stats(ms)
         print(f"{name:58} {med:10.3f} {p99:8.3f} {med / base:10.2f}")
     print("* ratio of medians to CPython with the same (pure-Python) msgpack as the offline Pyodide")
+    bad_records()
     miss_path()
 
 
