@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from personalizer import codec, keys
 from personalizer.records import Card
 
 from .model import CART, EVENT_WEIGHT, PURCHASE, Model, SegmentRules, category_ids, top_k
+from .parallel import fork_map
 from .profiles import ProfileJob, profile_outcomes
 from .seedgen import Shop
 
@@ -116,29 +117,51 @@ def row_top_k(matrix: sparse.csr_matrix, k: int,
     return out
 
 
-def item_chunks(X: sparse.csr_matrix, B: sparse.csr_matrix,
-                chunk: int = 512) -> Iterator[tuple[int, sparse.csr_matrix, sparse.csr_matrix]]:
-    """Item-to-item cosine rows, ``chunk`` items at a time: ``(first item, co-purchase rows, taste rows)``.
+ITEM_CHUNK = 512        # item rows per task of the similarity stage
+PARALLEL_ITEMS = 20_000  # catalogs smaller than this are done in one process
+
+
+def normalised(m: sparse.csr_matrix) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """``(Mᵀ, M)`` with columns scaled to unit norm: ``Mᵀ[rows] @ M`` is the rows' cosine similarities."""
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(0)).ravel()) + 1e-9
+    scaled = (m @ sparse.diags(1.0 / norms)).tocsr()
+    return scaled.T.tocsr(), scaled
+
+
+@dataclass(frozen=True)
+class ItemJob:
+    """What the similarity stage reads: normalised who-touched-what and cart/purchase matrices."""
+
+    xt: sparse.csr_matrix
+    xs: sparse.csr_matrix
+    bt: sparse.csr_matrix
+    bs: sparse.csr_matrix
+    out_of_stock: npt.NDArray[np.bool_]
+    also_k: int
+    cosine_neighbours: bool  # False when EASE gives the neighbour lists
+
+
+def item_chunk(job: ItemJob, lo: int) -> tuple[list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]],
+                                               list[npt.NDArray[np.int64]],
+                                               list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]]:
+    """For items ``lo`` .. ``lo + ITEM_CHUNK``: cosine neighbours, also-bought and complement candidates.
 
     The full product x product matrices of a large catalog do not fit in memory; a chunk of rows does, and
     each is reduced to its top entries before the next is computed. Diagonals are zero.
     """
-    def normalised(m: sparse.csr_matrix) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-        norms = np.sqrt(np.asarray(m.multiply(m).sum(0)).ravel()) + 1e-9
-        scaled = (m @ sparse.diags(1.0 / norms)).tocsr()
-        return scaled.T.tocsr(), scaled
-
-    xt, xs = normalised(X)
-    bt, bs = normalised(B)
-    for lo in range(0, X.shape[1], chunk):
-        rows = []
-        for left, right in ((bt, bs), (xt, xs)):
-            part = (left[lo:lo + chunk] @ right).tocsr()
-            diagonal = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr)) + lo
-            part.data[part.indices == diagonal] = 0
-            part.eliminate_zeros()
-            rows.append(part)
-        yield lo, rows[0], rows[1]
+    rows = []
+    for left, right in ((job.bt, job.bs), (job.xt, job.xs)):
+        part = (left[lo:lo + ITEM_CHUNK] @ right).tocsr()
+        diagonal = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr)) + lo
+        part.data[part.indices == diagonal] = 0
+        part.eliminate_zeros()
+        rows.append(part)
+    co, sim = rows
+    no_exclusion = np.zeros(len(job.out_of_stock), dtype=bool)
+    neighbours = row_top_k(sim, NEIGHBOURS_K, no_exclusion) if job.cosine_neighbours else []
+    also = [cols for cols, _ in row_top_k((co + 1e-3 * sim).tocsr(), job.also_k, job.out_of_stock)]
+    # Complement candidates: each item's strongest co-purchases (bounded, or memory grows with the catalog).
+    return neighbours, also, row_top_k(co, CO_CANDIDATES, no_exclusion)
 
 
 def ease_neighbours(X: sparse.csr_matrix, k: int, lam: float,
@@ -219,16 +242,18 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
     also: list[npt.NDArray[np.int64]] = []
     co_rows: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
-    no_exclusion = np.zeros(P, dtype=bool)
-    for lo, co, sim in item_chunks(touched, B):
+    item_job = ItemJob(*normalised(touched), *normalised(B), oos, n_nb, not use_ease)
+    starts = list(range(0, P, ITEM_CHUNK))
+    for lo, (nb, also_rows, co_top) in zip(starts, fork_map(item_chunk, item_job, starts, workers=cfg.get("workers"),
+                                                           parallel=P >= PARALLEL_ITEMS), strict=True):
         if lo % 16384 == 0:
             progress(f"build: item similarities {lo:,}/{P:,} ({time.perf_counter() - started:.0f}s)")
-        for r, (cols, vals) in enumerate([] if use_ease else row_top_k(sim, NEIGHBOURS_K, no_exclusion)):
+        for r, (cols, vals) in enumerate(nb):
             neighbours[lo + r, :len(cols)] = cols
             weights[lo + r, :len(cols)] = vals
-        also += [cols for cols, _ in row_top_k((co + 1e-3 * sim).tocsr(), n_nb, oos)]
-        # Complement candidates: each item's strongest co-purchases (bounded, or memory grows with the catalog).
-        co_rows += row_top_k(co, CO_CANDIDATES, no_exclusion)
+        also += also_rows
+        co_rows += co_top
+    del item_job
 
     gen = f"g{now}-{hashlib.sha256(ev.tobytes() + repr(cfg).encode()).hexdigest()[:8]}"
     if shop.current_prices is not None:  # a real catalog: previous_price > price marks a drop

@@ -1,16 +1,13 @@
 """The build's profile stage: every shopper's profile record, computed on every core.
 
-A profile depends only on the shopper's own events and the model, so shoppers are cut into chunks and the
-chunks computed in forked worker processes, which share the model and the events with the parent
-copy-on-write. Results come back in shopper order, so the records are the same bytes whatever the number
-of workers (a test holds that). Small shops stay in one process: a fork costs more than it saves there.
+A profile depends only on the shopper's own events and the model, so shoppers are cut into chunks computed
+by ``parallel.fork_map``; results come back in shopper order, so the records are the same bytes whatever the
+number of workers (a test holds that).
 """
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +17,7 @@ import numpy.typing as npt
 from personalizer import codec
 
 from .model import Model, profile_payload
+from .parallel import fork_map
 from .seedgen import Shop
 
 CHUNK = 2_000           # shoppers per task: big enough to amortise the pickling, small enough to show progress
@@ -88,29 +86,14 @@ def _run(job: ProfileJob, lo: int, hi: int) -> list[Outcome]:
     return out
 
 
-_JOB: ProfileJob | None = None  # the job of the pool being run: set in the parent just before the fork
-
-
-def _chunk(bounds: tuple[int, int]) -> list[Outcome]:
-    assert _JOB is not None, "a profile worker runs only inside profile_outcomes"
-    return _run(_JOB, *bounds)
+def _chunk(job: ProfileJob, bounds: tuple[int, int]) -> list[Outcome]:
+    return _run(job, *bounds)
 
 
 def profile_outcomes(job: ProfileJob, workers: int | None = None,
                      parallel_min: int = PARALLEL_MIN) -> Iterator[tuple[int, list[Outcome]]]:
     """``(first shopper, outcomes)`` per chunk, in shopper order."""
-    global _JOB
     S = len(job.per_shopper)
     chunks = [(lo, min(S, lo + CHUNK)) for lo in range(0, S, CHUNK)]
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1 or parallel_min > S or len(chunks) < 2:
-        for lo, hi in chunks:
-            yield lo, _run(job, lo, hi)
-        return
-    _JOB = job
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for (lo, _), outcomes in zip(chunks, pool.imap(_chunk, chunks), strict=True):
-                yield lo, outcomes
-    finally:
-        _JOB = None
+    results = fork_map(_chunk, job, chunks, workers=workers, parallel=parallel_min <= S)
+    yield from zip((lo for lo, _ in chunks), results, strict=True)

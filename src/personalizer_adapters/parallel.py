@@ -1,0 +1,43 @@
+"""Work spread over every core by forking: children share the parent's arrays copy-on-write.
+
+The build's heavy stages (item similarities, profiles) are independent per chunk of items or shoppers;
+``fork_map`` runs one function over the chunks in forked workers and yields the results in chunk order, so
+the output is the same bytes whatever the number of workers. Small inputs stay in one process, where a fork
+costs more than it saves. The children use no BLAS threads (sparse products and small numpy operations
+only), which is what makes forking a process that has loaded numpy safe here.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_CURRENT: tuple[Callable[[Any, Any], Any], Any] | None = None  # (function, shared job) of the running pool
+
+
+def _call(task: Any) -> Any:
+    assert _CURRENT is not None, "a worker runs only inside fork_map"
+    func, job = _CURRENT
+    return func(job, task)
+
+
+def fork_map(func: Callable[[Any, T], R], job: Any, tasks: Sequence[T], *, workers: int | None = None,
+             parallel: bool = True) -> Iterator[R]:
+    """``func(job, task)`` for each task, in order; over ``workers`` forked processes when ``parallel``."""
+    global _CURRENT
+    workers = workers or os.cpu_count() or 1
+    if not parallel or workers <= 1 or len(tasks) < 2:
+        for task in tasks:
+            yield func(job, task)
+        return
+    _CURRENT = (func, job)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap(_call, tasks)
+    finally:
+        _CURRENT = None
