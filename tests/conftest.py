@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -31,6 +32,12 @@ class FixedClock:
 
 def uid_cookie(user: str, *, key: str = TEST_KEY, issued_at: int | None = None) -> str:
     return f"{UID}={sign(UID, user, int(time.time()) if issued_at is None else issued_at, key.encode())}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_tombstones(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests (and the CLIs they start) keep their erasures in a list of their own, never the developer's."""
+    os.environ["PZ_TOMBSTONES"] = str(tmp_path_factory.mktemp("tombstones") / "tombstones.txt")
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from .again import most_due
 from .records import BannerRule, BannerSet, Card, Inventory, Profile, Settings, Variant
 
 # Rule kind -> tier reported when it is chosen.
-_TIER = {"cart_reminder": "user", "price_drop": "user", "loyalty": "user", "returning_category": "user",
-         "segment": "segment", "new_visitor": "popular", "generic": "popular"}
+_TIER = {"cart_reminder": "user", "restock": "user", "price_drop": "user", "loyalty": "user",
+         "returning_category": "user", "segment": "segment", "new_visitor": "popular", "generic": "popular"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,10 @@ def choose(banner_set: BannerSet | None, profile: Profile | None, segment: str |
         elif rule.kind == "cart_reminder":
             if profile.cart and now - profile.cart_updated_at >= settings.cart_reminder_after_s:
                 fill = (("{item}", profile.cart[0].title),)
+        elif rule.kind == "restock":
+            due = most_due(profile.again, now)
+            if due is not None and due.card.id not in inventory.out_of_stock:
+                fill = (("{item}", due.card.title),)
         elif rule.kind == "price_drop":
             dropped = _price_drop(profile, inventory)
             if dropped is not None:

@@ -110,11 +110,13 @@ class CardList:
     name: str
     cards: tuple[Card, ...]
     banners: tuple[str, ...] = ()  # a segment's preferred banner rule ids, best first
+    again: tuple[Card, ...] = ()   # the items its people re-buy most ("buy it again" for someone with none)
 
     @classmethod
     def parse(cls, env: Envelope) -> CardList:
         d = env.data
-        return cls(_str(d, "name"), _cards(d, "cards"), _strs(d, "banners"))
+        return cls(_str(d, "name"), _cards(d, "cards"), _strs(d, "banners"),
+                   _cards(d, "again") if "again" in d else ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,7 @@ class Variant:
 
 
 BANNER_KINDS = (
-    "cart_reminder", "price_drop", "loyalty", "returning_category", "segment", "new_visitor", "generic",
+    "cart_reminder", "restock", "price_drop", "loyalty", "returning_category", "segment", "new_visitor", "generic",
 )
 
 
@@ -184,7 +186,10 @@ class BannerSet:
 
     @classmethod
     def parse(cls, env: Envelope) -> BannerSet:
-        return cls(tuple(BannerRule.parse(r) for r in _list(env.data, "rules")))
+        # A rule of a kind this worker does not know (a newer build) is skipped, not the whole set.
+        rules = _list(env.data, "rules")
+        return cls(tuple(BannerRule.parse(r) for r in rules
+                         if not (isinstance(r, dict) and r.get("kind") not in BANNER_KINDS)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +206,20 @@ class Profile:
     loyalty: str                      # "" when not a member
     categories: tuple[str, ...]       # last categories browsed, newest first
     watched: tuple[str, ...] = field(default=())  # item ids whose price drop is worth a banner
+    again: tuple[Any, ...] = field(default=())    # again.Rebuy entries: what they may buy again, most bought first
 
     @classmethod
     def parse(cls, env: Envelope) -> Profile:
+        from .again import Rebuy  # again imports Card from here
+
         d = env.data
+        again = d.get("again", [])
+        if not isinstance(again, list):
+            raise DecodeError("again is not a list")
         return cls(_str(d, "id"), _strs(d, "segments"), _cards(d, "cards"), _cards(d, "recent"),
                    frozenset(_strs(d, "bought")), _cards(d, "cart"), _int(d, "cart_updated_at", 0),
-                   _str(d, "loyalty", ""), _strs(d, "categories"), _strs(d, "watched"))
+                   _str(d, "loyalty", ""), _strs(d, "categories"), _strs(d, "watched"),
+                   tuple(Rebuy.parse(r) for r in again))
 
 
 @dataclass(frozen=True, slots=True)

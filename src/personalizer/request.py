@@ -10,7 +10,7 @@ from .errors import BadRequest
 from .identity import CONSENT
 from .keys import is_valid_id
 
-CAROUSEL_SLOTS = ("home", "item", "cart", "recent")
+CAROUSEL_SLOTS = ("home", "item", "cart", "recent", "again")
 BANNER_SLOTS = ("hero",)
 PAGE_SLOTS = BANNER_SLOTS + CAROUSEL_SLOTS
 FORMATS = ("json", "html")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from . import codec, fallback, keys
+from . import again, codec, fallback, keys
 from .banners import BannerChoice, choose
 from .cache import SharedCache
 from .config import Config
@@ -165,6 +165,17 @@ class Personalizer:
                 continue
             head: list[tuple[str, Any]] = []
             exclude = set(personal_excl) | shown
+            if slot == "again":  # re-buying is the point: only the cart and the page's other slots are left out
+                exclude = {c.id for c in profile.cart} | shown if profile else set(shown)
+                ranked = again.rank(profile.again, self.clock.now()) if profile else []
+                carousel = assemble(slot, [("user", ranked),
+                                           ("segment", rec.segment.again if rec.segment else ()),
+                                           ("popular", rec.popular.again if rec.popular else ())],
+                                    limit=ask.limit, exclude=exclude, inventory=rec.inventory,
+                                    category_cap=ask.limit)  # a weekly shop is mostly one aisle: no cap
+                shown.update(c.id for c in carousel.cards)
+                out[slot] = carousel
+                continue
             if slot == "home" and profile:
                 head = [("user", profile.cards)]
             elif slot == "recent" and profile:

@@ -15,7 +15,17 @@ from scipy import sparse
 from personalizer import codec, keys
 from personalizer.records import Card
 
-from .model import CART, EVENT_WEIGHT, PURCHASE, Model, SegmentRules, category_ids, top_k
+from .model import (
+    CART,
+    EVENT_WEIGHT,
+    PURCHASE,
+    Model,
+    SegmentRules,
+    category_ids,
+    rebought_pairs,
+    repurchase_stats,
+    top_k,
+)
 from .parallel import fork_map
 from .profiles import ProfileJob, profile_outcomes
 from .seedgen import Shop
@@ -69,6 +79,11 @@ def banner_rules(categories: list[str]) -> list[dict[str, Any]]:
               "Back to cart", "/cart"),
             v("cart-b", 50, "Your {item} is waiting", "Free returns for 60 days on everything in your cart.",
               "Complete order", "/cart")]},
+        {"id": "restock", "kind": "restock", "priority": 95, "match": "", "variants": [
+            v("restock-a", 50, "Running low on {item}?", "You usually buy it about now. One tap to reorder.",
+              "Buy again", "/again"),
+            v("restock-b", 50, "Time for more {item}", "Reorder what you buy most, delivered this week.",
+              "Reorder", "/again")]},
         {"id": "price-drop", "kind": "price_drop", "priority": 90, "match": "", "variants": [
             v("drop-a", 1, "Price drop: {item}", "Something you looked at just got cheaper.", "See the deal",
               "/deals/watched")]},
@@ -274,7 +289,7 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     model = Model(gen, now, half_life_s, cfg["personal_list"], cards, cats, cat_of, in_stock, neighbours, weights,
                   category_top, within_share, SegmentRules.from_config(cfg), prices,
                   float(cfg.get("taste_weight", Model.taste_weight)),
-                  float(cfg.get("recency_half_life", Model.recency_half_life)))
+                  float(cfg.get("recency_half_life", Model.recency_half_life)), *repurchase_stats(ev, P))
     rec: dict[str, bytes] = {}
 
     def put(key: str, kind: str, data: dict[str, Any], generation: str | None = gen) -> None:
@@ -304,8 +319,13 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
                 rec[keys.profile(shopper_id)] = o.record
     del job
 
+    # "Buy it again" for people with nothing to re-buy yet: what their segment (or everyone) re-buys most.
+    rs, rp = rebought_pairs(ev)
+    rebuys = sparse.csr_matrix((np.ones(len(rs)), (rs, rp)), shape=(S, P))
     popular_ix = top_k(popularity, n_seg, oos)
-    put(keys.popular(gen), "popular", {"name": "popular", "cards": [cards[i] for i in popular_ix]})
+    put(keys.popular(gen), "popular", {"name": "popular", "cards": [cards[i] for i in popular_ix],
+                                       "again": [cards[i] for i in top_k(np.asarray(rebuys.sum(0)).ravel(),
+                                                                         n_seg, oos)]})
     segment_ids = sorted({g for segs in segments_of for g in segs})
     member_rows: dict[str, list[int]] = {seg: [] for seg in segment_ids}
     for s, segs in enumerate(segments_of):
@@ -314,7 +334,9 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     for seg in segment_ids:
         top = top_k(np.asarray(X[member_rows[seg]].sum(0)).ravel(), n_seg, oos)
         banners = [f"seg-{seg[6:]}"] if seg.startswith("likes-") else []
-        put(keys.segment(gen, seg), "segment", {"name": seg, "cards": [cards[i] for i in top], "banners": banners})
+        again = top_k(np.asarray(rebuys[member_rows[seg]].sum(0)).ravel(), n_seg, oos)
+        put(keys.segment(gen, seg), "segment", {"name": seg, "cards": [cards[i] for i in top], "banners": banners,
+                                                "again": [cards[i] for i in again]})
 
     # Also-bought: co-purchase cosine, taste similarity to break ties. Complements: items of the categories
     # most bought alongside this one (from the data), by co-purchase, backfilled by their popular items.

@@ -125,8 +125,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"error: {'unknown baseline(s) ' + ', '.join(map(repr, unknown)) if unknown else 'k and holdout are ≥ 1'}"
               f" (baselines: {', '.join(BASELINES)})", file=sys.stderr)
         return 2
-    result = evaluate(shop, cfg, k=args.k, holdout=args.holdout, min_events=args.min_events, baselines=baselines,
-                      progress=lambda line: print(line, file=sys.stderr, flush=True))
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if args.protocol == "next-basket":
+        from .nextbasket import evaluate_next_basket
+
+        result = evaluate_next_basket(shop, cfg, k=args.k, progress=progress)
+    else:
+        result = evaluate(shop, cfg, k=args.k, holdout=args.holdout, min_events=args.min_events,
+                          baselines=baselines, progress=progress)
     print(json.dumps(result.as_json(), indent=1) if args.json else result.table())
     return 0
 
@@ -299,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--baselines", help="comma-separated, from: count popularity, item-kNN (cosine), EASE, "
                                        "ALS (implicit) (default: all; '' for none)")
     s.add_argument("--json", action="store_true", help="print the results as JSON (the table otherwise)")
+    s.add_argument("--protocol", choices=("last-items", "next-basket"), default="last-items",
+                   help="last-items: each person's last --holdout interactions, new to them (default); "
+                        "next-basket: each person's last order whole, with its repeat and explore parts, against "
+                        "P-TopFreq, G-TopFreq and TIFU-KNN")
     s.set_defaults(func=cmd_evaluate)
     s = sub.add_parser("origin", help="serve the origin (the edge's miss path) with uvicorn")
     s.add_argument("--host", default="127.0.0.1")

@@ -170,11 +170,13 @@ class Evaluation:
     catalog: int
     rows: list[dict[str, Any]]
     skipped: dict[str, str]  # list -> why it was not run
+    split_note: str = ""     # how the split was made, when not the last-interactions one
 
     def table(self) -> str:
-        lines = [f"evaluate: {self.people} people, last {self.holdout} interaction(s) held out, k={self.k} "
-                 f"(left out: {self.short} with too short a history, {self.nothing_new} whose held-out items "
-                 "were all seen before)",
+        note = self.split_note or (
+            f"last {self.holdout} interaction(s) held out (left out: {self.short} with too short a history, "
+            f"{self.nothing_new} whose held-out items were all seen before)")
+        lines = [f"evaluate: {self.people} people, k={self.k}, {note}",
                  f"{'list':26} {'precision@k':>11} {'recall@k':>9} {'NDCG@k':>7} {'± 95%':>7} {'coverage':>8} "
                  f"{'seconds':>8}"]
         lines += [f"{r['list']:26} {r['precision']:11.4f} {r['recall']:9.4f} {r['ndcg']:7.4f} {r['ndcg_ci95']:7.4f} "

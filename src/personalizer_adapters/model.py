@@ -19,6 +19,70 @@ import numpy.typing as npt
 EVENT_WEIGHT = np.array([1.0, 3.0, 5.0])  # view, add_to_cart, purchase
 VIEW, CART, PURCHASE = 0, 1, 2
 MAX_BOUGHT = 500  # distinct purchases a profile keeps (the most recent)
+MAX_AGAIN = 24    # items a profile keeps for "buy it again": bounded, every page decodes them
+BASKET_GAP_S = 3600  # purchases further apart than this are separate baskets (orders)
+AGAIN_HALF_LIFE = 5.0  # baskets: a purchase's weight for "buy it again" halves every this many orders back
+
+
+def _rebuys(events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.int64],
+                                                npt.NDArray[np.bool_]]:
+    """Purchases ordered by (person, product, time): persons, products, and for each consecutive pair the
+    gap and whether it is the same person re-buying the same product in a later basket."""
+    buys = events[events["kind"] == PURCHASE]
+    order = np.lexsort((buys["ts"], buys["product"], buys["shopper"]))
+    s, p, t = buys["shopper"][order], buys["product"][order], buys["ts"][order].astype(np.int64)
+    gap = t[1:] - t[:-1]
+    return s, p, gap, (s[1:] == s[:-1]) & (p[1:] == p[:-1]) & (gap > BASKET_GAP_S)
+
+
+def rebought_pairs(events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """``(persons, products)``: each person-product pair bought again in a later basket, once."""
+    s, p, _, again = _rebuys(events)
+    pairs = np.unique(s[1:][again].astype(np.int64) << 32 | p[1:][again].astype(np.int64))
+    return (pairs >> 32).astype(np.int64), (pairs & 0xFFFFFFFF).astype(np.int64)
+
+
+def repurchase_stats(events: npt.NDArray[Any], products: int) -> tuple[npt.NDArray[np.float32],
+                                                                        npt.NDArray[np.int64]]:
+    """Per product, from everyone's purchases: the share of its buyers who bought it again in a later basket,
+    and the median interval between one person's consecutive purchases of it (0 when nobody re-bought)."""
+    s, p, gap, again = _rebuys(events)
+    first = np.ones(len(s), dtype=bool)
+    first[1:] = (s[1:] != s[:-1]) | (p[1:] != p[:-1])
+    buyers = np.bincount(p[first], minlength=products)
+    rebuyers = np.bincount(rebought_pairs(events)[1], minlength=products)
+    rate = (rebuyers / np.maximum(buyers, 1)).astype(np.float32)
+    gp, gg = p[1:][again], gap[again]
+    o = np.lexsort((gg, gp))
+    gp, gg = gp[o], gg[o]
+    lo = np.searchsorted(gp, np.arange(products))
+    n = np.searchsorted(gp, np.arange(products), side="right") - lo
+    median = gg[np.minimum(lo + (n - 1) // 2, len(gg) - 1)] if len(gg) else np.zeros(products, dtype=np.int64)
+    return rate, np.where(n > 0, median, 0).astype(np.int64)
+
+
+def again_entries(model: Model, products: npt.NDArray[Any], kinds: npt.NDArray[Any],
+                  ts: npt.NDArray[Any]) -> list[list[Any]]:
+    """A person's "buy it again" entries (events in time order): ``[card, weight, last, interval, rate]`` for
+    the items they bought that someone re-buys, the most bought first (weighted towards their latest
+    baskets, on their own clock), at most ``MAX_AGAIN``."""
+    if model.repeat_rate is None or model.repeat_interval is None:
+        return []
+    buys = kinds == PURCHASE
+    if not buys.any():
+        return []
+    bp, bt = products[buys], ts[buys].astype(np.int64)
+    basket = np.concatenate([[0], np.cumsum(np.diff(bt) > BASKET_GAP_S)])
+    weight = np.exp2(-(basket[-1] - basket) / AGAIN_HALF_LIFE)
+    items, inverse = np.unique(bp, return_inverse=True)
+    w = np.bincount(inverse, weights=weight, minlength=len(items))
+    last = np.zeros(len(items), dtype=np.int64)
+    np.maximum.at(last, inverse, bt)
+    keep = (model.repeat_rate[items] > 0) & model.in_stock[items]
+    order = np.lexsort((items, -w))
+    order = order[keep[order]][:MAX_AGAIN]
+    return [[model.cards[int(items[i])], round(float(w[i]), 4), int(last[i]),
+             int(model.repeat_interval[items[i]]), round(float(model.repeat_rate[items[i]]), 4)] for i in order]
 
 
 CATEGORY_ID_MAX = 48  # "likes-" + this stays within the 64 characters of an id
@@ -97,6 +161,9 @@ class Model:
     prices: dict[str, int] | None = None       # current prices that differ from the cards' (price drops)
     taste_weight: float = 0.1                  # weight of taste-aware popularity against item-to-item similarity
     recency_half_life: float = 10.0            # a person's own history: weight halves every this many interactions
+    # Buy it again: each product's share of buyers who bought it again, and its typical interval (seconds).
+    repeat_rate: npt.NDArray[np.float32] | None = None
+    repeat_interval: npt.NDArray[np.int64] | None = None
 
     @cached_property
     def category_ids(self) -> list[str]:
@@ -109,9 +176,12 @@ class Model:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(directory / "model.npz", category_of=self.category_of, in_stock=self.in_stock,
-                            neighbours=self.neighbours, weights=self.weights, category_top=self.category_top,
-                            within_share=self.within_share)
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "category_of": self.category_of, "in_stock": self.in_stock, "neighbours": self.neighbours,
+            "weights": self.weights, "category_top": self.category_top, "within_share": self.within_share}
+        if self.repeat_rate is not None and self.repeat_interval is not None:
+            arrays |= {"repeat_rate": self.repeat_rate, "repeat_interval": self.repeat_interval}
+        np.savez_compressed(directory / "model.npz", **arrays)  # type: ignore[arg-type]  # stubs: **kw as allow_pickle
         (directory / "model.json").write_text(json.dumps({
             "generation": self.generation, "now": self.now, "half_life_s": self.half_life_s,
             "personal_list": self.personal_list, "categories": self.categories, "cards": self.cards,
@@ -126,7 +196,7 @@ class Model:
                        meta["categories"], arrays["category_of"], arrays["in_stock"], arrays["neighbours"],
                        arrays["weights"], arrays["category_top"], arrays["within_share"],
                        SegmentRules.from_json(meta["rules"]), meta["prices"], meta["taste_weight"],
-                       meta["recency_half_life"])
+                       meta["recency_half_life"], arrays.get("repeat_rate"), arrays.get("repeat_interval"))
 
 
 def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:
@@ -211,4 +281,5 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
         "recent": [cards[i] for i in recent], "bought": [cards[i][0] for i in bought_recent],
         "cart": [cards[i] for i in cart], "cart_updated_at": cart_at, "loyalty": loyalty,
         "categories": list(dict.fromkeys(cards[i][6] for i in recent))[:3], "watched": watched,
+        "again": again_entries(model, products, kinds, ts),
     }

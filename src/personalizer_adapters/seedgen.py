@@ -54,6 +54,7 @@ BRANDS = ("Alpenfuchs", "Nordkap", "Ridgeline", "Kestrel", "Summit & Co", "Fjell
 ADJECTIVES = ("Ultralight", "Pro", "Classic", "Essential", "Storm", "Aero", "Trail", "Everyday", "Peak",
               "Tempo", "Expedition", "Flow")
 LOYALTY = ("", "silver", "gold", "platinum")
+REPLENISHABLE = ("nutrition", "socks", "hydration")  # what people run out of and buy again
 EVENT_KINDS = ("view", "add_to_cart", "purchase")
 
 
@@ -123,6 +124,27 @@ def generate(cfg: dict[str, Any]) -> Shop:
                             cw = cat_weights[comp]
                             other = by_cat[comp][int(nrng.choice(len(cw), p=cw / cw.sum()))]
                             rows.append((s, other, 2, t + 660))
+    rows += replenishments(cfg, products, by_cat, len(shoppers), now)
     events = np.array(rows, dtype=[("shopper", "i4"), ("product", "i4"), ("kind", "i1"), ("ts", "i8")])
     events.sort(order=["ts", "shopper"], kind="stable")
     return Shop(products, shoppers, events, now)
+
+
+def replenishments(cfg: dict[str, Any], products: list[dict[str, Any]], by_cat: dict[str, list[int]], shoppers: int,
+                   now: int) -> list[tuple[int, int, int, int]]:
+    """Staples bought on a cycle: a quarter of the shoppers re-buy one popular gel, sock or bottle every two
+    to six weeks (what "buy it again" and the restock banner are for). A random stream of its own, so the
+    rest of the shop is the same with or without it."""
+    rng = np.random.default_rng(cfg["seed"] + 7)
+    rows = []
+    for s in range(shoppers):
+        if rng.random() >= 0.25:
+            continue
+        cat = REPLENISHABLE[int(rng.integers(len(REPLENISHABLE)))]
+        prod = by_cat[cat][int(rng.integers(min(8, len(by_cat[cat]))))]  # one of the category's best sellers
+        every = int(rng.integers(14, 43)) * 86400
+        t = now - int(rng.integers(30, 180)) * 86400
+        while products[prod]["stock"] > 0 and t < now - 3600:
+            rows.append((s, prod, 2, t))
+            t += int(every * rng.uniform(0.8, 1.2))
+    return rows

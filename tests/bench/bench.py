@@ -154,6 +154,39 @@ def bad_records() -> None:
         print(f"{name:40} {ms[0]:9.2f} {statistics.median(ms[1:]):15.3f} {kv.reads.count(key):15d}")
 
 
+def again_slot() -> None:
+    """What the "buy it again" slot adds (CPython core, in process, KV values in memory, warm cache): the page
+    with and without it, side by side, for seeded customers who have something to buy again."""
+    import asyncio
+    import time
+
+    from personalizer import Config, InMemoryKV, Personalizer, codec
+    from tests.conftest import FixedClock, uid_cookie
+
+    pairs = json.loads((ROOT / "kv-seed" / "out" / "kv.json").read_text())
+    records = {p["key"]: base64.b64decode(p["value"]) for p in pairs}
+    who = [k[len("pz1:p:"):] for k, v in sorted(records.items())
+           if k.startswith("pz1:p:") and codec.decode(v, expect="profile").data["again"]][:USERS]
+    core = Personalizer(Config(signing_keys=(KEY.encode(),)), InMemoryKV(records), FixedClock(), lambda: "vbench")
+    jar = [{"cookie": uid_cookie(u, key=KEY)} for u in who]
+    rows = {}
+    for query in ("slots=hero,home,recent", "slots=hero,home,recent,again", "slot=again"):
+        path = "/v1/recommendations" if query.startswith("slot=") else "/v1/page"
+        ms = []
+        for i in range(WARMUP + N):
+            t0 = time.perf_counter()
+            asyncio.run(core.handle("GET", path, query, jar[i % len(jar)]))
+            if i >= WARMUP:
+                ms.append((time.perf_counter() - t0) * 1000)
+        rows[f"{path}?{query}"] = ms
+    base = statistics.median(rows["/v1/page?slots=hero,home,recent"])
+    print(f"\nbuy it again: {len(who)} customers with re-buys, CPython core (compiled msgpack), KV in memory")
+    print(f"{'request':48} {'median ms':>10} {'p99 ms':>8} {'x page':>7}")
+    for name, ms in rows.items():
+        med, p99 = stats(ms)
+        print(f"{name:48} {med:10.3f} {p99:8.3f} {med / base:7.2f}")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = spec_file(Path(tmp))
@@ -172,6 +205,7 @@ def main() -> None:
         med, p99 = stats(ms)
         print(f"{name:58} {med:10.3f} {p99:8.3f} {med / base:10.2f}")
     print("* ratio of medians to CPython with the same (pure-Python) msgpack as the offline Pyodide")
+    again_slot()
     bad_records()
     miss_path()
 

@@ -2,7 +2,8 @@
 
 Usage: python tests/bench/relevance_bench.py [NAME ...]   (default: every set in tests/data/realdata.py)
 For each set: `personalizer evaluate`'s table (last 3 interactions held out, k = 12), the ratios the quality
-targets are stated in, and the time `profile_payload` takes for one person (what the origin does on a miss).
+targets are stated in, for order data the next-basket protocol (`--protocol next-basket`), and the time
+`profile_payload` takes for one person (what the origin does on a miss).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from personalizer_adapters.build import build, by_shopper  # noqa: E402
 from personalizer_adapters.evaluate import evaluate  # noqa: E402
 from personalizer_adapters.inputs import load_shop  # noqa: E402
 from personalizer_adapters.model import profile_payload  # noqa: E402
+from personalizer_adapters.nextbasket import evaluate_next_basket  # noqa: E402
 from personalizer_adapters.seed import load_config  # noqa: E402
 from personalizer_adapters.seedgen import Shop  # noqa: E402
 from tests.data import realdata  # noqa: E402
@@ -51,6 +53,12 @@ def main() -> None:
         best = max((r for r in result.rows if r["list"] in BASELINES), key=lambda r: r["ndcg"])
         print(f"relevance: {name}: personal NDCG@12 = {personal / best['ndcg']:.2f} x the best baseline "
               f"({best['list']}), {personal / result.ndcg('count popularity'):.2f} x count popularity")
+        if realdata.SOURCES[name].orders:
+            basket = evaluate_next_basket(shop, cfg)
+            print(basket.table())
+            again, p_top, tifu = (basket.ndcg(n) for n in ("again (buy it again)", "P-TopFreq", "TIFU-KNN"))
+            print(f"relevance: {name}: next basket: again NDCG@12 = {again / p_top:.3f} x P-TopFreq, "
+                  f"{again / tifu:.3f} x TIFU-KNN")
         median, p99 = profile_ms(shop, cfg)
         print(f"relevance: {name}: one profile (the origin's miss work) median {median:.2f} ms, p99 {p99:.2f} ms",
               flush=True)

