@@ -8,7 +8,9 @@ machine that still hold them (kv.json, manifest.json, the profile digests, the e
 from __future__ import annotations
 
 import csv
+import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from .plan import read_bulk
@@ -18,10 +20,10 @@ from .store import ProfileStore
 from .tombstones import Tombstones, person_keys
 
 
-def _replace(path: Path, text_lines: object) -> None:
+def _replace(path: Path, text_lines: Iterable[str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
-        f.writelines(text_lines)  # type: ignore[arg-type]
+        f.writelines(text_lines)
     tmp.replace(path)  # atomic: a reader sees the old file or the scrubbed one
 
 
@@ -30,10 +32,11 @@ def scrub_build(directory: Path, people: frozenset[str]) -> int:
     gone = 0
     drop = person_keys(people)
     kv = directory / "kv.json"
-    if kv.exists() and any(f'"key":"{k}"' in line for line in kv.open() for k in drop):
-        kept = {k: v for k, v in read_bulk(kv) if k not in drop}
-        gone += sum(1 for k, _ in read_bulk(kv) if k in drop)
-        _replace(kv, bulk_json_lines(kept))
+    if kv.exists():
+        pairs = dict(read_bulk(kv))
+        if drop & set(pairs):
+            gone += len(drop & set(pairs))
+            _replace(kv, bulk_json_lines({k: v for k, v in pairs.items() if k not in drop}))
     manifest = directory / "manifest.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
@@ -65,8 +68,6 @@ def scrub_build(directory: Path, people: frozenset[str]) -> int:
 
 
 def _csv_lines(rows: list[list[str]]) -> list[str]:
-    import io
-
     buf = io.StringIO()
     csv.writer(buf).writerows(rows)
     return [buf.getvalue()]

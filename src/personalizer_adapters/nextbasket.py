@@ -24,7 +24,6 @@ from scipy import sparse
 
 from personalizer import again as again_rank
 from personalizer.again import Rebuy
-from personalizer.records import Card
 
 from .build import build, by_shopper, positions_by_shopper
 from .evaluate import Evaluation, Score
@@ -136,7 +135,7 @@ def evaluate_next_basket(shop: Shop, cfg: dict[str, Any], *, k: int = 12,
 
     def run(name: str, rank: Callable[[int], list[int]], seconds: float = 0.0) -> None:
         progress(f"evaluate: {name}")
-        whole, repeat, explore = Score(name), Score(f"  {name}: repeat part"), Score(f"  {name}: explore part")
+        whole, repeat, explore = Score(name), Score("  └ repeat part"), Score("  └ explore part")
         started = time.perf_counter()
         for s in people:
             ranked = rank(s)
@@ -147,7 +146,8 @@ def evaluate_next_basket(shop: Shop, cfg: dict[str, Any], *, k: int = 12,
             if target - split.before[s]:
                 explore.add(ranked, target - split.before[s], k)
         whole.seconds = repeat.seconds = explore.seconds = time.perf_counter() - started + seconds
-        rows.extend(score.row(P) for score in (whole, repeat, explore))
+        for part, score in (("whole", whole), ("repeat", repeat), ("explore", explore)):
+            rows.append({**score.row(P), "of": name, "part": part})
 
     progress("evaluate: building the project's lists")
     started = time.perf_counter()
@@ -168,20 +168,18 @@ def evaluate_next_basket(shop: Shop, cfg: dict[str, Any], *, k: int = 12,
                                           e["product"], e["kind"], e["ts"])
         return profiles[s]
 
-    def again(s: int) -> list[int]:
-        entries = [Rebuy(Card(*c), w, last, interval, rate) for c, w, last, interval, rate in profile(s)["again"]]
-        ranked = [index[c.id] for c in again_rank.rank(entries, split.at[s])]
-        return list(dict.fromkeys(ranked + fallback))[:k]  # backfilled as the edge backfills the slot
+    def own_rebuys(s: int) -> list[int]:
+        """The person's re-buys ranked as the edge ranks them, at the held-out basket's time."""
+        entries = [Rebuy.parse(e) for e in profile(s)["again"]]
+        return [index[c.id] for c in again_rank.rank(entries, split.at[s])]
 
     def home(s: int) -> list[int]:
         return [index[c[0]] for c in profile(s)["cards"]][:k]
 
-    run("again (buy it again)", again, build_s)
+    # again is backfilled as the edge backfills the slot (the re-buys of others); the blend by the home list
+    run("again (buy it again)", lambda s: list(dict.fromkeys(own_rebuys(s) + fallback))[:k], build_s)
     run("home (for you)", home)
-    run("again, then home", lambda s: list(dict.fromkeys(
-        [index[c.id] for c in again_rank.rank([Rebuy(Card(*c), w, last, i, r)
-                                               for c, w, last, i, r in profile(s)["again"]], split.at[s])]
-        + home(s)))[:k])
+    run("again, then home", lambda s: list(dict.fromkeys(own_rebuys(s) + home(s)))[:k])
     own = B.tocsr()
     run("P-TopFreq", lambda s: _top(own[s].toarray().ravel(), k, global_counts))
     everyone = _top(global_counts, k, global_counts)
