@@ -307,3 +307,14 @@ def test_item_similarities_are_the_same_on_any_number_of_workers() -> None:
             a.tolist() for _, also, _ in results for a in also]
 
     assert flat(serial) == flat(forked)
+
+
+def test_the_generation_changes_when_only_the_catalog_does(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """Same events and config, one title changed: a new generation id (same inputs: the same id)."""
+    cfg = load_config(CFG)
+    first = build(load_shop(inputs["catalog"], inputs["csv"], None, strict=False, now=1_790_100_000)[0], cfg)
+    again = build(load_shop(inputs["catalog"], inputs["csv"], None, strict=False, now=1_790_100_000)[0], cfg)
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(CATALOG.replace("Trail Tent", "Trail Tent 2"))
+    changed = build(load_shop(renamed, inputs["csv"], None, strict=False, now=1_790_100_000)[0], cfg)
+    assert first.generation == again.generation != changed.generation

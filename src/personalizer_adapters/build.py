@@ -270,7 +270,11 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
         co_rows += co_top
     del item_job
 
-    gen = f"g{now}-{hashlib.sha256(ev.tobytes() + repr(cfg).encode()).hexdigest()[:8]}"
+    # The generation names everything its records came from: events, config, and the catalog (a new title or
+    # price is a new generation, so caches keyed by it never serve the old card).
+    source = hashlib.sha256(ev.tobytes() + repr(cfg).encode() + repr((cards, in_stock.tobytes(),
+                                                                     shop.current_prices)).encode())
+    gen = f"g{now}-{source.hexdigest()[:8]}"
     if shop.current_prices is not None:  # a real catalog: previous_price > price marks a drop
         prices = {cards[i][0]: p for i, p in sorted(shop.current_prices.items()) if in_stock[i]}
     else:  # the demo shop: a drop on a slice of products, including ones in carts, so price_drop fires
