@@ -318,3 +318,16 @@ def test_the_generation_changes_when_only_the_catalog_does(inputs: dict[str, Pat
     renamed.write_text(CATALOG.replace("Trail Tent", "Trail Tent 2"))
     changed = build(load_shop(renamed, inputs["csv"], None, strict=False, now=1_790_100_000)[0], cfg)
     assert first.generation == again.generation != changed.generation
+
+
+def test_every_command_shows_an_example_in_its_help() -> None:
+    """`personalizer --help` lists an example per command; each command's --help has its own."""
+    from personalizer_adapters.cli import EXAMPLES
+
+    top = subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", "--help"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert top.returncode == 0 and all(example in top.stdout for example in EXAMPLES.values())
+    for command, example in EXAMPLES.items():
+        own = subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", command, "--help"],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert own.returncode == 0 and f"example: {example}" in " ".join(own.stdout.split()), command

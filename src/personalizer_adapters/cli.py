@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from personalizer.config import parse_config
 from personalizer.identity import UID, VID, sign
@@ -263,24 +264,47 @@ def _target_flags(s: argparse.ArgumentParser) -> None:
                    help="where the last pushed manifest and the resume journal of each target live")
 
 
+SEED_INPUTS = "--catalog kv-seed/out/inputs/catalog.csv --events kv-seed/out/inputs/events.csv"
+EXAMPLES = {
+    "sign-user": "personalizer sign-user c00001",
+    "sign-visitor": "personalizer sign-visitor v123",
+    "seed": "personalizer seed",
+    "build": f"personalizer build {SEED_INPUTS} --shoppers kv-seed/out/inputs/shoppers.csv --out build/today",
+    "evaluate": f"personalizer evaluate {SEED_INPUTS} --json",
+    "origin": "personalizer origin --port 8788",
+    "push": "personalizer push --build build/today --target local --dry-run",
+    "rollback": "personalizer rollback --target local",
+    "erase": "personalizer erase --person c00002 --target local --build build/today",
+}
+
+
+def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text,
+                                                     epilog=f"example: {EXAMPLES[name]}")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="personalizer", description=__doc__)
+    p = argparse.ArgumentParser(prog="personalizer", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples (the seed's files; `make seed` writes them):\n" + "\n".join(
+                                    f"  {line}" for line in EXAMPLES.values()))
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, what in (("sign-user", "a pz_uid cookie value for a customer id"),
                        ("sign-visitor", "a pz_vid cookie value for a visitor id")):
-        s = sub.add_parser(name, help=f"print {what}, signed with the first PZ_SIGNING_KEYS key")
+        s = _add(sub, name, f"print {what}, signed with the first PZ_SIGNING_KEYS key")
         s.add_argument("id")
         s.add_argument("--issued-at", type=int, help="epoch seconds (default: now)")
         s.add_argument("--dev-vars", default=str(ROOT / ".dev.vars"))
         s.set_defaults(func=cmd_sign)
-    s = sub.add_parser("seed", help="generate the demo shop and its v1 records (kv-seed/out/kv.json)")
+    s = _add(sub, "seed", "generate the demo shop and its v1 records (kv-seed/out/kv.json)")
     s.add_argument("--config", default=str(ROOT / "kv-seed" / "seed.toml"))
     s.add_argument("--out", default=str(ROOT / "kv-seed" / "out"))
     s.add_argument("--fallback", default=str(ROOT / "src" / "personalizer" / "fallback.py"),
                    help="where to write the compiled default tier ('' to skip)")
     _tombstones_flag(s)
     s.set_defaults(func=cmd_seed)
-    s = sub.add_parser("build", help="build a generation's records from a catalog and events (csv, jsonl, parquet)")
+    s = _add(sub, "build", "build a generation's records from a catalog and events (csv, jsonl, parquet)")
     s.add_argument("--catalog", required=True, help="id, category, title, price, url, image[, stock, currency, "
                                                     "previous_price]")
     s.add_argument("--events", required=True, help="shopper, product, kind (view|add_to_cart|purchase), ts")
@@ -294,10 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="recompute every profile (default: reuse those whose shopper's events did not change)")
     _tombstones_flag(s)
     s.set_defaults(func=cmd_build)
-    s = sub.add_parser("evaluate", help="the project's lists against popularity, item-kNN, EASE and ALS on "
-                                        "held-out last interactions",
-                       epilog="example: personalizer evaluate --catalog kv-seed/out/inputs/catalog.csv "
-                              "--events kv-seed/out/inputs/events.csv --json")
+    s = _add(sub, "evaluate", "the project's lists against popularity, item-kNN, EASE and ALS (or, for orders, "
+                              "P-TopFreq, G-TopFreq and TIFU-KNN) on held-out data")
     s.add_argument("--catalog", help="as for build (default: the seed shop, with its known latent tastes)")
     s.add_argument("--events")
     s.add_argument("--config", default=str(ROOT / "kv-seed" / "seed.toml"))
@@ -312,22 +334,23 @@ def main(argv: list[str] | None = None) -> int:
                         "next-basket: each person's last order whole, with its repeat and explore parts, against "
                         "P-TopFreq, G-TopFreq and TIFU-KNN")
     s.set_defaults(func=cmd_evaluate)
-    s = sub.add_parser("origin", help="serve the origin (the edge's miss path) with uvicorn")
+    s = _add(sub, "origin", "serve the origin (the edge's miss path) with uvicorn")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8788)
     s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"))
     s.add_argument("--dev-vars", default=str(ROOT / ".dev.vars"))
     s.set_defaults(func=cmd_origin)
-    s = sub.add_parser("push", help="push a build to KV: diff-only, resumable, manifest flipped last")
+    s = _add(sub, "push", "push a build to KV: diff-only, resumable, manifest flipped last")
     s.add_argument("--build", default=str(ROOT / "kv-seed" / "out"), help="build output (kv.json, generation.txt)")
     s.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
     _tombstones_flag(s)
     _target_flags(s)
     s.set_defaults(func=cmd_push)
-    s = sub.add_parser("rollback", help="flip pz1:manifest back to the previously pushed generation")
+    s = _add(sub, "rollback", "flip pz1:manifest back to the previously pushed generation")
     _target_flags(s)
     s.set_defaults(func=cmd_rollback)
-    s = sub.add_parser("erase", help="remove a person from KV, the profile store and the event log (privacy)")
+    s = _add(sub, "erase", "remove a person from KV, the profile store, the event log and build artifacts "
+                           "(privacy); a tombstone keeps them out of every later build and push")
     s.add_argument("--person", required=True)
     s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"), help="origin data directory")
     s.add_argument("--build", action="append", help="a build directory whose artifacts to scrub (repeatable; "
