@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .digits import ascii_digits
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -35,7 +37,7 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     if raw is None or str(raw).strip() == "":
         return default
     text = str(raw).strip()
-    if not (text.isascii() and text.lstrip("-").isdigit()):  # int() also takes "٣" and other Unicode digits
+    if not ascii_digits(text.removeprefix("-")):
         raise ValueError(f"{name} must be an integer, got {raw!r}")
     value = int(text)
     if not lo <= value <= hi:

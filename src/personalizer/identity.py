@@ -13,6 +13,7 @@ import hmac
 from dataclasses import dataclass
 
 from .config import Config
+from .digits import ascii_digits
 from .keys import is_valid_id
 
 UID = "pz_uid"
@@ -41,7 +42,7 @@ def verify(name: str, token: str, keys: tuple[bytes, ...], now: int, max_age_s: 
     if not keys or len(token) > MAX_TOKEN_CHARS:
         return None
     parts = token.split(".")
-    if len(parts) != 4 or parts[0] != "v1" or not (parts[2].isascii() and parts[2].isdigit()):
+    if len(parts) != 4 or parts[0] != "v1" or not ascii_digits(parts[2]):
         return None
     ident, issued_at, sig = parts[1], int(parts[2]), parts[3]
     if not is_valid_id(ident) or issued_at > now + CLOCK_SKEW_S or now - issued_at > max_age_s:

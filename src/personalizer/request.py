@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from .digits import ascii_digits
 from .errors import BadRequest
 from .identity import CONSENT
 from .keys import is_valid_id
@@ -57,8 +58,7 @@ def _format(p: dict[str, str]) -> str:
 
 def _limit(p: dict[str, str]) -> int:
     raw = p.get("limit", "12")
-    # isdigit() alone accepts "²" and other Unicode digits that int() refuses: ASCII only.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 2) or not 1 <= int(raw) <= 48:
+    if not (ascii_digits(raw) and len(raw) <= 2) or not 1 <= int(raw) <= 48:
         raise BadRequest("bad_limit", "limit must be an integer from 1 to 48")
     return int(raw)
 

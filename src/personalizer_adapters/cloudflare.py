@@ -19,6 +19,8 @@ from urllib.parse import quote
 
 import httpx
 
+from personalizer.digits import ascii_digits
+
 API = "https://api.cloudflare.com/client/v4"
 RATE_LIMIT = (1200, 300.0)  # requests, seconds
 
@@ -54,7 +56,7 @@ def retry_after_s(value: str | None) -> float | None:
     """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
     if not value:
         return None
-    if value.strip().isascii() and value.strip().isdigit():
+    if ascii_digits(value.strip()):
         return float(value.strip())
     try:
         when = email.utils.parsedate_to_datetime(value)

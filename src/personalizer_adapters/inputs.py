@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from personalizer.digits import ascii_digits
 from personalizer.keys import is_valid_id
 
 from .seedgen import EVENT_KINDS, Shop
@@ -96,16 +97,11 @@ def _text(row: dict[str, Any], name: str) -> str:
     return text
 
 
-def _ascii_int(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also accepts "²" and other Unicode digits that ``int`` refuses."""
-    return text.isascii() and text.isdigit()
-
-
 def _price_cents(raw: Any) -> int:
     """Prices are decimal strings or numbers in major units ("19.99"); stored as integer cents."""
     text = str(raw).strip()
     whole, _, frac = text.partition(".")
-    if not _ascii_int(whole.lstrip("-")) or (frac and (not _ascii_int(frac) or len(frac) > 2)):
+    if not ascii_digits(whole.lstrip("-")) or (frac and (not ascii_digits(frac) or len(frac) > 2)):
         raise ValueError(f"bad price {text!r}")
     cents = int(whole) * 100 + (int(frac.ljust(2, "0")) if frac else 0)
     if cents < 0:
@@ -118,14 +114,14 @@ def _stock(raw: Any) -> int:
     text = "" if raw is None else str(raw).strip()
     if not text:
         return IN_STOCK_UNKNOWN
-    if not _ascii_int(text.lstrip("-")):
+    if not ascii_digits(text.lstrip("-")):
         raise ValueError(f"bad stock {text!r} (a whole number of units)")
     return max(int(text), 0)
 
 
 def _timestamp(raw: Any) -> int:
     text = str(raw).strip()
-    if _ascii_int(text):
+    if ascii_digits(text):
         return int(text)
     try:
         return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())

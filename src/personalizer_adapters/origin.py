@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from personalizer import codec, keys
+from personalizer.digits import ascii_digits
 
 from .model import Model, profile_payload
 from .store import ProfileStore
@@ -75,7 +76,7 @@ def create_app(data_dir: Path, secret: str) -> Starlette:
             return error(401, "unauthorized", f"missing or wrong {SECRET_HEADER}")
         # The secret first, then the size: declared, then as streamed (a lying or absent Content-Length).
         declared = request.headers.get("content-length", "")
-        if declared and (not (declared.isascii() and declared.isdigit()) or int(declared) > MAX_BODY):
+        if declared and (not ascii_digits(declared) or int(declared) > MAX_BODY):
             return error(413, "too_large", f"body over {MAX_BODY} bytes")
         body = b""
         async for chunk in request.stream():
