@@ -66,7 +66,9 @@ def most_due(rebuys: Iterable[Rebuy], now: float, min_rate: float = 0.3) -> Rebu
     for r in rebuys:
         if r.rate < min_rate or r.weight < 1.5 or r.interval <= 0:
             continue
-        x = (now - r.last) / r.interval
-        if 1 <= x <= OVERDUE_AFTER and (best is None or score(r, now) > best[0]):
-            best = (score(r, now), r)
+        if not 1 <= (now - r.last) / r.interval <= OVERDUE_AFTER:
+            continue
+        s = score(r, now)
+        if best is None or s > best[0]:
+            best = (s, r)
     return None if best is None else best[1]

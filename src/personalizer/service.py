@@ -29,6 +29,7 @@ from .request import Ask, gpc_opt_out, header, parse_ask, parse_cookies
 log = logging.getLogger("personalizer")
 MAX_CART_LOOKUPS = 5
 MAX_BYTES = {"profile": codec.MAX_PROFILE_BYTES}  # decode bounds tighter than the codec's own, by kind
+NOSNIFF = ("x-content-type-options", "nosniff")  # on every answer, errors and /healthz included
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,30 +164,26 @@ class Personalizer:
                                    consented=visitor.consented, inventory=rec.inventory, settings=settings,
                                    now=int(self.clock.now()), bucket_key=visitor.person) or fallback.BANNER
                 continue
-            head: list[tuple[str, Any]] = []
+            sources: list[tuple[str, Any]] = tail
             exclude = set(personal_excl) | shown
+            cap = settings.category_cap
             if slot == "again":  # re-buying is the point: only the cart and the page's other slots are left out
-                exclude = {c.id for c in profile.cart} | shown if profile else set(shown)
-                ranked = again.rank(profile.again, self.clock.now()) if profile else []
-                carousel = assemble(slot, [("user", ranked),
-                                           ("segment", rec.segment.again if rec.segment else ()),
-                                           ("popular", rec.popular.again if rec.popular else ())],
-                                    limit=ask.limit, exclude=exclude, inventory=rec.inventory,
-                                    category_cap=ask.limit)  # a weekly shop is mostly one aisle: no cap
-                shown.update(c.id for c in carousel.cards)
-                out[slot] = carousel
-                continue
-            if slot == "home" and profile:
-                head = [("user", profile.cards)]
+                exclude = ({c.id for c in profile.cart} if profile else set()) | shown
+                cap = ask.limit  # a weekly shop is mostly one aisle: no cap
+                sources = [("user", again.rank(profile.again, self.clock.now()) if profile else ()),
+                           ("segment", rec.segment.again if rec.segment else ()),
+                           ("popular", rec.popular.again if rec.popular else ())]  # no default: only re-buys
+            elif slot == "home" and profile:
+                sources = [("user", profile.cards), *tail]
             elif slot == "recent" and profile:
-                head = [("user", profile.recent)]
+                sources = [("user", profile.recent), *tail]
             elif slot == "cart" and profile:
-                head = [("user", interleave(r.complements for r in rec.cart_items))]
+                sources = [("user", interleave(r.complements for r in rec.cart_items)), *tail]
             elif slot == "item" and ask.item:
                 exclude.add(ask.item)
-                head = [("item", rec.item.also_bought if rec.item else ())]
-            carousel = assemble(slot, head + tail, limit=ask.limit, exclude=exclude, inventory=rec.inventory,
-                                category_cap=settings.category_cap)
+                sources = [("item", rec.item.also_bought if rec.item else ()), *tail]
+            carousel = assemble(slot, sources, limit=ask.limit, exclude=exclude, inventory=rec.inventory,
+                                category_cap=cap)
             shown.update(c.id for c in carousel.cards)
             out[slot] = carousel
         return out
@@ -244,9 +241,6 @@ class Personalizer:
         else:
             hdrs.append(("cache-control", f"private, max-age={self.config.browser_max_age_s}"))
         return Reply(200, tuple(hdrs), b"" if ask.head else body)
-
-
-NOSNIFF = ("x-content-type-options", "nosniff")  # on every answer, errors and /healthz included
 
 
 async def _none() -> None:
