@@ -24,6 +24,11 @@ BASKET_GAP_S = 3600  # purchases further apart than this are separate baskets (o
 AGAIN_HALF_LIFE = 5.0  # baskets: a purchase's weight for "buy it again" halves every this many orders back
 
 
+def baskets_of(ts: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Basket (order) number of each purchase, times in order: a new basket after a gap over ``BASKET_GAP_S``."""
+    return np.concatenate([[0], np.cumsum(np.diff(ts.astype(np.int64)) > BASKET_GAP_S)]).astype(np.int64)
+
+
 def _rebuys(events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.int64],
                                                 npt.NDArray[np.bool_]]:
     """Purchases ordered by (person, product, time): persons, products, and for each consecutive pair the
@@ -38,6 +43,11 @@ def _rebuys(events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any
 def rebought_pairs(events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
     """``(persons, products)``: each person-product pair bought again in a later basket, once."""
     s, p, _, again = _rebuys(events)
+    return _pairs(s, p, again)
+
+
+def _pairs(s: npt.NDArray[Any], p: npt.NDArray[Any], again: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[Any],
+                                                                                            npt.NDArray[Any]]:
     pairs = np.unique(s[1:][again].astype(np.int64) << 32 | p[1:][again].astype(np.int64))
     return (pairs >> 32).astype(np.int64), (pairs & 0xFFFFFFFF).astype(np.int64)
 
@@ -50,7 +60,7 @@ def repurchase_stats(events: npt.NDArray[Any], products: int) -> tuple[npt.NDArr
     first = np.ones(len(s), dtype=bool)
     first[1:] = (s[1:] != s[:-1]) | (p[1:] != p[:-1])
     buyers = np.bincount(p[first], minlength=products)
-    rebuyers = np.bincount(rebought_pairs(events)[1], minlength=products)
+    rebuyers = np.bincount(_pairs(s, p, again)[1], minlength=products)  # the purchases are sorted once
     rate = (rebuyers / np.maximum(buyers, 1)).astype(np.float32)
     gp, gg = p[1:][again], gap[again]
     o = np.lexsort((gg, gp))
@@ -72,7 +82,7 @@ def again_entries(model: Model, products: npt.NDArray[Any], kinds: npt.NDArray[A
     if not buys.any():
         return []
     bp, bt = products[buys], ts[buys].astype(np.int64)
-    basket = np.concatenate([[0], np.cumsum(np.diff(bt) > BASKET_GAP_S)])
+    basket = baskets_of(bt)
     weight = np.exp2(-(basket[-1] - basket) / AGAIN_HALF_LIFE)
     items, inverse = np.unique(bp, return_inverse=True)
     w = np.bincount(inverse, weights=weight, minlength=len(items))

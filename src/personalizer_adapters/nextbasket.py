@@ -27,7 +27,7 @@ from personalizer.again import Rebuy
 
 from .build import build, by_shopper, positions_by_shopper
 from .evaluate import Evaluation, Score
-from .model import BASKET_GAP_S, PURCHASE, profile_payload
+from .model import PURCHASE, baskets_of, profile_payload
 from .seedgen import Shop
 
 # TIFU-KNN's parameters, as the paper's Instacart setting: group size, within- and across-group decay,
@@ -42,11 +42,6 @@ class BasketSplit:
     before: dict[int, frozenset[int]]    # person -> products they bought before it
     at: dict[int, int]                   # person -> when the held-out basket started (the ranking's "now")
     too_few: int                         # people left out: fewer than two baskets
-
-
-def baskets_of(ts: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-    """Basket number of each purchase (times in order): a new basket after a gap over ``BASKET_GAP_S``."""
-    return np.concatenate([[0], np.cumsum(np.diff(ts.astype(np.int64)) > BASKET_GAP_S)]).astype(np.int64)
 
 
 def last_basket_split(shop: Shop) -> BasketSplit:
