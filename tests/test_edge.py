@@ -192,7 +192,7 @@ def test_edge_denied_consent(edge: httpx.Client, cookie_extra: str, headers: dic
 @pytest.mark.parametrize("method,url,status,code", [
     pytest.param("GET", "/nope", 404, "not_found", id="unknown-path"),
     pytest.param("DELETE", "/v1/page?slots=hero", 405, "method_not_allowed", id="wrong-method"),
-    pytest.param("POST", "/v1/events", 501, "not_implemented", id="events"),
+    pytest.param("POST", "/v1/events", 415, "unsupported_media_type", id="events-no-type"),
     pytest.param("GET", "/v1/recommendations?slot=garage", 400, "bad_slot", id="unknown-slot"),
     pytest.param("GET", "/v1/recommendations?slot=home&limit=100", 400, "bad_limit", id="limit"),
     pytest.param("GET", "/v1/recommendations?slot=item&item=a%20b", 400, "bad_item", id="bad-item"),

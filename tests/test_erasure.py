@@ -28,8 +28,10 @@ def mentions(directory: Path) -> list[str]:
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         if path.suffix == ".sqlite":
             with sqlite3.connect(path) as db:
-                for table, column in (("shoppers", "id"), ("events", "shopper")):
-                    if db.execute(f"SELECT count(*) FROM {table} WHERE {column} = ?", (PERSON,)).fetchone()[0]:
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                for table, column in (("shoppers", "id"), ("events", "shopper"), ("beacon_events", "person")):
+                    query = f"SELECT count(*) FROM {table} WHERE {column} = ?"
+                    if table in tables and db.execute(query, (PERSON,)).fetchone()[0]:
                         found.append(f"{path}:{table}")
         elif MENTION.search(path.read_bytes()):
             found.append(str(path))

@@ -6,8 +6,10 @@ Bounded to run in seconds in `make test`; `make fuzz` runs many more examples (P
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +18,8 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 
 from personalizer import Config, InMemoryKV, Personalizer
+from personalizer.events import clean_event
+from personalizer.ports import InMemorySink
 from personalizer.request import parse_cookies
 from personalizer_adapters.build import Built
 from personalizer_adapters.inputs import InputError, load_shop
@@ -74,8 +78,7 @@ def test_the_edge_never_fails_and_never_reads_consent_into_junk(seed: Seed, meth
     signed = f"{cookie}; {uid_cookie('c00001')}"
     headers = {"cookie": signed} | ({"sec-gpc": gpc} if gpc is not None else {})
     reply = asyncio.run(core.handle(method, path, query, headers))
-    # 501 is the contract's answer to POST /v1/events until the beacon endpoint is built (issue 9)
-    assert reply.status < 500 or (reply.status == 501 and method == "POST" and path == "/v1/events")
+    assert reply.status < 500
     assert b"Traceback" not in reply.body and b"Error:" not in reply.body
     assert reply.header("x-content-type-options") == "nosniff"
     if _denies(signed, gpc):
@@ -141,3 +144,35 @@ def test_bad_csv_inputs_are_reported_never_crash(tmp_path_factory: object, catal
         return
     assert len(shop.events) and shop.products
 
+
+
+# Beacons: JSON shaped like the contract with junk in every field, and bodies that are not JSON at all.
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True), junk,
+                    st.sampled_from(["p00001", "hero", "home", "user", "1.50", "view", "purchase", "impression"]))
+fields = st.dictionaries(st.sampled_from(["id", "type", "ts", "item", "slot", "tier", "generation", "banner",
+                                          "variant", "items", "position", "quantity", "order", "price", "x"]),
+                         st.one_of(scalars, st.lists(st.one_of(scalars, st.dictionaries(junk, scalars, max_size=3)),
+                                                     max_size=4)), max_size=8)
+beacons = st.one_of(st.dictionaries(st.just("events"), st.lists(st.one_of(fields, scalars), max_size=60)),
+                    st.lists(fields, max_size=3), scalars)
+
+
+@FUZZ
+@given(body=st.one_of(beacons.map(lambda b: json.dumps(b).encode()), st.binary(max_size=200)),
+       ctype=st.sampled_from(["text/plain;charset=UTF-8", "application/json", "text/html", ""]))
+def test_beacons_never_fail_and_queue_only_clean_events(body: bytes, ctype: str) -> None:
+    """Any beacon: 202/400/413/415, never a 5xx; what is queued passes the contract's check again unchanged."""
+    sink = InMemorySink()
+    core = Personalizer(CONFIG, InMemoryKV(), FixedClock(), lambda: "vfuzzvisitor", sink=sink)
+    reply = asyncio.run(core.handle("POST", "/v1/events", "", {"content-type": ctype, "user-agent": "Mozilla/5.0"},
+                                    body))
+    assert reply.status in (202, 400, 413, 415)
+    assert b"Traceback" not in reply.body
+    answer: Any = json.loads(reply.body)
+    if reply.status == 202:
+        queued = [e for m in sink.messages for e in m["events"]]
+        assert answer["stored"] == answer["accepted"] == len(queued)
+        for event in queued:
+            assert clean_event(json.loads(json.dumps(event)), sink.messages[0]["received"]) == event
+    else:
+        assert sink.messages == [] and answer["error"]["code"]

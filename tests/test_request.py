@@ -19,7 +19,7 @@ def test_parse_ask_reads_a_valid_page_request() -> None:
     pytest.param("GET", "/v2/page", "", 404, "not_found", id="unknown-path"),
     pytest.param("POST", "/v1/page", "slots=hero", 405, "method_not_allowed", id="wrong-method"),
     pytest.param("GET", "/v1/events", "", 405, "method_not_allowed", id="events-get"),
-    pytest.param("POST", "/v1/events", "", 501, "not_implemented", id="events-later"),
+    pytest.param("PUT", "/v1/events", "", 405, "method_not_allowed", id="events-put"),
     pytest.param("GET", "/v1/recommendations", "", 400, "missing_slot", id="no-slot"),
     pytest.param("GET", "/v1/recommendations", "slot=garage", 400, "bad_slot", id="unknown-slot"),
     pytest.param("GET", "/v1/recommendations", "slot=home&limit=0", 400, "bad_limit", id="limit-zero"),

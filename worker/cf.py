@@ -14,6 +14,8 @@ from workers import fetch
 
 from personalizer import Config, MissPath, parse_config
 from personalizer.config import VARS
+from personalizer.digits import ascii_digits
+from personalizer.events import retry_delay_s
 
 log = logging.getLogger("personalizer.worker")
 
@@ -33,6 +35,38 @@ class KVBinding:
     async def put(self, key, value, expiration_ttl=None):
         options = {"expirationTtl": expiration_ttl} if expiration_ttl else {}
         await self._binding.put(key, bytes(value), options)
+
+
+class EventQueue:
+    """``env.EVENTS`` (a Queue producer binding) as the core's ``EventSink``: one message per beacon."""
+
+    def __init__(self, binding):
+        self._binding = binding
+
+    async def send(self, message):
+        await self._binding.send(message, {"contentType": "json"})
+
+
+async def read_body(request, limit):
+    """The request body, or ``None`` when it is longer than ``limit`` bytes (declared or as streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not ascii_digits(declared) or int(declared) > limit):
+        return None
+    stream = request.js_object.body
+    if not stream:
+        return b""
+    reader = stream.getReader()
+    chunks, size = [], 0
+    while True:
+        chunk = await reader.read()
+        if chunk.done:
+            return b"".join(chunks)
+        data = bytes(chunk.value.to_bytes())
+        size += len(data)
+        if size > limit:
+            await reader.cancel()
+            return None
+        chunks.append(data)
 
 
 class OriginError(Exception):
@@ -55,6 +89,42 @@ class OriginFetch:
         if response.status != 200:
             raise OriginError(response.status)
         return bytes(await response.bytes())
+
+
+INGEST_TIMEOUT_S = 30
+
+
+async def deliver_events(config, batch):
+    """The queue handler: post a batch of beacons to the origin's /v1/ingest; ack it, or retry it later.
+
+    The origin is idempotent on event ids, so a batch posted twice (a retry after a lost answer) is stored
+    once. On the dead-letter queue every retry waits the longest delay.
+    """
+    messages = list(batch.messages)
+    if not messages:
+        return
+    dead = str(batch.queue).endswith("-dlq")
+    attempts = max(int(m.attempts) for m in messages)
+    try:
+        if not (config.origin_url and config.origin_secret):
+            raise RuntimeError("no ORIGIN_URL and ORIGIN_SECRET configured")
+        body = json.dumps({"beacons": [m.body for m in messages]}, separators=(",", ":"))
+        response = await asyncio.wait_for(fetch(
+            config.origin_url + "/v1/ingest", method="POST", body=body,
+            headers={"content-type": "application/json", "x-pz-origin-secret": config.origin_secret}),
+            INGEST_TIMEOUT_S)
+        if response.status != 200:
+            raise OriginError(response.status)
+        counts = json.loads(await response.text())
+    except Exception as exc:
+        delay = config.events_retry_max_s if dead else retry_delay_s(
+            attempts, config.events_retry_base_s, config.events_retry_max_s)
+        log.warning("event ingest failed queue=%s messages=%d attempt=%d retry_in_s=%d error=%s",
+                    batch.queue, len(messages), attempts, delay, exc)
+        batch.retryAll({"delaySeconds": delay})
+        return
+    log.info("events ingested queue=%s messages=%d counts=%s", batch.queue, len(messages), counts)
+    batch.ackAll()
 
 
 def miss_path(config, kv, ctx, gate):
@@ -92,6 +162,8 @@ def config_from_env(env):
         value = getattr(env, name, None)
         if isinstance(value, str):
             values[name] = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):  # a number in [vars]
+            values[name] = str(int(value)) if float(value).is_integer() else str(value)
     try:
         return parse_config(values)
     except ValueError as exc:

@@ -2,10 +2,20 @@
 
 from urllib.parse import urlsplit
 
-from cf import KVBinding, WorkersClock, config_from_env, mint_visitor_id, miss_path
+from cf import (
+    EventQueue,
+    KVBinding,
+    WorkersClock,
+    config_from_env,
+    deliver_events,
+    mint_visitor_id,
+    miss_path,
+    read_body,
+)
 from workers import Response, WorkerEntrypoint
 
 from personalizer import OriginGate, Personalizer, SharedCache
+from personalizer.events import MAX_BEACON_BYTES
 
 # The isolate's deliberate state: config parsed once, the byte-bounded cache of shared records, and the
 # origin gate (circuit breaker, in-flight calls, negative cache).
@@ -14,18 +24,32 @@ _cache = None
 _gate = None
 
 
+# The request headers the core reads; no other header reaches it.
+HEADERS = ("cookie", "sec-gpc", "content-type", "user-agent", "sec-purpose", "purpose")
+
+
+def _setup(env):
+    global _config, _cache, _gate
+    if _config is None:
+        _config = config_from_env(env)
+        _cache = SharedCache(_config.cache_max_bytes)
+        _gate = OriginGate.from_config(_config)
+
+
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
-        global _config, _cache, _gate
-        if _config is None:
-            _config = config_from_env(self.env)
-            _cache = SharedCache(_config.cache_max_bytes)
-            _gate = OriginGate.from_config(_config)
+        _setup(self.env)
         url = urlsplit(request.url)
         headers = request.headers
         kv = KVBinding(self.env.PERSONALIZATION)
+        sink = getattr(self.env, "EVENTS", None)
         core = Personalizer(_config, kv, WorkersClock(), mint_visitor_id, _cache,
-                            miss_path(_config, kv, self.ctx, _gate))
-        reply = await core.handle(request.method, url.path, url.query,
-                                  {"cookie": headers.get("cookie"), "sec-gpc": headers.get("sec-gpc")})
+                            miss_path(_config, kv, self.ctx, _gate), EventQueue(sink) if sink else None)
+        body = await read_body(request, MAX_BEACON_BYTES) if request.method == "POST" else b""
+        reply = await core.handle(request.method, url.path, url.query, {h: headers.get(h) for h in HEADERS}, body)
         return Response(reply.body, status=reply.status, headers=list(reply.headers))
+
+    async def queue(self, batch):
+        """Consumer of the event queue and of its dead-letter queue (wrangler.toml [[queues.consumers]])."""
+        _setup(self.env)
+        await deliver_events(_config, batch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class KVReader(Protocol):
@@ -27,7 +27,23 @@ class Clock(Protocol):
         ...
 
 
+class EventSink(Protocol):
+    async def send(self, message: dict[str, Any]) -> None:
+        """Queue one accepted beacon (``events.message``) for the origin. May raise: nothing was queued."""
+        ...
+
+
 IdMinter = Callable[[], str]
+
+
+class InMemorySink:
+    """A list-backed event queue for tests and CPython runs of the core."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
 
 
 class InMemoryKV:

@@ -84,7 +84,7 @@ def parse_ask(method: str, path: str, query: str) -> Ask:
     if endpoint == "events":
         if method != "POST":
             raise BadRequest("method_not_allowed", "use POST", 405, allow="POST")
-        raise BadRequest("not_implemented", "event beacons are not implemented yet", 501)
+        return Ask("events")
     if method not in ("GET", "HEAD"):
         raise BadRequest("method_not_allowed", f"use {READ_METHODS}", 405, allow=READ_METHODS)
     head = method == "HEAD"

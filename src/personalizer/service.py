@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from . import again, codec, fallback, keys
+from . import again, codec, events, fallback, keys
 from .banners import BannerChoice, choose
 from .cache import SharedCache
 from .config import Config
@@ -21,7 +21,7 @@ from .errors import BadRequest, DecodeError
 from .identity import VID, Visitor, identify, sign
 from .ladder import Carousel, assemble, interleave
 from .miss import MissPath, Resolved
-from .ports import Clock, IdMinter, KVReader, Reply
+from .ports import Clock, EventSink, IdMinter, KVReader, Reply
 from .records import EMPTY_INVENTORY, PARSERS, BannerSet, CardList, Inventory, ItemRecord, Manifest, Profile, Settings
 from .render import banner_html, banner_json, carousel_html, carousel_json, dumps
 from .request import Ask, gpc_opt_out, header, parse_ask, parse_cookies
@@ -48,8 +48,9 @@ class Records:
 
 class Personalizer:
     def __init__(self, config: Config, kv: KVReader, clock: Clock, mint: IdMinter,
-                 cache: SharedCache | None = None, miss: MissPath | None = None) -> None:
-        self.config, self.kv, self.clock, self.mint, self.miss = config, kv, clock, mint, miss
+                 cache: SharedCache | None = None, miss: MissPath | None = None,
+                 sink: EventSink | None = None) -> None:
+        self.config, self.kv, self.clock, self.mint, self.miss, self.sink = config, kv, clock, mint, miss, sink
         self.cache = cache if cache is not None else SharedCache(config.cache_max_bytes)
         self._kv_ms = self._origin_ms = 0.0
         self._origin_deadline = 0.0
@@ -189,8 +190,13 @@ class Personalizer:
         return out
 
     # -- the whole request -------------------------------------------------------------------------------
-    async def handle(self, method: str, path: str, query: str, headers: dict[str, str]) -> Reply:
-        """Answer one request. Never raises for bad input or bad data: 4xx or a degraded 200."""
+    async def handle(self, method: str, path: str, query: str, headers: dict[str, str],
+                     body: bytes | None = b"") -> Reply:
+        """Answer one request. Never raises for bad input or bad data: 4xx or a degraded 200.
+
+        ``body``: the request body (POST only), ``None`` when it was longer than a beacon may be and was
+        not read.
+        """
         t0 = self.clock.monotonic_ms()
         self._kv_ms = self._origin_ms = 0.0
         self._outcomes = []
@@ -206,12 +212,9 @@ class Personalizer:
             return Reply(200, (("content-type", "application/json"), ("cache-control", "no-store"), NOSNIFF),
                          b"" if ask.head else b'{"status":"ok"}')
         now = int(self.clock.now())
-        try:
-            cookies = parse_cookies(header(headers, "cookie"))
-            visitor = identify(cookies, gpc_opt_out(header(headers, "sec-gpc")), self.config, now, self.mint())
-        except Exception:  # whatever went wrong, we cannot tell what the visitor allowed: fail closed
-            log.exception("identity not understood path=%.200r", path)
-            visitor = Visitor(consented=False)
+        if ask.endpoint == "events":
+            return await self.beacon(headers, body, now)
+        visitor = self._identify(headers, now)
         try:
             rec = await self.load(ask, visitor)
             t1 = self.clock.monotonic_ms()
@@ -234,13 +237,55 @@ class Personalizer:
                 ("vary", "Cookie, Sec-GPC"),
                 NOSNIFF]
         if visitor.minted and visitor.visitor_id:
-            token = sign(VID, visitor.visitor_id, now, self.config.signing_keys[0])
-            hdrs.append(("set-cookie", f"{VID}={token}; Path=/; Max-Age={self.config.vid_max_age_s}; "
-                                       "Secure; HttpOnly; SameSite=Lax"))
+            hdrs.append(self._visitor_cookie(visitor.visitor_id, now))
             hdrs.append(("cache-control", "private, no-store"))
         else:
             hdrs.append(("cache-control", f"private, max-age={self.config.browser_max_age_s}"))
         return Reply(200, tuple(hdrs), b"" if ask.head else body)
+
+    # -- beacons ---------------------------------------------------------------------------------------
+    async def beacon(self, headers: dict[str, str], body: bytes | None, now: int) -> Reply:
+        """``POST /v1/events``: check every event, queue the good ones, answer 202 at once.
+
+        The origin is never waited on: the queue carries the events to it. Consent denied keeps nothing.
+        """
+        try:
+            raw = events.parse_beacon(header(headers, "content-type"), body)
+        except BadRequest as exc:
+            return _error(exc, False)
+        kept, rejected = events.accept(raw, now)
+        visitor = self._identify(headers, now)
+        hdrs = [("content-type", "application/json; charset=utf-8"), ("cache-control", "no-store"), NOSNIFF]
+        stored = 0
+        if kept and visitor.consented:
+            purpose = header(headers, "sec-purpose") or header(headers, "purpose")
+            message = events.message(visitor.user_id, visitor.visitor_id,
+                                     events.agent_flags(header(headers, "user-agent"), purpose), kept, now)
+            try:
+                if self.sink is None:
+                    raise RuntimeError("no event queue bound")
+                await self.sink.send(message)
+            except Exception as exc:  # nothing was queued: say so, so the page may send the beacon again
+                log.warning("event queue send failed events=%d error=%s", len(kept), type(exc).__name__)
+                return Reply(503, (*hdrs, ("retry-after", "5")), dumps(
+                    {"error": {"code": "unavailable", "message": "events not accepted, send them again later"}}))
+            stored = len(kept)
+        if visitor.minted and visitor.visitor_id and stored:
+            hdrs.append(self._visitor_cookie(visitor.visitor_id, now))
+        return Reply(202, tuple(hdrs), dumps({"accepted": len(kept), "stored": stored, "rejected": rejected}))
+
+    def _identify(self, headers: dict[str, str], now: int) -> Visitor:
+        try:
+            cookies = parse_cookies(header(headers, "cookie"))
+            return identify(cookies, gpc_opt_out(header(headers, "sec-gpc")), self.config, now, self.mint())
+        except Exception:  # whatever went wrong, we cannot tell what the visitor allowed: fail closed
+            log.exception("identity not understood")
+            return Visitor(consented=False)
+
+    def _visitor_cookie(self, visitor_id: str, now: int) -> tuple[str, str]:
+        token = sign(VID, visitor_id, now, self.config.signing_keys[0])
+        return ("set-cookie", f"{VID}={token}; Path=/; Max-Age={self.config.vid_max_age_s}; "
+                              "Secure; HttpOnly; SameSite=Lax")
 
 
 async def _none() -> None:

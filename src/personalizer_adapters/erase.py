@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from .eventlog import EventLog
 from .plan import read_bulk
 from .push import Target, forget
 from .seed import bulk_json_lines
@@ -78,6 +79,7 @@ def erase_person(person: str, target: Target, origin_data: Path, state_dir: Path
     """Tombstone, profile-store row and events, KV keys, build artifacts; a report of what went."""
     tombstones.add(person)
     events = ProfileStore(origin_data / "store.sqlite").erase(person) if origin_data.exists() else 0
+    beacons = EventLog(origin_data / "events.sqlite").erase(person) if origin_data.exists() else 0
     kv_keys = sorted(person_keys({person}))
     try:
         target.delete_many(kv_keys)
@@ -87,5 +89,6 @@ def erase_person(person: str, target: Target, origin_data: Path, state_dir: Path
         forget(state_dir, target.name, key)
     scrubbed = {str(d): scrub_build(d, frozenset({person})) for d in builds if d.exists()}
     return (f"erased {person}: tombstone in {tombstones.path}; {events} event(s) and the profile-store row "
-            f"removed; KV keys {', '.join(kv_keys)} deleted on {target.name}; build artifacts scrubbed: "
+            f"removed; {beacons} beacon event(s) removed from the event log (later ones are refused); "
+            f"KV keys {', '.join(kv_keys)} deleted on {target.name}; build artifacts scrubbed: "
             + (", ".join(f"{d} ({n} entries)" for d, n in scrubbed.items()) or "none given"))

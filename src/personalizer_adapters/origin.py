@@ -2,7 +2,10 @@
 
 POST /v1/resolve  {"key": "<v1 key>"}  ->  200 application/x-msgpack (one v1 record), 404 when the origin
 does not know it either (the edge caches that briefly and answers anonymously), 400 for a bad body or key,
-401 without the shared secret. Served by uvicorn locally, by Mangum on AWS Lambda (lambda_handler.py).
+401 without the shared secret.
+POST /v1/ingest   {"beacons": [<queue message>, ...]}  ->  200 {"stored", "duplicates", "refused",
+"rejected", "bad_beacons"}: the edge's event batches, checked again and appended once (idempotent).
+Served by uvicorn locally, by Mangum on AWS Lambda (lambda_handler.py).
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ from starlette.routing import Route
 from personalizer import codec, keys
 from personalizer.digits import ascii_digits
 
+from .eventlog import EventLog
 from .model import Model, profile_payload
 from .store import ProfileStore
 
 log = logging.getLogger("personalizer.origin")
 SECRET_HEADER = "x-pz-origin-secret"
 MAX_BODY = 4096
+MAX_INGEST_BODY = 16 * 1024 * 1024  # 100 queue messages of at most one 64 KiB beacon each, with room
+MAX_INGEST_BEACONS = 1000
 MSGPACK = "application/x-msgpack"
 
 
@@ -46,6 +52,7 @@ class Origin:
         self.model = Model.load(data_dir)
         self.index = self.model.index
         self.store = ProfileStore(data_dir / "store.sqlite")
+        self.log = EventLog(data_dir / "events.sqlite")
 
     def resolve(self, key: str) -> bytes | None:
         kind, gen, ident = keys.parse(key)
@@ -68,25 +75,30 @@ def create_app(data_dir: Path, secret: str) -> Starlette:
     origin = Origin(data_dir)
     expected = secret.encode()
 
-    async def resolve(request: Request) -> Response:
-        stats: Counter[str] = request.app.state.stats
-        stats["requests"] += 1
+    async def guarded_body(request: Request, limit: int) -> bytes | Response:
+        """The body of an authorised request, or the error answer: the secret first, then the size,
+        declared and then as streamed (a lying or absent Content-Length)."""
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, expected):
             return error(401, "unauthorized", f"missing or wrong {SECRET_HEADER}")
-        # The secret first, then the size: declared, then as streamed (a lying or absent Content-Length).
         declared = request.headers.get("content-length", "")
-        if declared and (not ascii_digits(declared) or int(declared) > MAX_BODY):
-            return error(413, "too_large", f"body over {MAX_BODY} bytes")
-        body = b""
+        if declared and (not ascii_digits(declared) or int(declared) > limit):
+            return error(413, "too_large", f"body over {limit} bytes")
+        chunks, size = [], 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return error(413, "too_large", f"body over {MAX_BODY} bytes")
-        try:
-            parsed: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting is a bad body, not a 500
-            return error(400, "bad_body", 'body must be JSON: {"key": "..."}')
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                return error(413, "too_large", f"body over {limit} bytes")
+        return b"".join(chunks)
+
+    async def resolve(request: Request) -> Response:
+        stats: Counter[str] = request.app.state.stats
+        stats["requests"] += 1
+        body = await guarded_body(request, MAX_BODY)
+        if isinstance(body, Response):
+            return body
+        parsed = _json(body)
         key = parsed.get("key") if isinstance(parsed, dict) else None
         if not isinstance(key, str):
             return error(400, "bad_body", 'body must be JSON: {"key": "..."}')
@@ -100,6 +112,17 @@ def create_app(data_dir: Path, secret: str) -> Starlette:
         stats["found"] += 1
         return Response(value, media_type=MSGPACK, headers={"cache-control": "no-store"})
 
+    async def ingest(request: Request) -> Response:
+        body = await guarded_body(request, MAX_INGEST_BODY)
+        if isinstance(body, Response):
+            return body
+        counts = await run_in_threadpool(_ingest, origin, body)
+        if counts is None:
+            return error(400, "bad_body", f'body must be JSON: {{"beacons": [...]}}, at most {MAX_INGEST_BEACONS}')
+        stats: Counter[str] = request.app.state.stats
+        stats.update({f"events_{k}": v for k, v in counts.items()})
+        return JSONResponse(counts, headers={"cache-control": "no-store"})
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "generation": origin.model.generation})
 
@@ -110,10 +133,27 @@ def create_app(data_dir: Path, secret: str) -> Starlette:
         resp.headers.update(exc.headers or {})
         return resp
 
-    app = Starlette(routes=[Route("/v1/resolve", resolve, methods=["POST"]), Route("/healthz", healthz)],
+    app = Starlette(routes=[Route("/v1/resolve", resolve, methods=["POST"]),
+                            Route("/v1/ingest", ingest, methods=["POST"]), Route("/healthz", healthz)],
                     exception_handlers={HTTPException: http_error})
     app.state.stats = Counter()
     return app
+
+
+def _json(body: bytes) -> Any:
+    """The parsed body, ``None`` when it is not JSON (deep nesting included: a bad body, not a 500)."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def _ingest(origin: Origin, body: bytes) -> dict[str, int] | None:
+    parsed = _json(body)
+    beacons = parsed.get("beacons") if isinstance(parsed, dict) else None
+    if not isinstance(beacons, list) or len(beacons) > MAX_INGEST_BEACONS:
+        return None
+    return origin.log.ingest(beacons, origin.store.erased).as_json()
 
 
 def app_from_env() -> Starlette:

@@ -96,6 +96,15 @@ class ProfileStore:
         with closing(self._connect()) as db:
             return {str(r[0]) for r in db.execute("SELECT id FROM tombstones")}
 
+    def erased(self, people: set[str]) -> set[str]:
+        """Which of ``people`` are tombstoned."""
+        if not people:
+            return set()
+        with closing(self._connect()) as db:
+            marks = ",".join("?" * len(people))
+            return {str(r[0]) for r in db.execute(f"SELECT id FROM tombstones WHERE id IN ({marks})",
+                                                  sorted(people))}
+
     def record(self, key: str) -> bytes | None:
         with closing(self._connect()) as db:
             row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()

@@ -15,7 +15,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
@@ -187,6 +189,90 @@ def again_slot() -> None:
         print(f"{name:48} {med:10.3f} {p99:8.3f} {med / base:7.2f}")
 
 
+def ingest_throughput() -> None:
+    """The origin's /v1/ingest: events per second in batches of 100 (10 beacons of 10 events), stored once."""
+    import shutil
+    import threading
+
+    import httpx
+
+    from personalizer.events import clean_event, message
+    from personalizer_adapters.eventlog import EventLog
+    from personalizer_adapters.origin import SECRET_HEADER
+    from personalizer_adapters.store import ProfileStore
+    from tests.test_edge_events import free_port
+
+    secret = "bench-ingest-secret-0123456789"
+    now = int(time.time())
+
+    def batch(tag: str, b: int) -> dict[str, Any]:
+        return {"beacons": [message(f"bench{(b * 10 + i) % 5000:05d}", None, [], [clean_event(
+            {"id": f"{tag}-{b}-{i}-{j}", "type": "view", "ts": now - 1, "item": f"p{j:05d}"}, now)
+            for j in range(10)], now) for i in range(10)]}
+
+    n = 300
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(shutil.copytree(ROOT / "kv-seed/out/origin", Path(tmp) / "origin"))
+        log, erased = EventLog(data / "events.sqlite"), ProfileStore(data / "store.sqlite").erased
+        direct_batches = [batch("direct", b)["beacons"] for b in range(n)]
+        t0 = time.perf_counter()
+        for beacons in direct_batches:
+            assert log.ingest(beacons, erased).stored == 100
+        direct = n * 100 / (time.perf_counter() - t0)
+        bodies = {w: [json.dumps(batch(f"http{w}", b)).encode() for b in range(n)] for w in range(5)}
+        rates = {}
+        failures: list[BaseException] = []
+        # The origin in a process of its own (as deployed), the clients in this one.
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([sys.executable, "-c", (
+            "import sys, uvicorn; from pathlib import Path; from personalizer_adapters.origin import create_app; "
+            "uvicorn.run(create_app(Path(sys.argv[1]), sys.argv[2]), host='127.0.0.1', port=int(sys.argv[3]), "
+            "log_level='warning')"), str(data), secret, str(port)], cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(url + "/healthz").raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            for clients in (1, 4):
+                def post(w: int) -> None:
+                    try:
+                        with httpx.Client(base_url=url, headers={SECRET_HEADER: secret,
+                                                                 "content-type": "application/json"}) as c:
+                            for body in bodies[w]:
+                                r = c.post("/v1/ingest", content=body)
+                                assert r.status_code == 200 and r.json()["stored"] == 100, r.text
+                    except BaseException as exc:  # noqa: BLE001 - re-raised below, in the main thread
+                        failures.append(exc)
+                workers = [threading.Thread(target=post, args=(w + (1 if clients > 1 else 0),))
+                           for w in range(clients)]
+                t0 = time.perf_counter()
+                for t in workers:
+                    t.start()
+                for t in workers:
+                    t.join()
+                rates[clients] = clients * n * 100 / (time.perf_counter() - t0)
+                if failures:
+                    raise failures[0]
+        finally:
+            server.terminate()
+            server.wait(10)
+        total = log.count()
+        assert total == 6 * n * 100, total  # in process, 1 client, 4 clients: each event stored once
+    print(f"\norigin ingest: {n} batches of 100 events per run, SQLite WAL, every event new (stored once: "
+          f"{total} rows)")
+    print(f"{'run':64} {'events/s':>10} {'x 20k/s':>8}")
+    for name, rate in (("EventLog.ingest in process (check + insert)", direct),
+                       ("POST /v1/ingest over HTTP, 1 client (uvicorn process, loopback)", rates[1]),
+                       ("POST /v1/ingest over HTTP, 4 clients", rates[4])):
+        print(f"{name:64} {rate:10.0f} {rate / 20000:8.2f}")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = spec_file(Path(tmp))
@@ -199,12 +285,19 @@ def main() -> None:
         py = json.loads(out.stdout.strip().splitlines()[-1])
         rows["Pyodide 0.28 (Py 3.13), pure-Python msgpack: core"] = py["core"]
         rows["Pyodide 0.28, pure-Python msgpack: worker fetch via SDK"] = py["worker"]
+        beacon = py["beacon"]
     base = stats(rows["CPython 3.11, pure-Python msgpack: core"])[0]
     print(f"{'run':58} {'median ms':>10} {'p99 ms':>8} {'x CPython*':>10}")
     for name, ms in rows.items():
         med, p99 = stats(ms)
         print(f"{name:58} {med:10.3f} {p99:8.3f} {med / base:10.2f}")
     print("* ratio of medians to CPython with the same (pure-Python) msgpack as the offline Pyodide")
+    page = stats(rows["Pyodide 0.28, pure-Python msgpack: worker fetch via SDK"])[0]
+    med, p99 = stats(beacon)
+    print("\nbeacons: POST /v1/events of 10 events, worker fetch via SDK in Pyodide (queue send stubbed, awaited)")
+    print(f"{'run':58} {'median ms':>10} {'p99 ms':>8} {'x page':>10}")
+    print(f"{'Pyodide 0.28: worker fetch POST /v1/events (10 events)':58} {med:10.3f} {p99:8.3f} {med / page:10.2f}")
+    ingest_throughput()
     again_slot()
     bad_records()
     miss_path()

@@ -2,21 +2,27 @@
 //
 //   real: Pyodide 0.28 (npm; the python_workers_20250116 line), the Workers Python SDK
 //         (workers-runtime-sdk from PyPI, pinned in pyproject.toml), Miniflare's KV (persisted where
-//         `wrangler kv ... --local` reads and writes), the module set of `wrangler deploy --dry-run`.
+//         `wrangler kv ... --local` reads and writes), Miniflare's Queues (batching, retries with delays,
+//         the dead-letter queue), the module set of `wrangler deploy --dry-run`, and wrangler's own reading
+//         of wrangler.toml into Miniflare options (vars, KV, queue producers and consumers).
 //   glue (this file, kept minimal): two small JS modules that exist only inside workerd
 //         (_cloudflare_compat_flags, _pyodide_entrypoint_helper), a Node HTTP front turning requests
-//         into `Request`s for the entrypoint's fetch, and ctx.waitUntil.
+//         into `Request`s for the entrypoint's fetch, ctx.waitUntil, and the queue bridge: Miniflare
+//         delivers each batch to a one-handler JS consumer inside workerd (QUEUE_BRIDGE below), which hands
+//         it to the Python entrypoint's `queue` here and applies its ack/retry calls to the real messages.
 //   stand-in: msgpack's pure-Python fallback (Pyodide's compiled msgpack is fetched from a CDN at run
 //         time, unreachable offline). It is slower, so timings taken here are an upper bound.
 //
 // Usage: node tests/runtime/edge.mjs [--port 8787] [--persist .wrangler/state] [--seed kv-seed/out/kv.json]
 //        [--vars-file .dev.vars] [--var NAME=VALUE ...]
+//        [--max-retries N] [--batch-timeout S]   (tests: the event queue's retries, every consumer's wait)
 // Prints "ready http://127.0.0.1:PORT" on stdout when it accepts requests.
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { loadWorkerPython, writeBundle } from "./pyodide.mjs";
 import { kvNamespaceId, loadSeed } from "./kvseed.mjs";
 
@@ -24,7 +30,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const args = parseArgs(process.argv.slice(2));
 const PORT = Number(args.port ?? 8787);
 const PERSIST = path.resolve(ROOT, args.persist ?? ".wrangler/state");
-const toml = fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
+// wrangler's own translation of wrangler.toml into Miniflare options, as `wrangler dev` does it.
+const { workerOptions: fromToml } = unstable_getMiniflareWorkerOptions(path.join(ROOT, "wrangler.toml"));
 
 function parseArgs(argv) {
   const out = { var: [] };
@@ -35,18 +42,7 @@ function parseArgs(argv) {
   return out;
 }
 
-// wrangler.toml [vars] and .dev.vars are flat string maps; this reads just that much of each format.
-function tomlSection(text, section) {
-  const out = {};
-  let inside = false;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line.startsWith("[")) { inside = line === `[${section}]`; continue; }
-    const m = inside && line.match(/^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"(.*)"\s*$/);
-    if (m) out[m[1]] = m[2];
-  }
-  return out;
-}
+// .dev.vars: NAME=value lines, as wrangler reads them for local runs.
 function dotenv(file) {
   const out = {};
   if (!file || !fs.existsSync(file)) return out;
@@ -58,16 +54,42 @@ function dotenv(file) {
   }
   return out;
 }
-const vars = { ...tomlSection(toml, "vars"), ...dotenv(path.resolve(ROOT, args["vars-file"] ?? ".dev.vars")) };
+const vars = { ...fromToml.bindings, ...dotenv(path.resolve(ROOT, args["vars-file"] ?? ".dev.vars")) };
 for (const kv of args.var) { const i = kv.indexOf("="); vars[kv.slice(0, i)] = kv.slice(i + 1); }
 
 // 1. The deploy bundle, exactly: wrangler runs the [build] step and writes the upload.
 const bundleDir = writeBundle(path.join(PERSIST, "..", "bundle"));
 
-// 2. Miniflare's KV, on the same persisted state `wrangler kv ... --local --persist-to` uses.
+// 2. Miniflare's KV, on the same persisted state `wrangler kv ... --local --persist-to` uses, and its
+// Queues as wrangler.toml declares them. The consumer inside workerd is the bridge: it passes each batch to
+// the Python `queue` handler (the PYTHON_QUEUE service, served by this process) and applies its verdicts.
+const QUEUE_BRIDGE = `
+export default {
+  fetch() { return new Response(null, { status: 404 }) },
+  async queue(batch, env) {
+    const messages = batch.messages.map((m) => ({ id: m.id, timestamp: m.timestamp.getTime(), body: m.body,
+                                                 attempts: m.attempts }));
+    const res = await env.PYTHON_QUEUE.fetch("http://python/queue", { method: "POST",
+                                              body: JSON.stringify({ queue: batch.queue, messages }) });
+    const { verdicts, threw } = await res.json();
+    for (const m of batch.messages) {
+      const v = verdicts[m.id];
+      if (v?.retry) m.retry(v.delaySeconds === undefined ? undefined : { delaySeconds: v.delaySeconds });
+      else if (v?.ack) m.ack();
+    }
+    if (threw) throw new Error("the queue handler threw: every message it did not ack is retried");
+  },
+};`;
+const consumers = structuredClone(fromToml.queueConsumers ?? {});
+const eventsQueue = fromToml.queueProducers?.EVENTS?.queueName;
+if (args["max-retries"] !== undefined && consumers[eventsQueue]) consumers[eventsQueue].maxRetries = Number(args["max-retries"]);
+if (args["batch-timeout"] !== undefined) for (const c of Object.values(consumers)) c.maxBatchTimeout = Number(args["batch-timeout"]);
+let pythonQueue = null;  // set once Pyodide is up; Miniflare delivers nothing before a message is sent
 const mf = new Miniflare({
-  modules: true, script: "export default { fetch() { return new Response(null, { status: 404 }) } }",
+  modules: true, script: QUEUE_BRIDGE, compatibilityDate: fromToml.compatibilityDate,
   kvNamespaces: { PERSONALIZATION: kvNamespaceId(ROOT) }, kvPersist: path.join(PERSIST, "v3", "kv"),
+  queueProducers: fromToml.queueProducers, queueConsumers: consumers,
+  serviceBindings: { PYTHON_QUEUE: async (request) => Response.json(await pythonQueue(await request.json())) },
 });
 const kv = await mf.getKVNamespace("PERSONALIZATION");
 if (args.seed) await loadSeed(kv, path.resolve(ROOT, args.seed));
@@ -86,17 +108,64 @@ class KvNamespace {
     return this.inner.put(key, ArrayBuffer.isView(value) ? value.slice() : value, options);
   }
 }
+// The queue producer as workerd hands it to Python (constructor named WorkerQueue, as the SDK expects).
+// PZ_RUNTIME_FAULT=queue makes every send fail, to test the "not accepted" path end to end.
+class WorkerQueue {
+  constructor(inner) { this.inner = inner; }
+  send(body, options) {
+    if (process.env.PZ_RUNTIME_FAULT === "queue") return Promise.reject(new Error("injected queue outage"));
+    return this.inner.send(body, options);
+  }
+  sendBatch(messages, options) {
+    if (process.env.PZ_RUNTIME_FAULT === "queue") return Promise.reject(new Error("injected queue outage"));
+    return this.inner.sendBatch(messages, options);
+  }
+}
 const env = { ...vars, PERSONALIZATION: new KvNamespace(kv) };
+if (eventsQueue) env.EVENTS = new WorkerQueue(await mf.getQueueProducer("EVENTS"));
 
 // 3. Pyodide with the SDK, msgpack and the bundle's modules.
 const py = await loadWorkerPython({ bundleDir, env });
-const dispatch = await py.runPythonAsync(`
+const [dispatch, dispatchQueue] = await py.runPythonAsync(`
 import entry, workers
 async def dispatch(js_request, ctx, env):
     response = await entry.Default(ctx, env).fetch(workers.Request(js_request))
     return response.js_object
-dispatch
-`);
+async def dispatch_queue(js_batch, ctx, env):
+    await entry.Default(ctx, env).queue(js_batch)
+[dispatch, dispatch_queue]
+`).then((p) => p.toJs());
+
+// The batch as the Python handler sees it (MessageBatch / Message: queue, messages, id, timestamp, body,
+// attempts, ack(), retry({delaySeconds}), ackAll(), retryAll()); its calls become the bridge's verdicts.
+class Message {
+  constructor(m, verdicts) {
+    Object.assign(this, { id: m.id, timestamp: new Date(m.timestamp), body: m.body, attempts: m.attempts });
+    this.verdicts = verdicts;
+  }
+  ack() { this.verdicts[this.id] = { ack: true }; }
+  retry(options) { this.verdicts[this.id] = { retry: true, delaySeconds: options?.delaySeconds }; }
+}
+class MessageBatch {
+  constructor(queue, messages) { this.queue = queue; this.messages = messages; }
+  ackAll() { for (const m of this.messages) m.ack(); }
+  retryAll(options) { for (const m of this.messages) m.retry(options); }
+}
+pythonQueue = async ({ queue, messages }) => {
+  const verdicts = {};
+  const batch = new MessageBatch(queue, messages.map((m) => new Message(m, verdicts)));
+  const pending = [];
+  const ctx = { waitUntil: (p) => pending.push(Promise.resolve(p)), passThroughOnException() {} };
+  try {
+    await dispatchQueue(batch, ctx, env);
+  } catch (err) {
+    console.error("queue handler error:", err);
+    return { verdicts, threw: true };
+  } finally {
+    await Promise.allSettled(pending);
+  }
+  return { verdicts, threw: false };
+};
 
 // 4. The HTTP front.
 const server = http.createServer(async (req, res) => {

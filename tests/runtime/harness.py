@@ -23,10 +23,16 @@ def wrangler_kv_get(persist: Path, key: str) -> bytes | None:
 
 @contextmanager
 def edge_runtime(persist: Path, *, seed: Path | None = None, variables: dict[str, str] | None = None,
-                 fault: str | None = None, timeout_s: float = 90) -> Iterator[tuple[str, list[str]]]:
-    """Yield ``(base_url, log_lines)`` of a running runtime; its stderr is collected into ``log_lines``."""
+                 fault: str | None = None, timeout_s: float = 90,
+                 queues: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
+    """Yield ``(base_url, log_lines)`` of a running runtime; its stderr is collected into ``log_lines``.
+
+    ``queues``: edge.mjs's queue overrides for tests, ``{"max-retries": "2", "batch-timeout": "1"}``.
+    """
     cmd = ["node", str(ROOT / "tests/runtime/edge.mjs"), "--port", "0", "--persist", str(persist),
            "--vars-file", os.devnull]
+    for flag, value in (queues or {}).items():
+        cmd += [f"--{flag}", value]
     if seed is not None:
         cmd += ["--seed", str(seed)]
     for k, v in (variables or {}).items():
@@ -64,11 +70,12 @@ def edge_runtime(persist: Path, *, seed: Path | None = None, variables: dict[str
 
 
 @contextmanager
-def serve_asgi(app: object) -> Iterator[str]:
-    """Serve an ASGI app with a real uvicorn on a free 127.0.0.1 port, in a thread; yields its base URL."""
+def serve_asgi(app: object, port: int = 0) -> Iterator[str]:
+    """Serve an ASGI app with a real uvicorn on 127.0.0.1 (``port``, or a free one), in a thread; yields its
+    base URL. Leaving the block stops the server: its port refuses connections until served again."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
