@@ -19,13 +19,15 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from personalizer import codec, keys
 from personalizer.events import clean_event
+from personalizer.records import Profile
 from personalizer_adapters.build import Built
 from personalizer_adapters.eventlog import EventLog
 from personalizer_adapters.origin import create_app
+from personalizer_adapters.seed import bulk_json
 from tests.conftest import TEST_KEY, uid_cookie
 from tests.runtime.harness import edge_runtime, serve_asgi
-from tests.test_edge_origin import shared_seed
 from tests.test_events import BROWSER, GOOD
 
 pytestmark = pytest.mark.edge
@@ -71,10 +73,16 @@ def origin(built: Built, seed_dir: Path, tmp_path_factory: pytest.TempPathFactor
 def edge(built: Built, origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client,
                                                                                                list[str]]]:
     state = tmp_path_factory.mktemp("edge-events")
+    # Everything but the profiles (customers are misses the origin fills), and a cart reminder after 2 s.
+    records = {k: v for k, v in built.records.items() if not k.startswith("pz1:p:")}
+    env = codec.decode(records[keys.MANIFEST], expect="manifest")
+    data = {**env.data, "settings": {**env.data["settings"], "cart_reminder_after_s": 2}}
+    records[keys.MANIFEST] = codec.encode("manifest", data, produced_at=env.produced_at)
+    (state / "kv.json").write_text(bulk_json(records))
     variables = {"PZ_SIGNING_KEYS": TEST_KEY, "ORIGIN_URL": f"http://127.0.0.1:{origin.port}",
                  "ORIGIN_SECRET": SECRET, "EVENTS_RETRY_BASE_S": "1", "EVENTS_RETRY_MAX_S": "2"}
     # Two retries on the event queue, then its dead-letter queue; every consumer waits at most 1 s for a batch.
-    with edge_runtime(state / "state", seed=shared_seed(built, state), variables=variables,
+    with edge_runtime(state / "state", seed=state / "kv.json", variables=variables,
                       queues={"max-retries": "2", "batch-timeout": "1"}) as (url, logs), \
             httpx.Client(base_url=url, timeout=30) as client:
         yield client, logs
@@ -209,3 +217,30 @@ def test_events_is_post_only(edge: tuple[httpx.Client, list[str]]) -> None:
     client, _ = edge
     r = client.get("/v1/events")
     assert r.status_code == 405 and r.headers["allow"] == "POST" and r.json()["error"]["code"]
+
+
+def test_the_next_page_knows_what_was_just_done(edge: tuple[httpx.Client, list[str]], built: Built) -> None:
+    """A view beacon: the next `recent` starts with it, at once (no refresh). An add to cart: the banner becomes
+    the cart reminder once its delay (2 s in this seed) has passed. The state rides in the signed pz_s cookie."""
+    client, _ = edge
+    profiles = {k[len("pz1:p:"):]: Profile.parse(codec.decode(v, expect="profile"))
+                for k, v in built.records.items() if k.startswith("pz1:p:c0004")}
+    user, prof = next((u, p) for u, p in sorted(profiles.items()) if not p.cart)
+    uid = uid_cookie(user)
+    gen = codec.decode(built.records[keys.MANIFEST], expect="manifest").data["generation"]
+    prefix = keys.item(gen, "x")[:-1]
+    items = sorted(k[len(prefix):] for k in built.records if k.startswith(prefix))
+    viewed, carted = [i for i in items if i not in prof.bought][7:9]
+    sent = client.post("/v1/events", json={"events": events_now("live", [
+        {"id": "v", "type": "view", "item": viewed},
+        {"id": "a", "type": "add_to_cart", "item": carted, "quantity": 1}])}, headers={**TEXT, "cookie": uid})
+    state = next(v.split(";")[0] for v in sent.headers.get_list("set-cookie") if v.startswith("pz_s="))
+    assert sent.status_code == 202
+    both = {"cookie": f"{uid}; {state}"}
+    recent = client.get("/v1/recommendations?slot=recent", headers=both).json()
+    assert recent["tier"] == "user" and recent["items"][0]["id"] == viewed
+    time.sleep(2.5)
+    hero = client.get("/v1/banner?slot=hero", headers=both).json()
+    assert hero["banner"]["id"] == "cart-reminder"
+    assert client.get("/v1/banner?slot=hero", headers={"cookie": uid}).json()["banner"]["id"] \
+        != "cart-reminder"  # without the state: the profile alone has no cart

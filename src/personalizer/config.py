@@ -24,6 +24,7 @@ class Config:
     origin_breaker_failures: int = 5        # failures in a row that open the circuit breaker
     origin_breaker_cooldown_s: int = 10     # how long it stays open before one probe
     origin_negative_ttl_s: int = 30         # how long an isolate remembers the origin's "not found"
+    session_max_age_s: int = 86400         # how long the signed session state (pz_s) is trusted
     events_retry_base_s: int = 5            # first delay before a failed event batch is posted again
     events_retry_max_s: int = 3600          # the delay doubles per attempt up to this (and stays there in the DLQ)
 
@@ -32,7 +33,7 @@ class Config:
 VARS = ("PZ_SIGNING_KEYS", "CONSENT_DEFAULT", "UID_MAX_AGE_S", "VID_MAX_AGE_S", "BROWSER_MAX_AGE_S",
         "CACHE_MAX_BYTES", "MANIFEST_TTL_S", "ORIGIN_URL", "ORIGIN_TIMEOUT_MS", "ORIGIN_SECRET",
         "ORIGIN_WRITEBACK_TTL_S", "ORIGIN_BREAKER_FAILURES", "ORIGIN_BREAKER_COOLDOWN_S", "ORIGIN_NEGATIVE_TTL_S",
-        "EVENTS_RETRY_BASE_S", "EVENTS_RETRY_MAX_S")
+        "EVENTS_RETRY_BASE_S", "EVENTS_RETRY_MAX_S", "SESSION_MAX_AGE_S")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -72,6 +73,7 @@ def parse_config(env: Mapping[str, str]) -> Config:
         origin_breaker_failures=_int(env, "ORIGIN_BREAKER_FAILURES", d.origin_breaker_failures, 1, 1000),
         origin_breaker_cooldown_s=_int(env, "ORIGIN_BREAKER_COOLDOWN_S", d.origin_breaker_cooldown_s, 1, 3600),
         origin_negative_ttl_s=_int(env, "ORIGIN_NEGATIVE_TTL_S", d.origin_negative_ttl_s, 1, 3600),
+        session_max_age_s=_int(env, "SESSION_MAX_AGE_S", d.session_max_age_s, 60, 30 * 86400),
         # Cloudflare Queues accept retry delays of at most 12 hours.
         events_retry_base_s=_int(env, "EVENTS_RETRY_BASE_S", d.events_retry_base_s, 0, 43200),
         events_retry_max_s=_int(env, "EVENTS_RETRY_MAX_S", d.events_retry_max_s, 0, 43200),

@@ -124,11 +124,13 @@ class ItemRecord:
     item: str
     also_bought: tuple[Card, ...]
     complements: tuple[Card, ...]
+    card: Card | None = None  # the item itself (records built before it was added have none)
 
     @classmethod
     def parse(cls, env: Envelope) -> ItemRecord:
         d = env.data
-        return cls(_str(d, "item"), _cards(d, "also_bought"), _cards(d, "complements"))
+        return cls(_str(d, "item"), _cards(d, "also_bought"), _cards(d, "complements"),
+                   Card.parse(d["card"]) if "card" in d else None)
 
 
 @dataclass(frozen=True, slots=True)

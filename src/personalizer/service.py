@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from html import escape
 from typing import Any
 
-from . import again, codec, events, fallback, keys
+from . import again, codec, events, fallback, keys, session
 from .banners import BannerChoice, choose
 from .cache import SharedCache
 from .config import Config
@@ -22,12 +22,24 @@ from .identity import VID, Visitor, identify, sign
 from .ladder import Carousel, assemble, interleave
 from .miss import MissPath, Resolved
 from .ports import Clock, EventSink, IdMinter, KVReader, Reply
-from .records import EMPTY_INVENTORY, PARSERS, BannerSet, CardList, Inventory, ItemRecord, Manifest, Profile, Settings
+from .records import (
+    EMPTY_INVENTORY,
+    PARSERS,
+    BannerSet,
+    Card,
+    CardList,
+    Inventory,
+    ItemRecord,
+    Manifest,
+    Profile,
+    Settings,
+)
 from .render import banner_html, banner_json, carousel_html, carousel_json, dumps
 from .request import Ask, gpc_opt_out, header, parse_ask, parse_cookies
 
 log = logging.getLogger("personalizer")
 MAX_CART_LOOKUPS = 5
+LIVE_NEIGHBOURS = 2  # "for you" leans towards the neighbours of this many items just viewed
 MAX_BYTES = {"profile": codec.MAX_PROFILE_BYTES}  # decode bounds tighter than the codec's own, by kind
 NOSNIFF = ("x-content-type-options", "nosniff")  # on every answer, errors and /healthz included
 
@@ -44,6 +56,26 @@ class Records:
     inventory: Inventory = EMPTY_INVENTORY
     item: ItemRecord | None = None
     cart_items: tuple[ItemRecord, ...] = ()
+    session_items: dict[str, ItemRecord] = field(default_factory=dict)  # item records of the session's ids
+
+
+def _live_cart(live: session.Session | None) -> bool:
+    """The session knows the cart: it saw an add, or a purchase (which empties it). Else the profile's stands."""
+    return live is not None and bool(live.cart or live.bought)
+
+
+def _session_ids(slots: tuple[str, ...], live: session.Session | None) -> tuple[str, ...]:
+    """The item records the session's ids need for these slots (cards for recent, neighbours, cart)."""
+    if live is None:
+        return ()
+    ids: list[str] = []
+    if "recent" in slots:
+        ids += live.viewed
+    if "home" in slots:
+        ids += live.viewed[:LIVE_NEIGHBOURS]
+    if "cart" in slots or "hero" in slots:
+        ids += live.cart_ids[:MAX_CART_LOOKUPS]
+    return tuple(dict.fromkeys(ids))
 
 
 class Personalizer:
@@ -121,8 +153,12 @@ class Personalizer:
         self._kv_ms += self.clock.monotonic_ms() - t0
         return out
 
-    async def load(self, ask: Ask, visitor: Visitor) -> Records:
-        """Read what ``ask`` needs: at most two parallel rounds, shared records via the cache."""
+    async def load(self, ask: Ask, visitor: Visitor, live: session.Session | None = None) -> Records:
+        """Read what ``ask`` needs: at most two parallel rounds, shared records via the cache.
+
+        The session's item ids are read without asking the origin: they came from the page, so a missing
+        one is not a true miss (and a forged beacon must not make the origin work).
+        """
         manifest: Manifest | None = (await self._timed(
             self._read(keys.MANIFEST, "manifest", self.config.manifest_ttl_s)))[0]
         if manifest is None:
@@ -134,27 +170,52 @@ class Personalizer:
         customer = person is not None and person == visitor.user_id  # a signed customer: their absence is a miss
         # Customers and visitors live in separate key spaces: a visitor id can never name a customer.
         profile_key = (keys.profile(person) if customer else keys.visitor(person)) if person else None
-        profile, inventory, popular, banner_set, item = await self._timed(
+        live_ids = _session_ids(ask.slots, live)
+        first = await self._timed(
             self._read(profile_key, "profile", None, fill=customer) if profile_key else _none(),
             self._read(keys.INVENTORY, "inventory", self.config.manifest_ttl_s),
             self._read(keys.popular(gen), "popular", ttl) if slots - {"hero"} else _none(),
             self._read(keys.banners(gen), "banners", ttl) if "hero" in slots else _none(),
-            self._read(keys.item(gen, ask.item), "item", ttl, fill=True) if want_item and ask.item else _none())
+            self._read(keys.item(gen, ask.item), "item", ttl, fill=True) if want_item and ask.item else _none(),
+            *(self._read(keys.item(gen, i), "item", ttl) for i in live_ids))
+        profile, inventory, popular, banner_set, item = first[:5]
+        session_items = {i: r for i, r in zip(live_ids, first[5:], strict=True) if r is not None}
         seg_id = next((s for s in profile.segments if s in manifest.segments), None) if profile else None
-        cart_ids = [c.id for c in profile.cart[:MAX_CART_LOOKUPS]] if profile and "cart" in slots else []
+        cart_ids = [c.id for c in profile.cart[:MAX_CART_LOOKUPS]] \
+            if profile and "cart" in slots and not _live_cart(live) else []
         second = await self._timed(
             self._read(keys.segment(gen, seg_id), "segment", ttl, fill=True) if seg_id else _none(),
             *(self._read(keys.item(gen, i), "item", ttl, fill=True) for i in cart_ids))
         return Records(manifest, profile, second[0], popular, banner_set, inventory or EMPTY_INVENTORY, item,
-                       tuple(r for r in second[1:] if r is not None))
+                       tuple(r for r in second[1:] if r is not None), session_items)
 
     # -- decisions ---------------------------------------------------------------------------------------
-    def decide(self, ask: Ask, visitor: Visitor, rec: Records) -> dict[str, Carousel | BannerChoice]:
-        """One decision per slot, in the order asked; no card repeats across the page's carousels."""
+    def decide(self, ask: Ask, visitor: Visitor, rec: Records,
+               live: session.Session | None = None) -> dict[str, Carousel | BannerChoice]:
+        """One decision per slot, in the order asked; no card repeats across the page's carousels.
+
+        ``live``: the session state; what was just viewed leads ``recent`` and leans ``home``, and its cart
+        (when it knows one) is the cart for exclusions, complements and the cart reminder.
+        """
         settings = rec.manifest.settings if rec.manifest else Settings()
         profile = rec.profile if visitor.consented else None
+        live = live if visitor.consented else None
+        items = rec.session_items
+
+        def cards_of(ids: tuple[str, ...]) -> tuple[Card, ...]:
+            return tuple(c for c in (items[i].card if i in items else None for i in ids) if c is not None)
+
+        cart_records = rec.cart_items
+        if live is not None and _live_cart(live):
+            base = profile or Profile(live.person, (), (), (), frozenset(), (), 0, "", ())
+            profile = replace(base, cart=cards_of(live.cart_ids), cart_updated_at=live.cart_updated_at,
+                              bought=base.bought | frozenset(live.bought))
+            cart_records = tuple(items[i] for i in live.cart_ids[:MAX_CART_LOOKUPS] if i in items)
         shown: set[str] = set()
         personal_excl = (profile.bought | {c.id for c in profile.cart}) if profile else frozenset()
+        viewed = cards_of(live.viewed) if live else ()
+        neighbours = interleave(items[i].also_bought for i in live.viewed[:LIVE_NEIGHBOURS] if i in items) \
+            if live else ()
         out: dict[str, Carousel | BannerChoice] = {}
         tail = [("segment", rec.segment.cards if rec.segment else ()),
                 ("popular", rec.popular.cards if rec.popular else ()),
@@ -174,12 +235,13 @@ class Personalizer:
                 sources = [("user", again.rank(profile.again, self.clock.now()) if profile else ()),
                            ("segment", rec.segment.again if rec.segment else ()),
                            ("popular", rec.popular.again if rec.popular else ())]  # no default: only re-buys
-            elif slot == "home" and profile:
-                sources = [("user", profile.cards), *tail]
-            elif slot == "recent" and profile:
-                sources = [("user", profile.recent), *tail]
+            elif slot == "home" and (profile or neighbours):
+                personal = interleave([neighbours, profile.cards if profile else ()])
+                sources = [("user", personal), *tail]
+            elif slot == "recent" and (profile or viewed):
+                sources = [("user", (*viewed, *(profile.recent if profile else ()))), *tail]
             elif slot == "cart" and profile:
-                sources = [("user", interleave(r.complements for r in rec.cart_items)), *tail]
+                sources = [("user", interleave(r.complements for r in cart_records)), *tail]
             elif slot == "item" and ask.item:
                 exclude.add(ask.item)
                 sources = [("item", rec.item.also_bought if rec.item else ()), *tail]
@@ -214,11 +276,12 @@ class Personalizer:
         now = int(self.clock.now())
         if ask.endpoint == "events":
             return await self.beacon(headers, body, now)
-        visitor = self._identify(headers, now)
+        visitor, cookies = self._identify(headers, now)
+        live = self._session(visitor, cookies, now)
         try:
-            rec = await self.load(ask, visitor)
+            rec = await self.load(ask, visitor, live)
             t1 = self.clock.monotonic_ms()
-            decisions = self.decide(ask, visitor, rec)
+            decisions = self.decide(ask, visitor, rec, live)
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
             body, ctype = _render(ask, decisions, gen)
         except Exception:  # the one broad catch of the core: a bug or bad data must not become a 5xx
@@ -254,13 +317,14 @@ class Personalizer:
         except BadRequest as exc:
             return _error(exc, False)
         kept, rejected = events.accept(raw, now)
-        visitor = self._identify(headers, now)
+        visitor, cookies = self._identify(headers, now)
         hdrs = [("content-type", "application/json; charset=utf-8"), ("cache-control", "no-store"), NOSNIFF]
         stored = 0
+        flags: list[str] = []
         if kept and visitor.consented:
             purpose = header(headers, "sec-purpose") or header(headers, "purpose")
-            message = events.message(visitor.user_id, visitor.visitor_id,
-                                     events.agent_flags(header(headers, "user-agent"), purpose), kept, now)
+            flags = events.agent_flags(header(headers, "user-agent"), purpose)
+            message = events.message(visitor.user_id, visitor.visitor_id, flags, kept, now)
             try:
                 if self.sink is None:
                     raise RuntimeError("no event queue bound")
@@ -272,15 +336,35 @@ class Personalizer:
             stored = len(kept)
         if visitor.minted and visitor.visitor_id and stored:
             hdrs.append(self._visitor_cookie(visitor.visitor_id, now))
+        cookie_tail = f"Path=/; Max-Age={self.config.session_max_age_s}; Secure; HttpOnly; SameSite=Lax"
+        if stored and visitor.person and not flags:  # a robot's or a prefetch's events are not the shopper's
+            state = session.fold(self._session(visitor, cookies, now), visitor.person, kept, now)
+            hdrs.append(("set-cookie", f"{session.SESSION}={session.encode(state, now, self.config.signing_keys[0])}; "
+                                       + cookie_tail))
+        elif not visitor.consented and cookies and session.SESSION in cookies:  # consent denied: no such state
+            hdrs.append(("set-cookie", f"{session.SESSION}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"))
         return Reply(202, tuple(hdrs), dumps({"accepted": len(kept), "stored": stored, "rejected": rejected}))
 
-    def _identify(self, headers: dict[str, str], now: int) -> Visitor:
+    def _identify(self, headers: dict[str, str], now: int) -> tuple[Visitor, dict[str, str] | None]:
+        """The visitor and their ``pz_*`` cookies (``None`` when the header could not be read)."""
+        cookies = None
         try:
             cookies = parse_cookies(header(headers, "cookie"))
-            return identify(cookies, gpc_opt_out(header(headers, "sec-gpc")), self.config, now, self.mint())
+            return identify(cookies, gpc_opt_out(header(headers, "sec-gpc")), self.config, now, self.mint()), cookies
         except Exception:  # whatever went wrong, we cannot tell what the visitor allowed: fail closed
             log.exception("identity not understood")
-            return Visitor(consented=False)
+            return Visitor(consented=False), cookies
+
+    def _session(self, visitor: Visitor, cookies: dict[str, str] | None, now: int) -> session.Session | None:
+        """The visitor's valid session state, or ``None`` (no consent, none, forged, stale, another person's)."""
+        if not visitor.consented or not cookies or visitor.minted:
+            return None
+        try:
+            return session.decode(cookies.get(session.SESSION), visitor.person, self.config.signing_keys, now,
+                                  self.config.session_max_age_s)
+        except Exception:  # a state we cannot read is no state, never an error
+            log.exception("session state not understood")
+            return None
 
     def _visitor_cookie(self, visitor_id: str, now: int) -> tuple[str, str]:
         token = sign(VID, visitor_id, now, self.config.signing_keys[0])

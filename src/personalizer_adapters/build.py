@@ -361,7 +361,8 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
         cand, score = cand[keep], score[keep] + pop_norm[cand[keep]]
         cand, first = np.unique(cand, return_index=True)
         comp = cand[top_k(score[first], n_nb)]
-        put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0], "also_bought": [cards[j] for j in also[i]],
+        put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0], "card": cards[i],
+                                                  "also_bought": [cards[j] for j in also[i]],
                                                   "complements": [cards[j] for j in comp]})
     put(keys.banners(gen), "banners", {"rules": banner_rules(cats)})
     put(keys.INVENTORY, "inventory", {"out_of_stock": [cards[i][0] for i in np.flatnonzero(oos)],
