@@ -29,6 +29,7 @@ from personalizer_adapters.seed import bulk_json
 from tests.conftest import TEST_KEY, uid_cookie
 from tests.runtime.harness import edge_runtime, serve_asgi
 from tests.test_events import BROWSER, GOOD
+from tests.test_push_local import cli
 
 pytestmark = pytest.mark.edge
 SECRET = "edge-events-secret-0123456789"
@@ -65,6 +66,7 @@ def origin(built: Built, seed_dir: Path, tmp_path_factory: pytest.TempPathFactor
     server = Origin(create_app(data, SECRET), free_port())
     server.start()
     server.log = EventLog(data / "events.sqlite")  # type: ignore[attr-defined]
+    server.data = data  # type: ignore[attr-defined]
     yield server
     server.stop()
 
@@ -85,6 +87,7 @@ def edge(built: Built, origin: Origin, tmp_path_factory: pytest.TempPathFactory)
     with edge_runtime(state / "state", seed=state / "kv.json", variables=variables,
                       queues={"max-retries": "2", "batch-timeout": "1"}) as (url, logs), \
             httpx.Client(base_url=url, timeout=30) as client:
+        client.persist = state / "state"  # type: ignore[attr-defined]
         yield client, logs
 
 
@@ -219,9 +222,11 @@ def test_events_is_post_only(edge: tuple[httpx.Client, list[str]]) -> None:
     assert r.status_code == 405 and r.headers["allow"] == "POST" and r.json()["error"]["code"]
 
 
-def test_the_next_page_knows_what_was_just_done(edge: tuple[httpx.Client, list[str]], built: Built) -> None:
+def test_the_next_page_knows_what_was_just_done(edge: tuple[httpx.Client, list[str]], built: Built,
+                                                origin: Origin, tmp_path: Path) -> None:
     """A view beacon: the next `recent` starts with it, at once (no refresh). An add to cart: the banner becomes
-    the cart reminder once its delay (2 s in this seed) has passed. The state rides in the signed pz_s cookie."""
+    the cart reminder once its delay (2 s in this seed) has passed. The state rides in the signed pz_s cookie.
+    After `personalizer refresh`, the same holds from KV alone, without the cookie."""
     client, _ = edge
     profiles = {k[len("pz1:p:"):]: Profile.parse(codec.decode(v, expect="profile"))
                 for k, v in built.records.items() if k.startswith("pz1:p:c0004")}
@@ -244,3 +249,13 @@ def test_the_next_page_knows_what_was_just_done(edge: tuple[httpx.Client, list[s
     assert hero["banner"]["id"] == "cart-reminder"
     assert client.get("/v1/banner?slot=hero", headers={"cookie": uid}).json()["banner"]["id"] \
         != "cart-reminder"  # without the state: the profile alone has no cart
+    # The queue has carried the beacon to the origin; refresh recomputes the profile and pushes it to KV.
+    wait_for(lambda: len(stored(origin, user)) == 2, what="the beacon in the event log")
+    refreshed = cli("refresh", "--target", "local", "--persist", str(client.persist),  # type: ignore[attr-defined]
+                    "--data", str(origin.data), "--state-dir", str(tmp_path / "state"))  # type: ignore[attr-defined]
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert " pushed in " in refreshed.stderr  # every person with new events in this module's log
+    recent = client.get("/v1/recommendations?slot=recent", headers={"cookie": uid}).json()
+    assert recent["tier"] == "user" and recent["items"][0]["id"] == viewed
+    hero = client.get("/v1/banner?slot=hero", headers={"cookie": uid}).json()
+    assert hero["banner"]["id"] == "cart-reminder"  # the cart is in the profile now, added more than 2 s ago

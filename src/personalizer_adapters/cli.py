@@ -204,6 +204,29 @@ def cmd_push(args: argparse.Namespace) -> int:
     return push(build, target, Path(args.state_dir))  # type: ignore[arg-type]
 
 
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from .cloudflare import PushError
+    from .push import BAD_INPUT
+    from .refresh import Refresher, follow
+
+    try:
+        refresher = Refresher(Path(args.data), Path(args.state_dir), _target_name(args))
+    except (ValueError, OSError, KeyError) as exc:
+        print(f"error: {exc} (run `make seed` or a build for the origin data)", file=sys.stderr)
+        return BAD_INPUT
+    make_target = lambda: _target(args)  # noqa: E731 - a fresh target per push (a push closes its target)
+    try:
+        if args.follow:
+            return follow(refresher, make_target, args.interval, sys.stderr)  # type: ignore[arg-type]
+        status, r = refresher.once(make_target)  # type: ignore[arg-type]
+    except PushError as exc:
+        print(f"refresh incomplete: {exc}; rerun to resume", file=sys.stderr)
+        return 3
+    print(f"refresh: {r.people} people with new events, {r.computed} profiles, {r.pushed} pushed in "
+          f"{r.seconds:.2f}s (events up to #{r.seq})", file=sys.stderr)
+    return status
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from .cloudflare import PushError
     from .push import BAD_INPUT, rollback
@@ -275,6 +298,7 @@ EXAMPLES = {
     "push": "personalizer push --build build/today --target local --dry-run",
     "rollback": "personalizer rollback --target local",
     "erase": "personalizer erase --person c00002 --target local --build build/today",
+    "refresh": "personalizer refresh --target local --follow",
 }
 
 
@@ -346,6 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     _tombstones_flag(s)
     _target_flags(s)
     s.set_defaults(func=cmd_push)
+    s = _add(sub, "refresh", "recompute the profiles of people with new events (the event log) and push the "
+                             "changed ones")
+    s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"), help="origin data directory")
+    s.add_argument("--follow", action="store_true", help="keep refreshing until Ctrl-C (which lets the batch in "
+                                                         "flight finish)")
+    s.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
+    _target_flags(s)
+    s.set_defaults(func=cmd_refresh)
     s = _add(sub, "rollback", "flip pz1:manifest back to the previously pushed generation")
     _target_flags(s)
     s.set_defaults(func=cmd_rollback)

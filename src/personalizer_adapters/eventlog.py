@@ -21,6 +21,7 @@ from personalizer.events import Rejected, accept, check_message
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS beacon_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- commit order (one writer at a time): refresh's watermark
     who TEXT NOT NULL,          -- customer | visitor | anonymous (consent given, identity disabled)
     person TEXT NOT NULL,       -- the signed id; '' when anonymous
     id TEXT NOT NULL,           -- the client-made event id
@@ -30,10 +31,11 @@ CREATE TABLE IF NOT EXISTS beacon_events (
     robot INTEGER NOT NULL,     -- 1: a known bot or a prefetch; never counted as an exposure
     flags TEXT NOT NULL,        -- JSON list: bot, prefetch
     data TEXT NOT NULL,         -- the event's JSON, every field of the contract
-    PRIMARY KEY (who, person, id)
-) WITHOUT ROWID;
+    UNIQUE (who, person, id)
+);
 CREATE INDEX IF NOT EXISTS beacon_events_by_person ON beacon_events (person, ts);
 """
+COLUMNS = "who, person, id, type, ts, received, robot, flags, data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,14 @@ class EventLog:
         self._local = threading.local()
         with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
+            columns = [r[1] for r in db.execute("PRAGMA table_info(beacon_events)")]
+            if columns and "seq" not in columns:  # a log from before refresh: same rows, now with their order
+                db.execute("ALTER TABLE beacon_events RENAME TO beacon_events_v0")
+                db.execute("DROP INDEX IF EXISTS beacon_events_by_person")
+                db.executescript(SCHEMA)
+                db.execute(f"INSERT INTO beacon_events ({COLUMNS}) SELECT {COLUMNS} FROM beacon_events_v0 "
+                           "ORDER BY received, ts")
+                db.execute("DROP TABLE beacon_events_v0")
             db.executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
@@ -99,7 +109,8 @@ class EventLog:
                          json.dumps(e, separators=(",", ":"))) for e in kept)
         with self._connect() as db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO beacon_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(f"INSERT OR IGNORE INTO beacon_events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           rows)
             stored = db.total_changes - before
         return IngestCounts(stored, len(rows) - stored, refused, rejected, bad)
 
@@ -109,17 +120,29 @@ class EventLog:
             return db.execute("DELETE FROM beacon_events WHERE person = ? AND who != 'anonymous'",
                               (person,)).rowcount
 
-    def events(self, person: str | None = None) -> list[dict[str, Any]]:
+    def events(self, person: str | None = None, who: str | None = None) -> list[dict[str, Any]]:
         """Stored events (of one person, or all) in arrival order, each with its envelope fields."""
         query = "SELECT who, person, received, robot, flags, data FROM beacon_events"
-        args: tuple[str, ...] = ()
+        where, args = [], []
         if person is not None:
-            query += " WHERE person = ?"
-            args = (person,)
+            where.append("person = ?")
+            args.append(person)
+        if who is not None:
+            where.append("who = ?")
+            args.append(who)
         with self._connect() as db:
-            rows = db.execute(query + " ORDER BY received, ts, id", args).fetchall()
+            rows = db.execute(query + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY received, ts, id",
+                              args).fetchall()
         return [{**json.loads(data), "who": who, "person": p, "received": rec, "robot": bool(robot),
                  "flags": json.loads(flags)} for who, p, rec, robot, flags, data in rows]
+
+    def changed_since(self, seq: int) -> tuple[list[tuple[str, str]], int]:
+        """(who, person) with events stored after ``seq`` (robots' aside), and the newest seq."""
+        with self._connect() as db:
+            top = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM beacon_events").fetchone()[0])
+            people = db.execute("SELECT DISTINCT who, person FROM beacon_events WHERE seq > ? AND seq <= ? "
+                                "AND robot = 0 AND who != 'anonymous' ORDER BY who, person", (seq, top)).fetchall()
+        return [(str(w), str(p)) for w, p in people], top
 
     def count(self) -> int:
         with self._connect() as db:

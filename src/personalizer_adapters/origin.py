@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import os
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from personalizer import codec, keys
+from personalizer import keys
 from personalizer.digits import ascii_digits
 
 from .eventlog import EventLog
-from .model import Model, profile_payload
+from .history import person_profile
+from .model import Model
 from .store import ProfileStore
 
 log = logging.getLogger("personalizer.origin")
@@ -56,14 +56,9 @@ class Origin:
 
     def resolve(self, key: str) -> bytes | None:
         kind, gen, ident = keys.parse(key)
-        if kind == "profile":
+        if kind == "profile":  # the store's history and the event log's newer events, as refresh computes it
             assert ident is not None
-            known = self.store.shopper(ident)
-            if known is None:
-                return None
-            products, kinds, ts = self.store.events(ident, self.index)
-            payload = profile_payload(self.model, ident, known[0], products, kinds, ts)
-            return codec.encode("profile", payload, produced_at=int(time.time()))
+            return person_profile(self.model, self.store, self.log, "customer", ident)
         if kind in ("segment", "item", "popular", "banners") and gen == self.model.generation:
             return self.store.record(key)
         return None

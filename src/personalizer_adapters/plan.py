@@ -126,11 +126,18 @@ class Plan:
                 f"{'flips' if self.flip else 'unchanged'}")
 
 
-def make_plan(build: Build, state: TargetState) -> Plan:
-    """Diff a build against what the target last received; only added and changed keys are written."""
+def make_plan(build: Build, state: TargetState, partial: bool = False) -> Plan:
+    """Diff a build against what the target last received; only added and changed keys are written.
+
+    ``partial``: the build holds some records only (a refresh's profiles): nothing is deleted, the manifest
+    and the generations stay as they are.
+    """
     new = build.manifest()
     writes = [k for k, h in new.items() if k != keys.MANIFEST and state.hashes.get(k) != h]
     added = sum(1 for k in writes if k not in state.hashes)
+    if partial:
+        return Plan(sorted(writes, key=_write_order), False, [], added, len(writes) - added,
+                    len(new) - len(writes), sum(len(build.records[k]) for k in writes), list(state.generations))
     gens = [g for g in state.generations if g != build.generation] + [build.generation]
     keep = set(gens[-KEEP_GENERATIONS:])
     deletes = sorted(k for k in state.hashes if k not in new and generation_of(k) not in keep)

@@ -8,10 +8,12 @@ Exit codes: 0 done, 2 bad input, 3 partial failure (rerun to resume).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -48,6 +50,18 @@ class Paths:
         return cls(d / "state.json", d / "journal.jsonl", d / "manifests")
 
 
+@contextmanager
+def target_lock(paths: Paths) -> Iterator[None]:
+    """One writer per target at a time (push, rollback, refresh): the others wait their turn."""
+    paths.state.parent.mkdir(parents=True, exist_ok=True)
+    with (paths.state.parent / "lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def replay(state: TargetState, journal: Path) -> int:
     """Apply confirmed operations from an interrupted push; a torn last line (crash mid-write) is ignored."""
     if not journal.exists():
@@ -75,12 +89,13 @@ def _log(journal: TextIO, entry: dict[str, object]) -> None:
     os.fsync(journal.fileno())  # confirmed means on disk before the next request goes out
 
 
-def planned(build: Build, state_dir: Path, name: str, out: TextIO) -> tuple[Paths, TargetState, Plan]:
+def planned(build: Build, state_dir: Path, name: str, out: TextIO,
+            partial: bool = False) -> tuple[Paths, TargetState, Plan]:
     """The target's last pushed state, with any interrupted push replayed, and the plan from there."""
     paths = Paths.of(state_dir, name)
     state = TargetState.load(paths.state)
     resumed = replay(state, paths.journal)
-    plan = make_plan(build, state)
+    plan = make_plan(build, state, partial)
     print(f"push {build.generation} -> {name}: {plan.summary()}"
           + (f" (resuming: {resumed} confirmed step(s) from an interrupted push)" if resumed else ""), file=out)
     return paths, state, plan
@@ -99,8 +114,16 @@ def dry_run(build: Build, state_dir: Path, name: str, *, out: TextIO = sys.stder
     return OK
 
 
-def push(build: Build, target: Target, state_dir: Path, *, out: TextIO = sys.stderr) -> int:
-    paths, state, plan = planned(build, state_dir, target.name, out)
+def push(build: Build, target: Target, state_dir: Path, *, out: TextIO = sys.stderr, partial: bool = False,
+         locked: bool = False) -> int:
+    """Push ``build`` (``partial``: some records only, see ``make_plan``); ``locked``: the caller holds the
+    target's lock already."""
+    with nullcontext() if locked else target_lock(Paths.of(state_dir, target.name)):
+        return _push(build, target, state_dir, out, partial)
+
+
+def _push(build: Build, target: Target, state_dir: Path, out: TextIO, partial: bool) -> int:
+    paths, state, plan = planned(build, state_dir, target.name, out, partial)
     write_batches = list(plan.batches(build))
     paths.manifests.mkdir(parents=True, exist_ok=True)
     if keys.MANIFEST in build.records:
@@ -135,12 +158,18 @@ def push(build: Build, target: Target, state_dir: Path, *, out: TextIO = sys.std
         if old.stem not in state.generations:
             old.unlink()
     print(f"push done: {plan.added} added, {plan.changed} changed, {len(plan.deletes)} deleted in "
-          f"{target.requests} request(s); active generation {build.generation}", file=out)
+          f"{target.requests} request(s); active generation {state.generations[-1] if state.generations else '-'}",
+          file=out)
     return OK
 
 
 def rollback(target: Target, state_dir: Path, *, out: TextIO = sys.stderr) -> int:
     """Flip pz1:manifest back to the previous generation (whose records are still kept)."""
+    with target_lock(Paths.of(state_dir, target.name)):
+        return _rollback(target, state_dir, out)
+
+
+def _rollback(target: Target, state_dir: Path, out: TextIO) -> int:
     paths = Paths.of(state_dir, target.name)
     state = TargetState.load(paths.state)
     if paths.journal.exists():
@@ -176,4 +205,5 @@ def forget(state_dir: Path, target: str, key: str) -> None:
         state.save(paths.state)
 
 
-__all__ = ["BAD_INPUT", "OK", "PARTIAL", "Plan", "Target", "dry_run", "forget", "push", "rollback"]
+__all__ = ["BAD_INPUT", "OK", "PARTIAL", "Paths", "Plan", "Target", "dry_run", "forget", "push", "rollback",
+           "target_lock"]

@@ -1,0 +1,62 @@
+"""A person's whole history for a profile: the profile store's events and the event log's newer ones.
+
+Used by the origin on a miss and by `personalizer refresh`, so both compute what the next build would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from personalizer import codec
+
+from .eventlog import EventLog
+from .model import CART, PURCHASE, VIEW, Model, profile_payload
+from .store import ProfileStore
+
+Rows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def merge_log(rows: Rows, events: Iterable[dict[str, Any]], index: dict[str, int], after: float) -> Rows:
+    """The store's (product, kind, ts) rows plus the beacon events newer than ``after`` (the build's data).
+
+    ``remove_from_cart`` takes back the earlier adds of its item; a purchase counts each of its lines.
+    """
+    products, kinds, ts = (list(a.tolist()) for a in rows)
+    for e in sorted(events, key=lambda e: e["ts"]):
+        if e["ts"] <= after:
+            continue
+        t = int(e["ts"])
+        kind = e["type"]
+        if kind in ("view", "add_to_cart") and e["item"] in index:
+            products.append(index[e["item"]])
+            kinds.append(VIEW if kind == "view" else CART)
+            ts.append(t)
+        elif kind == "remove_from_cart" and e["item"] in index:
+            gone = index[e["item"]]
+            keep = [not (p == gone and k == CART and s <= t) for p, k, s in zip(products, kinds, ts, strict=True)]
+            products, kinds, ts = ([x for x, k in zip(a, keep, strict=True) if k] for a in (products, kinds, ts))
+        elif kind == "purchase":
+            for line in e["items"]:
+                if line["item"] in index:
+                    products.append(index[line["item"]])
+                    kinds.append(PURCHASE)
+                    ts.append(t)
+    return (np.array(products, dtype=np.int64), np.array(kinds, dtype=np.int64), np.array(ts, dtype=np.int64))
+
+
+def person_profile(model: Model, store: ProfileStore, log: EventLog, who: str, person: str) -> bytes | None:
+    """One person's profile record from the store and the event log; ``None`` if neither knows them."""
+    empty = np.zeros(0, dtype=np.int64)
+    known = store.shopper(person) if who == "customer" else None
+    rows: Rows = store.events(person, model.index) if known is not None else (empty, empty, empty)
+    rows = merge_log(rows, log.events(person, who), model.index, model.now)
+    if known is None and not len(rows[0]):
+        return None
+    payload = profile_payload(model, person, known[0] if known else None, *rows)
+    return codec.encode("profile", payload, produced_at=model.now)
+
+

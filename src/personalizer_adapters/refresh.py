@@ -1,0 +1,130 @@
+"""`personalizer refresh`: the profiles of people with new events, recomputed and pushed, in near real time.
+
+What a person did since the build (their beacon events in the event log, newer than the build's data) is
+merged with their history in the profile store and run through the batch's own ``profile_payload``, so a
+refreshed profile is the profile the next build would make from the same events. Records are encoded with
+the build's clock, so a person whose events changed nothing gives the same bytes and nothing is pushed;
+the push is the batch push in its partial form (diff against what the target holds, journal, progress,
+rate limits), under the target's lock, and refused if the target has moved to a generation this origin
+data does not know: a newer build's profiles are never overwritten by an older refresh.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from personalizer import keys
+
+from .eventlog import EventLog
+from .history import person_profile
+from .model import Model
+from .plan import Build, TargetState
+from .push import OK, PARTIAL, Paths, Target, push, target_lock
+from .store import ProfileStore
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    people: int      # with new events since the last refresh
+    computed: int    # of them, with a profile (erased people and unknown items aside)
+    pushed: int      # records written (the others had not changed)
+    seq: int         # the event log's watermark now
+    seconds: float
+
+
+class Refresher:
+    """Refresh against one target; the watermark lives beside the target's push state."""
+
+    def __init__(self, data: Path, state_dir: Path, target_name: str, out: TextIO = sys.stderr) -> None:
+        self.data, self.state_dir, self.out = data, state_dir, out
+        self.paths = Paths.of(state_dir, target_name)
+        self.mark = self.paths.state.parent / "refresh.json"
+        self.model = Model.load(data)
+        self.store = ProfileStore(data / "store.sqlite")
+        self.log = EventLog(data / "events.sqlite")
+
+    def watermark(self) -> int:
+        if not self.mark.exists():
+            return 0
+        saved = json.loads(self.mark.read_text())
+        return int(saved["seq"])
+
+    def _save(self, seq: int) -> None:
+        self.mark.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.mark.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seq": seq, "generation": self.model.generation}))
+        tmp.replace(self.mark)
+
+    def reload_if_rebuilt(self) -> bool:
+        """Load the origin data again when a build has replaced it (its generation changed)."""
+        current = json.loads((self.data / "model.json").read_text())["generation"]
+        if current == self.model.generation:
+            return False
+        self.model = Model.load(self.data)
+        print(f"refresh: origin data is now generation {current}", file=self.out)
+        return True
+
+    def once(self, make_target: Callable[[], Target]) -> tuple[int, Refreshed]:
+        t0 = time.perf_counter()
+        since = self.watermark()
+        people, top = self.log.changed_since(since)
+        erased = self.store.erased({p for _, p in people})
+        records: dict[str, bytes] = {}
+        for who, person in people:
+            if person in erased:
+                continue
+            record = person_profile(self.model, self.store, self.log, who, person)
+            if record is not None:
+                records[keys.profile(person) if who == "customer" else keys.visitor(person)] = record
+        pushed, status = 0, OK
+        if records:
+            with target_lock(self.paths):
+                state = TargetState.load(self.paths.state)
+                active = state.generations[-1] if state.generations else None
+                if active is not None and active != self.model.generation:
+                    print(f"refresh: the target's active generation is {active}, this origin data is "
+                          f"{self.model.generation}; nothing pushed (update the origin data to the pushed build)",
+                          file=self.out)
+                    return PARTIAL, Refreshed(len(people), len(records), 0, since, time.perf_counter() - t0)
+                before = dict(state.hashes)
+                status = push(Build(self.model.generation, records), make_target(), self.state_dir, out=self.out,
+                              partial=True, locked=True)
+                after = TargetState.load(self.paths.state).hashes
+                pushed = sum(1 for k in records if after.get(k) != before.get(k))
+        if status == OK:
+            self._save(top)
+        return status, Refreshed(len(people), len(records), pushed, top if status == OK else since,
+                                 time.perf_counter() - t0)
+
+
+def follow(refresher: Refresher, make_target: Callable[[], Target], interval_s: float, out: TextIO) -> int:
+    """Refresh every ``interval_s`` until SIGINT/SIGTERM; the batch in flight always finishes first."""
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        print("refresh: stopping after the batch in flight", file=out)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopping:
+            refresher.reload_if_rebuilt()
+            status, r = refresher.once(make_target)
+            if r.people:
+                print(f"refresh: {r.people} people with new events, {r.computed} profiles, {r.pushed} pushed "
+                      f"in {r.seconds:.2f}s (events up to #{r.seq})", file=out, flush=True)
+            deadline = time.monotonic() + interval_s
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(min(0.1, interval_s))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return OK
