@@ -15,7 +15,7 @@ install: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[origin,eval,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[origin,eval,report,dev]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

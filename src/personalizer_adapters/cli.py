@@ -227,6 +227,36 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from personalizer import keys
+
+    from .eventlog import EventLog
+    from .model import Model
+    from .report import analyse, banner_rules, parse_since, render_html, render_text
+    from .store import ProfileStore
+
+    data = Path(args.data)
+    try:
+        since = parse_since(args.since, time.time())
+        generation = Model.load(data).generation
+    except (ValueError, OSError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not (data / "events.sqlite").exists():
+        print(f"error: no event log in {data} (events.sqlite): nothing has been ingested yet", file=sys.stderr)
+        return 2
+    rules = banner_rules(ProfileStore(data / "store.sqlite").record(keys.banners(generation)))
+    report = analyse(EventLog(data / "events.sqlite").events(), rules, window_s=int(args.window_hours * 3600),
+                     since=since)
+    print(render_text(report), end="")
+    if args.html:
+        Path(args.html).write_text(render_html(report))
+        print(f"report: {args.html}", file=sys.stderr)
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     from .cloudflare import PushError
     from .push import BAD_INPUT, rollback
@@ -299,6 +329,7 @@ EXAMPLES = {
     "rollback": "personalizer rollback --target local",
     "erase": "personalizer erase --person c00002 --target local --build build/today",
     "refresh": "personalizer refresh --target local --follow",
+    "report": "personalizer report --since 7d --html report.html",
 }
 
 
@@ -378,6 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
     _target_flags(s)
     s.set_defaults(func=cmd_refresh)
+    s = _add(sub, "report", "experiments (banner variants against their control) and slots/tiers, from the "
+                            "event log")
+    s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"), help="origin data directory")
+    s.add_argument("--since", help="7d, 12h, a date (2026-11-01) or epoch seconds (default: everything)")
+    s.add_argument("--window-hours", type=float, default=24.0, help="attribution window after an exposure")
+    s.add_argument("--html", help="also write a self-contained HTML page with charts here")
+    s.set_defaults(func=cmd_report)
     s = _add(sub, "rollback", "flip pz1:manifest back to the previously pushed generation")
     _target_flags(s)
     s.set_defaults(func=cmd_rollback)

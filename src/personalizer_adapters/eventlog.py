@@ -137,11 +137,13 @@ class EventLog:
                  "flags": json.loads(flags)} for who, p, rec, robot, flags, data in rows]
 
     def changed_since(self, seq: int) -> tuple[list[tuple[str, str]], int]:
-        """(who, person) with events stored after ``seq`` (robots' aside), and the newest seq."""
+        """(who, person) with events stored after ``seq`` that can change a profile (views, carts, purchases;
+        robots' aside), and the newest seq."""
         with self._connect() as db:
             top = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM beacon_events").fetchone()[0])
             people = db.execute("SELECT DISTINCT who, person FROM beacon_events WHERE seq > ? AND seq <= ? "
-                                "AND robot = 0 AND who != 'anonymous' ORDER BY who, person", (seq, top)).fetchall()
+                                "AND robot = 0 AND who != 'anonymous' AND type IN ('view', 'add_to_cart', "
+                                "'remove_from_cart', 'purchase') ORDER BY who, person", (seq, top)).fetchall()
         return [(str(w), str(p)) for w, p in people], top
 
     def count(self) -> int:

@@ -148,6 +148,37 @@ def write_inputs(shop: Shop, directory: Path, erased: frozenset[str] = frozenset
         w.writerows((s["id"], s["loyalty"]) for s in shop.shoppers if s["id"] not in erased)
 
 
+def simulate_experiment(config: dict[str, Any], generation: str, origin_dir: Path) -> int:
+    """Beacon events of banner exposures and clicks with known click-through rates (``[experiment]``), into
+    the origin's event log through its own ingest checks. Idempotent (fixed ids): reseeding adds nothing twice
+    and leaves real events alone. Returns the number of events stored now."""
+    import numpy as np
+
+    from personalizer.events import message
+
+    from .eventlog import EventLog
+
+    exp = config.get("experiment")
+    if not exp:
+        return 0
+    rng = np.random.default_rng(int(config["seed"]) + 7)
+    start = int(config["now"]) - int(exp["days"]) * 86400
+    beacons = []
+    for r, (rule, ctrs) in enumerate(sorted(exp["ctr"].items())):
+        variants = sorted(ctrs)
+        for i in range(int(exp["exposures"])):
+            variant = variants[i % len(variants)]
+            ts = start + int(rng.integers(0, int(exp["days"]) * 86400))
+            events = [{"id": "x", "type": "impression", "ts": ts, "slot": "hero", "tier": "user",
+                       "generation": generation, "banner": rule, "variant": variant}]
+            if rng.random() < float(ctrs[variant]):
+                events.append({"id": "c", "type": "click", "ts": ts + 20, "slot": "hero", "item": "banner",
+                               "position": 0})
+            beacons.append(message(None, f"sim-{r}-{i:05d}", [], events, ts + 30))
+    stored = EventLog(origin_dir / "events.sqlite").ingest(beacons, lambda people: set()).stored
+    return stored
+
+
 def write_seed(config_path: Path, out_dir: Path, fallback_path: Path | None,
                erased: frozenset[str] = frozenset()) -> Built:
     """The demo shop's build in ``out_dir``, leaving out the ``erased`` (tombstones) and anyone erased in the
@@ -156,6 +187,7 @@ def write_seed(config_path: Path, out_dir: Path, fallback_path: Path | None,
     shop, built = build_seed(config_path, erased)
     write_outputs(shop, built, out_dir, erased)
     write_inputs(shop, out_dir / "inputs", erased)
+    simulate_experiment(load_config(config_path), built.generation, out_dir / "origin")
     if fallback_path is not None:
         fallback_path.write_text(fallback_source(built))
     return built
