@@ -155,3 +155,33 @@ def test_the_origin_computes_a_miss_with_the_event_log_too(setup: Any) -> None:
     assert origin.resolve(keys.profile("c88888")) is None  # unknown everywhere
     raw = origin.resolve(keys.profile("c77777"))  # not in the store, but it has events
     assert raw is not None and [c.id for c in Profile.parse(codec.decode(raw, expect="profile")).recent] == [item]
+
+
+def test_follow_stops_cleanly_on_ctrl_c(setup: Any, tmp_path: Path) -> None:
+    """`refresh --follow` runs until SIGINT, then finishes the batch in flight and exits 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.runtime.harness import ROOT
+
+    data, _, _, model = setup
+    EventLog(data / "events.sqlite").ingest(
+        [beacon("c00009", [{"id": "1", "type": "view", "ts": time.time(), "item": items(model, 1)[0]}])],
+        ProfileStore(data / "store.sqlite").erased)
+    proc = subprocess.Popen([sys.executable, "-m", "personalizer_adapters.cli", "refresh", "--follow", "--interval",
+                             "0.5", "--target", "local", "--persist", str(tmp_path / "kv"), "--data", str(data),
+                             "--state-dir", str(tmp_path / "follow-state")], cwd=ROOT, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "CLOUDFLARE_API_TOKEN": ""})
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # the first round pushes c00009's profile, then it waits
+        lines.append(line)
+        if line.startswith("refresh: 1 people"):
+            break
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert "1 pushed" in "".join(lines) and "stopping after the batch in flight" in rest

@@ -214,6 +214,7 @@ def ingest_throughput() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(shutil.copytree(ROOT / "kv-seed/out/origin", Path(tmp) / "origin"))
         log, erased = EventLog(data / "events.sqlite"), ProfileStore(data / "store.sqlite").erased
+        seeded = log.count()  # the seed's simulated exposures
         direct_batches = [batch("direct", b)["beacons"] for b in range(n)]
         t0 = time.perf_counter()
         for beacons in direct_batches:
@@ -262,7 +263,7 @@ def ingest_throughput() -> None:
         finally:
             server.terminate()
             server.wait(10)
-        total = log.count()
+        total = log.count() - seeded
         assert total == 6 * n * 100, total  # in process, 1 client, 4 clients: each event stored once
     print(f"\norigin ingest: {n} batches of 100 events per run, SQLite WAL, every event new (stored once: "
           f"{total} rows)")
@@ -271,6 +272,128 @@ def ingest_throughput() -> None:
                        ("POST /v1/ingest over HTTP, 1 client (uvicorn process, loopback)", rates[1]),
                        ("POST /v1/ingest over HTTP, 4 clients", rates[4])):
         print(f"{name:64} {rate:10.0f} {rate / 20000:8.2f}")
+
+
+def refresh_bench() -> None:
+    """`refresh` for 10,000 people with new events (6,000 customers with history, 4,000 new visitors), and
+    a rerun with nothing new; the push goes to an in-memory target (the push itself is benchmarked by scale)."""
+    import shutil
+
+    from personalizer.events import clean_event, message
+    from personalizer_adapters.eventlog import EventLog
+    from personalizer_adapters.model import Model
+    from personalizer_adapters.refresh import Refresher
+    from personalizer_adapters.store import ProfileStore
+    from tests.test_refresh import MemoryTarget
+
+    now = int(time.time())
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(shutil.copytree(ROOT / "kv-seed/out/origin", Path(tmp) / "origin"))
+        model = Model.load(data)
+        items = [c[0] for c in model.cards]
+        people = [(f"c{n:05d}", False) for n in range(1, 6001)] + [(f"vbench{n:05d}", True) for n in range(4000)]
+        beacons = []
+        for n, (person, visitor) in enumerate(people):
+            events = [clean_event({"id": f"r{j}", "type": "view", "ts": now - 3 + j,
+                                   "item": items[(n * 31 + j * 7) % len(items)]}, now) for j in range(3)]
+            beacons.append(message(None if visitor else person, person if visitor else None, [], events, now))
+        log = EventLog(data / "events.sqlite")
+        erased = ProfileStore(data / "store.sqlite").erased
+        for i in range(0, len(beacons), 500):
+            log.ingest(beacons[i:i + 500], erased)
+        kv: dict[str, bytes] = {}
+        refresher = Refresher(data, Path(tmp) / "state", "memory", out=open(os.devnull, "w"))  # noqa: SIM115
+        t0 = time.perf_counter()
+        _, first = refresher.once(lambda: MemoryTarget(kv))
+        took = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _, second = refresher.once(lambda: MemoryTarget(kv))
+        again = time.perf_counter() - t0
+    print(f"\nrefresh: {len(people)} people with 3 new views each ({first.computed} profiles computed, "
+          f"{first.pushed} pushed to an in-memory target)")
+    print(f"{'run':58} {'seconds':>10} {'people/s':>10}")
+    print(f"{'refresh, 10,000 people with new events':58} {took:10.2f} {len(people) / took:10.0f}")
+    print(f"{'refresh again, nothing new':58} {again:10.3f} {'-':>10}  ({second.people} people)")
+
+
+def freshness() -> None:
+    """Time from a beacon accepted at the edge (its 202) to the person's new profile readable in KV (the edge
+    answers `recent` from KV, without the session cookie, starting with the item just viewed): the offline
+    runtime's Miniflare queue (wrangler.toml's batching), the real origin's ingest, and
+    `personalizer refresh --follow` (default interval) pushing to the local KV the edge reads."""
+    import shutil
+
+    import httpx
+
+    from personalizer import codec
+    from personalizer.records import Profile
+    from personalizer_adapters.plan import read_bulk
+    from tests.runtime.harness import edge_runtime
+    from tests.test_edge_events import free_port
+
+    secret, key = "bench-fresh-secret-0123456789", KEY
+    records = dict(read_bulk(ROOT / "kv-seed/out/kv.json"))
+    users = [f"c{n:05d}" for n in range(101, 131)]
+    items = sorted(k.rsplit(":", 1)[1] for k in records if ":item:" in k)
+    picks = {}
+    for n, u in enumerate(users):
+        prof = Profile.parse(codec.decode(records[f"pz1:p:{u}"], expect="profile"))
+        picks[u] = next(i for i in items[n * 17:] if i not in prof.bought and i not in {c.id for c in prof.cart})
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PZ_SIGNING_KEYS": key}
+    sys.path.insert(0, str(ROOT / "src"))
+    from personalizer import sign
+
+    now = int(time.time())
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(shutil.copytree(ROOT / "kv-seed/out/origin", Path(tmp) / "origin"))
+        port = free_port()
+        origin = subprocess.Popen([sys.executable, "-c", (
+            "import sys, uvicorn; from pathlib import Path; from personalizer_adapters.origin import create_app; "
+            "uvicorn.run(create_app(Path(sys.argv[1]), sys.argv[2]), host='127.0.0.1', port=int(sys.argv[3]), "
+            "log_level='warning')"), str(data), secret, str(port)], cwd=ROOT, env=env)
+        persist = Path(tmp) / "state"
+        variables = {"PZ_SIGNING_KEYS": key, "ORIGIN_URL": f"http://127.0.0.1:{port}", "ORIGIN_SECRET": secret}
+        refresh = None
+        try:
+            with edge_runtime(persist, seed=ROOT / "kv-seed/out/kv.json", variables=variables) as (url, _), \
+                    httpx.Client(base_url=url, timeout=30) as client:
+                refresh = subprocess.Popen([sys.executable, "-m", "personalizer_adapters.cli", "refresh", "--follow",
+                                            "--target", "local", "--persist", str(persist), "--data", str(data),
+                                            "--state-dir", str(Path(tmp) / "push-state")], cwd=ROOT, env=env,
+                                           stderr=subprocess.DEVNULL)
+                time.sleep(3)
+                cookie = {u: f"pz_uid={sign('pz_uid', u, now, key.encode())}" for u in users}
+                sent: dict[str, float] = {}
+                for u in users:
+                    view = {"id": "f1", "type": "view", "ts": time.time(), "item": picks[u]}
+                    r = client.post("/v1/events", headers={"cookie": cookie[u], "user-agent": "Mozilla/5.0",
+                                                           "content-type": "text/plain;charset=UTF-8"},
+                                    json={"events": [view]})
+                    assert r.status_code == 202 and r.json()["stored"] == 1, r.text
+                    sent[u] = time.perf_counter()
+                    time.sleep(0.25)
+                fresh: dict[str, float] = {}
+                deadline = time.monotonic() + 120
+                while len(fresh) < len(users) and time.monotonic() < deadline:
+                    for u in users:
+                        if u in fresh:
+                            continue
+                        body = client.get("/v1/recommendations?slot=recent", headers={"cookie": cookie[u]}).json()
+                        if body["items"] and body["items"][0]["id"] == picks[u]:
+                            fresh[u] = time.perf_counter() - sent[u]
+                    time.sleep(0.05)
+        finally:
+            if refresh is not None:
+                refresh.terminate()
+                refresh.wait(30)
+            origin.terminate()
+            origin.wait(10)
+    ms = [1000 * fresh[u] for u in users if u in fresh]
+    q = statistics.quantiles(ms, n=20, method="inclusive")
+    print(f"\nfreshness: beacon accepted -> new profile readable in KV, {len(ms)}/{len(users)} people "
+          f"(queue batch <= 2 s, refresh --follow every 2 s, local KV)")
+    print(f"{'run':58} {'median s':>10} {'p95 s':>8}")
+    print(f"{'event to KV':58} {statistics.median(ms) / 1000:10.2f} {q[18] / 1000:8.2f}")
 
 
 def main() -> None:
@@ -286,6 +409,7 @@ def main() -> None:
         rows["Pyodide 0.28 (Py 3.13), pure-Python msgpack: core"] = py["core"]
         rows["Pyodide 0.28, pure-Python msgpack: worker fetch via SDK"] = py["worker"]
         beacon = py["beacon"]
+        with_session, without_session = py["withSession"], py["withoutSession"]
     base = stats(rows["CPython 3.11, pure-Python msgpack: core"])[0]
     print(f"{'run':58} {'median ms':>10} {'p99 ms':>8} {'x CPython*':>10}")
     for name, ms in rows.items():
@@ -297,7 +421,16 @@ def main() -> None:
     print("\nbeacons: POST /v1/events of 10 events, worker fetch via SDK in Pyodide (queue send stubbed, awaited)")
     print(f"{'run':58} {'median ms':>10} {'p99 ms':>8} {'x page':>10}")
     print(f"{'Pyodide 0.28: worker fetch POST /v1/events (10 events)':58} {med:10.3f} {p99:8.3f} {med / page:10.2f}")
+    base_s = stats(without_session)[0]
+    print("\nsession state: the page request with a pz_s cookie (4 items viewed, 1 in the cart) against the same "
+          "page without one, interleaved, worker fetch via SDK in Pyodide")
+    print(f"{'run':58} {'median ms':>10} {'p99 ms':>8} {'x without':>10}")
+    for name, ms in (("page, no session state", without_session), ("page, with session state", with_session)):
+        med, p99 = stats(ms)
+        print(f"{name:58} {med:10.3f} {p99:8.3f} {med / base_s:10.2f}")
     ingest_throughput()
+    refresh_bench()
+    freshness()
     again_slot()
     bad_records()
     miss_path()

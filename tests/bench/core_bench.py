@@ -30,6 +30,21 @@ def cookies(users, key):
     return [f"pz_uid={sign('pz_uid', u, now, key)}" for u in users]
 
 
+def session_cookies(users, key, records):
+    """pz_uid plus a session state per user: 4 items just viewed and 1 in the cart (the page then reads their
+    item records too, from the isolate cache once warm)."""
+    from personalizer.session import Session, encode
+
+    now = int(time.time())
+    items = sorted(k.rsplit(":", 1)[1] for k in records if ":item:" in k)
+    out = []
+    for n, (user, uid) in enumerate(zip(users, cookies(users, key), strict=True)):
+        mine = [items[(n * 7 + j * 13) % len(items)] for j in range(5)]
+        state = encode(Session(user, tuple(mine[:4]), ((mine[4], now - 60),)), now, key)
+        out.append(f"{uid}; pz_s={state}")
+    return out
+
+
 async def run_core(path, n, warmup):
     """Per-request milliseconds of ``Personalizer.handle`` for a page of hero, home, recent."""
     records, users, key = load(path)

@@ -36,12 +36,14 @@ const fetchOne = await py.runPythonAsync(`
 import entry, workers, core_bench
 _records, _users, _key = core_bench.load("/session/spec.json")
 JAR = core_bench.cookies(_users, _key)
+JAR_S = core_bench.session_cookies(_users, _key, _records)
 async def fetch_one(js_request, ctx, env):
     response = await entry.Default(ctx, env).fetch(workers.Request(js_request))
     return response.js_object
 fetch_one
 `);
 const jar = py.globals.get("JAR").toJs();
+const jarSession = py.globals.get("JAR_S").toJs();
 const ctx = { waitUntil() {}, passThroughOnException() {} };
 const worker = [];
 for (let i = 0; i < warmup + n; i++) {
@@ -54,6 +56,22 @@ for (let i = 0; i < warmup + n; i++) {
     throw new Error(`unexpected answer ${response.status} ${response.headers.get("x-pz-tier")}`);
   if (i >= warmup) worker.push(t1 - t0);
 }
+// The same page with a session state (pz_s: 4 items just viewed, 1 in the cart), interleaved with the page
+// without one so both see the same isolate and heap: the cost of real time on the read path.
+const withSession = [], withoutSession = [];
+for (let i = 0; i < warmup + n; i++) {
+  for (const [cookieJar, out] of [[jarSession, withSession], [jar, withoutSession]]) {
+    const request = new Request(`http://127.0.0.1/v1/page?slots=hero,home,recent`,
+      { headers: { cookie: cookieJar[i % cookieJar.length] } });
+    const t0 = performance.now();
+    const response = await fetchOne(request, ctx, env);
+    const t1 = performance.now();
+    if (response.status !== 200 || (out === withSession && !response.headers.get("x-pz-tier").includes("recent=user")))
+      throw new Error(`unexpected answer ${response.status} ${response.headers.get("x-pz-tier")}`);
+    if (i >= warmup) out.push(t1 - t0);
+  }
+}
+
 // POST /v1/events with a beacon of 10 events (views, an impression, a click, a cart add), interleaved with
 // nothing else: the worker's own time per beacon, through the same SDK fetch path as the page above.
 const beacon = [];
@@ -76,4 +94,4 @@ for (let i = 0; i < warmup + n; i++) {
   if (i >= warmup) beacon.push(t1 - t0);
 }
 if (env.EVENTS.sent !== warmup + n) throw new Error("not every beacon was queued");
-console.log(JSON.stringify({ core, worker, beacon }));
+console.log(JSON.stringify({ core, worker, beacon, withSession, withoutSession }));
