@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8787
 ORIGIN_PORT ?= 8788
-SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py) $(wildcard src/personalizer/*.py)
+SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
 
 .PHONY: dev test bench lint seed bundle install clean fuzz
 .DEFAULT_GOAL := dev

@@ -10,8 +10,8 @@ import pytest
 
 from personalizer import Config, InMemoryKV, Personalizer
 from personalizer.identity import UID, sign
-from personalizer_adapters.build import Built
-from personalizer_adapters.seed import write_seed
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.seed import write_seed
 from tests.runtime.harness import ROOT
 
 TEST_KEY = "test-signing-key-0123456789abcdef"

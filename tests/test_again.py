@@ -12,11 +12,11 @@ import pytest
 from personalizer import InMemoryKV, Personalizer, codec, keys
 from personalizer.again import DUE_FLOOR, RATE_FLOOR, Rebuy, due, most_due, rank
 from personalizer.records import Card
-from personalizer_adapters.build import Built
-from personalizer_adapters.inputs import load_shop
-from personalizer_adapters.model import repurchase_stats
-from personalizer_adapters.nextbasket import last_basket_split, tifu_knn, tifu_vectors
-from personalizer_adapters.seedgen import Shop
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.inputs import load_shop
+from personalizer_adapters.batch.model import repurchase_stats
+from personalizer_adapters.batch.seedgen import Shop
+from personalizer_adapters.quality.nextbasket import last_basket_split, tifu_knn, tifu_vectors
 from tests.conftest import CONFIG, FixedClock, uid_cookie
 
 DAY = 86_400
@@ -152,8 +152,8 @@ def test_restock_banner_names_the_item_that_is_due(built: Built) -> None:
 
 def test_next_basket_on_real_orders_beats_p_topfreq(tmp_path: Path) -> None:
     """Instacart (real orders), a slice of 200 people: again beats P-TopFreq on the whole next basket."""
-    from personalizer_adapters.nextbasket import evaluate_next_basket
-    from personalizer_adapters.seed import load_config
+    from personalizer_adapters.batch.seed import load_config
+    from personalizer_adapters.quality.nextbasket import evaluate_next_basket
     from tests.data import realdata
     from tests.runtime.harness import ROOT
 
@@ -178,7 +178,7 @@ def test_again_through_the_edge_on_real_orders(tmp_path: Path) -> None:
 
     import httpx
 
-    from personalizer_adapters.plan import Build
+    from personalizer_adapters.kv.plan import Build
     from tests.conftest import TEST_KEY
     from tests.data import realdata
     from tests.runtime.harness import ROOT, edge_runtime

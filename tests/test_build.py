@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from personalizer import codec, keys
-from personalizer_adapters.build import build
-from personalizer_adapters.inputs import InputError, load_shop
-from personalizer_adapters.plan import Build, TargetState, make_plan
-from personalizer_adapters.seed import load_config
-from personalizer_adapters.seedgen import Shop, generate
+from personalizer_adapters.batch.build import build
+from personalizer_adapters.batch.inputs import InputError, load_shop
+from personalizer_adapters.batch.seed import load_config
+from personalizer_adapters.batch.seedgen import Shop, generate
+from personalizer_adapters.kv.plan import Build, TargetState, make_plan
 from tests.runtime.harness import ROOT
 
 CFG = ROOT / "kv-seed" / "seed.toml"
@@ -213,7 +213,7 @@ def test_categories_with_spaces_become_safe_segment_ids(inputs: dict[str, Path],
 ])
 def test_category_ids_are_distinct_ids(names: list[str], ids: list[str]) -> None:
     """Each category name maps to a distinct id short enough for "likes-" + id; collisions get a suffix."""
-    from personalizer_adapters.model import category_ids
+    from personalizer_adapters.batch.model import category_ids
 
     assert category_ids(names) == ids
     assert all(keys.is_valid_id(f"likes-{i}") for i in ids)
@@ -227,7 +227,7 @@ def test_category_ids_are_distinct_ids(names: list[str], ids: list[str]) -> None
 def test_numbers_are_ascii_digits_only(tmp_path: Path, row: str) -> None:
     """A Unicode digit that int() refuses is a bad row with its line, never a crash."""
     (tmp_path / "c.csv").write_text(CATALOG.splitlines()[0] + "\n" + row + "\n" + CATALOG.splitlines()[1] + "\n")
-    from personalizer_adapters.inputs import Report, read_catalog
+    from personalizer_adapters.batch.inputs import Report, read_catalog
 
     report = Report(strict=False)
     assert [p["id"] for p in read_catalog(tmp_path / "c.csv", report)] == ["p1"]
@@ -238,8 +238,8 @@ def test_numbers_are_ascii_digits_only(tmp_path: Path, row: str) -> None:
 
 def test_profiles_are_the_same_bytes_on_any_number_of_workers() -> None:
     """The profile stage forked over two workers gives the outcomes of one process, in shopper order."""
-    from personalizer_adapters.build import by_shopper
-    from personalizer_adapters.profiles import ProfileJob, profile_outcomes
+    from personalizer_adapters.batch.build import by_shopper
+    from personalizer_adapters.batch.profiles import ProfileJob, profile_outcomes
 
     cfg = load_config(CFG)
     shop = generate(cfg)
@@ -253,7 +253,7 @@ def test_profiles_are_the_same_bytes_on_any_number_of_workers() -> None:
 def test_an_oversized_profile_is_trimmed_to_the_edge_bound() -> None:
     """A profile whose encoding passes MAX_PROFILE_BYTES is shortened until it fits, and says so."""
     from personalizer import codec as core_codec
-    from personalizer_adapters.profiles import fit_profile
+    from personalizer_adapters.batch.profiles import fit_profile
 
     card = ["p1", "T" * 290, "/p/p1", "https://i/p1.jpg", 100, "EUR", "c" * 190]
     big = {"id": "u1", "segments": ["new"], "cards": [card] * 48, "recent": [card] * 48,
@@ -269,7 +269,7 @@ def test_an_oversized_profile_is_trimmed_to_the_edge_bound() -> None:
 def test_a_lifetime_of_orders_keeps_the_profile_bounded(tmp_path: Path) -> None:
     """A shopper with 3,000 distinct purchases: the build pushes a profile within the edge's bound."""
     from personalizer import codec as core_codec
-    from personalizer_adapters.model import MAX_BOUGHT
+    from personalizer_adapters.batch.model import MAX_BOUGHT
 
     (tmp_path / "c.csv").write_text("id,category,title,price,url,image\n" + "".join(
         f"p{i},cat,Item {i},1.00,/p/p{i},https://i/p{i}.jpg\n" for i in range(3000)))
@@ -287,8 +287,8 @@ def test_item_similarities_are_the_same_on_any_number_of_workers() -> None:
     """The similarity stage forked over two workers gives the lists of one process, chunk by chunk."""
     from scipy import sparse
 
-    from personalizer_adapters.build import ITEM_CHUNK, ItemJob, item_chunk, normalised
-    from personalizer_adapters.parallel import fork_map
+    from personalizer_adapters.batch.build import ITEM_CHUNK, ItemJob, item_chunk, normalised
+    from personalizer_adapters.batch.parallel import fork_map
 
     shop = generate(load_config(CFG))
     ev = shop.events

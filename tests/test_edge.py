@@ -17,8 +17,8 @@ import msgpack
 import pytest
 
 from personalizer import InMemoryKV, Personalizer, codec, keys
-from personalizer_adapters.build import Built
-from personalizer_adapters.seed import bulk_json
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.seed import bulk_json
 from tests.conftest import CONFIG, OLD_KEY, TEST_KEY, FixedClock, uid_cookie
 from tests.runtime.harness import edge_runtime, wrangler_kv_get
 

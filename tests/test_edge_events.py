@@ -22,10 +22,10 @@ from starlette.applications import Starlette
 from personalizer import codec, keys
 from personalizer.events import clean_event
 from personalizer.records import Profile
-from personalizer_adapters.build import Built
-from personalizer_adapters.eventlog import EventLog
-from personalizer_adapters.origin import create_app
-from personalizer_adapters.seed import bulk_json
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.seed import bulk_json
+from personalizer_adapters.events.eventlog import EventLog
+from personalizer_adapters.origin.app import create_app
 from tests.conftest import TEST_KEY, uid_cookie
 from tests.runtime.harness import edge_runtime, serve_asgi
 from tests.test_events import BROWSER, GOOD

@@ -20,9 +20,9 @@ import msgpack
 import pytest
 
 from personalizer import codec, keys
-from personalizer_adapters.build import Built
-from personalizer_adapters.origin import create_app
-from personalizer_adapters.seed import bulk_json
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.seed import bulk_json
+from personalizer_adapters.origin.app import create_app
 from tests.conftest import TEST_KEY, uid_cookie
 from tests.runtime.harness import edge_runtime, serve_asgi, wrangler_kv_get
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from personalizer import keys
-from personalizer_adapters.build import Built
-from personalizer_adapters.origin import Origin
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.origin.app import Origin
 from tests.conftest import TEST_KEY, uid_cookie
 from tests.runtime.harness import edge_runtime, wrangler_kv_get
 from tests.test_push_local import cli

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from personalizer_adapters.evaluate import Score, evaluate, holdout_split
-from personalizer_adapters.inputs import load_shop
-from personalizer_adapters.seed import load_config
-from personalizer_adapters.seedgen import generate
+from personalizer_adapters.batch.inputs import load_shop
+from personalizer_adapters.batch.seed import load_config
+from personalizer_adapters.batch.seedgen import generate
+from personalizer_adapters.quality.evaluate import Score, evaluate, holdout_split
 from tests.data import realdata
 from tests.runtime.harness import ROOT
 

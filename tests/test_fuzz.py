@@ -21,9 +21,9 @@ from personalizer import Config, InMemoryKV, Personalizer
 from personalizer.events import clean_event
 from personalizer.ports import InMemorySink
 from personalizer.request import parse_cookies
-from personalizer_adapters.build import Built
-from personalizer_adapters.inputs import InputError, load_shop
-from personalizer_adapters.origin import SECRET_HEADER, create_app
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.inputs import InputError, load_shop
+from personalizer_adapters.origin.app import SECRET_HEADER, create_app
 from tests.conftest import CONFIG, FixedClock, uid_cookie
 
 EXAMPLES = int(os.environ.get("PZ_FUZZ_EXAMPLES", "120"))

@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from personalizer.events import clean_event, message
-from personalizer_adapters.build import Built
-from personalizer_adapters.erase import erase_person
-from personalizer_adapters.eventlog import EventLog
-from personalizer_adapters.origin import MAX_INGEST_BODY, SECRET_HEADER, create_app
-from personalizer_adapters.store import ProfileStore
-from personalizer_adapters.tombstones import Tombstones
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.events.eventlog import EventLog
+from personalizer_adapters.origin.app import MAX_INGEST_BODY, SECRET_HEADER, create_app
+from personalizer_adapters.origin.store import ProfileStore
+from personalizer_adapters.privacy.erase import erase_person
+from personalizer_adapters.privacy.tombstones import Tombstones
 from tests.runtime.harness import serve_asgi
 from tests.test_events import GOOD, NOW
 
@@ -167,8 +167,8 @@ def test_the_lambda_handler_ingests_like_the_http_app(data: Path, monkeypatch: p
 
     monkeypatch.setenv("PZ_ORIGIN_DATA", str(data))
     monkeypatch.setenv("ORIGIN_SECRET", SECRET)
-    sys.modules.pop("personalizer_adapters.lambda_handler", None)
-    handler = importlib.import_module("personalizer_adapters.lambda_handler").handler
+    sys.modules.pop("personalizer_adapters.origin.lambda_handler", None)
+    handler = importlib.import_module("personalizer_adapters.origin.lambda_handler").handler
     request.addfinalizer(lambda: (asyncio.get_event_loop_policy().get_event_loop().close(),
                                   asyncio.set_event_loop(None)))
     event = function_url_event("unused", SECRET)

@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from personalizer import Breaker, InMemoryKV, MissPath, OriginGate, Personalizer, codec, keys
-from personalizer_adapters.build import Built
+from personalizer_adapters.batch.build import Built
 from tests.conftest import CONFIG, FixedClock, uid_cookie
 
 NOW = 1_800_000_000.0

@@ -15,8 +15,8 @@ import pytest
 from starlette.applications import Starlette
 
 from personalizer import codec, keys
-from personalizer_adapters.build import Built
-from personalizer_adapters.origin import SECRET_HEADER, create_app
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.origin.app import SECRET_HEADER, create_app
 from tests.runtime.harness import serve_asgi
 
 SECRET = "origin-test-secret-0123456789"
@@ -147,8 +147,8 @@ def test_lambda_handler_answers_like_the_http_app(origin: httpx.Client, built: B
     """Mangum + the app, given a Function URL event, returns what the app returns over HTTP."""
     monkeypatch.setenv("PZ_ORIGIN_DATA", str(seed_dir / "origin"))
     monkeypatch.setenv("ORIGIN_SECRET", SECRET)
-    sys.modules.pop("personalizer_adapters.lambda_handler", None)
-    handler = importlib.import_module("personalizer_adapters.lambda_handler").handler
+    sys.modules.pop("personalizer_adapters.origin.lambda_handler", None)
+    handler = importlib.import_module("personalizer_adapters.origin.lambda_handler").handler
     # Mangum installs an event loop on this thread, as it should in a Lambda process; close it after.
     request.addfinalizer(lambda: (asyncio.get_event_loop_policy().get_event_loop().close(),
                                   asyncio.set_event_loop(None)))

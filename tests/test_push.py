@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from personalizer import codec, keys
-from personalizer_adapters.cloudflare import CloudflareKV, RateLimiter
-from personalizer_adapters.plan import MAX_PAIRS, Build, TargetState, make_plan
-from personalizer_adapters.push import BAD_INPUT, OK, PARTIAL, push, rollback
-from personalizer_adapters.seed import bulk_json
+from personalizer_adapters.batch.seed import bulk_json
+from personalizer_adapters.kv.cloudflare import CloudflareKV, RateLimiter
+from personalizer_adapters.kv.plan import MAX_PAIRS, Build, TargetState, make_plan
+from personalizer_adapters.kv.push import BAD_INPUT, OK, PARTIAL, push, rollback
 from tests.runtime.cloudflare_api import FakeKVApi
 from tests.runtime.harness import ROOT, serve_asgi
 
@@ -183,7 +183,7 @@ def test_plan_touches_only_the_changed_profiles() -> None:
 
 def test_batches_respect_the_byte_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch closes before its JSON body would pass the request byte limit."""
-    import personalizer_adapters.plan as plan_module
+    import personalizer_adapters.kv.plan as plan_module
 
     monkeypatch.setattr(plan_module, "MAX_REQUEST_BYTES", 5_000)
     build = make_build("g1", 400)
@@ -197,7 +197,7 @@ def test_read_bulk_streams_our_layout_and_parses_any_other(tmp_path: Path) -> No
     import base64
     import json
 
-    from personalizer_adapters.plan import read_bulk
+    from personalizer_adapters.kv.plan import read_bulk
 
     records = {"pz1:a": b"\x00\xff", "pz1:b": bytes(range(256))}
     (tmp_path / "lines.json").write_text(bulk_json(records))
@@ -211,6 +211,6 @@ def test_read_bulk_streams_our_layout_and_parses_any_other(tmp_path: Path) -> No
                                            (None, None)])
 def test_retry_after_reads_ascii_seconds_or_a_date(value: str | None, seconds: float | None) -> None:
     """Retry-After in delta-seconds (ASCII digits only); anything unreadable is None, never a crash."""
-    from personalizer_adapters.cloudflare import retry_after_s
+    from personalizer_adapters.kv.cloudflare import retry_after_s
 
     assert retry_after_s(value) == seconds

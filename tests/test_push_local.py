@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from personalizer import keys
-from personalizer_adapters.build import Built
-from personalizer_adapters.origin import Origin
-from personalizer_adapters.seed import write_seed
-from personalizer_adapters.store import ProfileStore
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.seed import write_seed
+from personalizer_adapters.origin.app import Origin
+from personalizer_adapters.origin.store import ProfileStore
 from tests.conftest import TEST_KEY, uid_cookie
 from tests.runtime.harness import ROOT, edge_runtime
 

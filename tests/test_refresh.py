@@ -14,15 +14,15 @@ import pytest
 from personalizer import codec, keys
 from personalizer.events import clean_event, message
 from personalizer.records import Profile
-from personalizer_adapters.build import Built
-from personalizer_adapters.eventlog import EventLog
-from personalizer_adapters.history import merge_log
-from personalizer_adapters.model import CART, PURCHASE, VIEW, Model
-from personalizer_adapters.origin import Origin
-from personalizer_adapters.plan import Build, TargetState
-from personalizer_adapters.push import OK, PARTIAL, Paths, push
-from personalizer_adapters.refresh import Refresher
-from personalizer_adapters.store import ProfileStore
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model
+from personalizer_adapters.batch.refresh import Refresher
+from personalizer_adapters.events.eventlog import EventLog
+from personalizer_adapters.kv.plan import Build, TargetState
+from personalizer_adapters.kv.push import OK, PARTIAL, Paths, push
+from personalizer_adapters.origin.app import Origin
+from personalizer_adapters.origin.history import merge_log
+from personalizer_adapters.origin.store import ProfileStore
 
 
 class MemoryTarget:

@@ -6,9 +6,9 @@ import time
 
 from personalizer import codec, keys, verify
 from personalizer.identity import UID
-from personalizer_adapters.build import Built
-from personalizer_adapters.seed import build_seed, fallback_source, load_config
-from personalizer_adapters.seedgen import generate
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.seed import build_seed, fallback_source, load_config
+from personalizer_adapters.batch.seedgen import generate
 from tests.conftest import TEST_KEY
 from tests.runtime.harness import ROOT
 

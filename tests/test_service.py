@@ -12,7 +12,7 @@ import pytest
 
 from personalizer import InMemoryKV, Personalizer, codec, keys
 from personalizer.records import Profile
-from personalizer_adapters.build import Built
+from personalizer_adapters.batch.build import Built
 from tests.conftest import CONFIG, FixedClock, uid_cookie
 
 

@@ -13,7 +13,7 @@ from personalizer import InMemoryKV, Personalizer, codec, keys
 from personalizer.ports import InMemorySink
 from personalizer.records import ItemRecord, Manifest, Profile
 from personalizer.session import MAX_CHARS, MAX_VIEWED, SESSION, Session, decode, encode, fold
-from personalizer_adapters.build import Built
+from personalizer_adapters.batch.build import Built
 from tests.conftest import CONFIG, OLD_KEY, TEST_KEY, FixedClock, uid_cookie
 
 NOW = int(time.time())

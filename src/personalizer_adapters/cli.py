@@ -55,7 +55,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from .seed import write_seed  # numpy is imported only by the commands that build
+    from .batch.seed import write_seed  # numpy is imported only by the commands that build
 
     t0 = time.perf_counter()
     built = write_seed(Path(args.config), Path(args.out), Path(args.fallback) if args.fallback else None,
@@ -67,9 +67,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .build import build
-    from .inputs import InputError, load_shop
-    from .seed import erased_in, load_config, previous_profiles, write_outputs
+    from .batch.build import build
+    from .batch.inputs import InputError, load_shop
+    from .batch.seed import erased_in, load_config, previous_profiles, write_outputs
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -102,10 +102,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import BASELINES, evaluate
-    from .inputs import InputError, load_shop
-    from .seed import load_config
-    from .seedgen import generate
+    from .batch.inputs import InputError, load_shop
+    from .batch.seed import load_config
+    from .batch.seedgen import generate
+    from .quality.evaluate import BASELINES, evaluate
 
     cfg = load_config(Path(args.config))
     if args.catalog and args.events:
@@ -130,7 +130,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     if args.protocol == "next-basket":
-        from .nextbasket import evaluate_next_basket
+        from .quality.nextbasket import evaluate_next_basket
 
         result = evaluate_next_basket(shop, cfg, k=args.k, progress=progress)
     else:
@@ -143,7 +143,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_origin(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .origin import create_app
+    from .origin.app import create_app
 
     secret = worker_vars(Path(args.dev_vars)).get("ORIGIN_SECRET", "")
     try:
@@ -175,19 +175,19 @@ def _target_name(args: argparse.Namespace) -> str:
 def _target(args: argparse.Namespace) -> object:
     """The KV target from flags and environment; the API token is read from the environment only."""
     if args.target == "local":
-        from .localkv import LocalKV
+        from .kv.localkv import LocalKV
 
         return LocalKV(Path(args.persist))
-    from .cloudflare import API, CloudflareKV
+    from .kv.cloudflare import API, CloudflareKV
 
     return CloudflareKV(*_cloudflare_ids(args), os.environ.get("CLOUDFLARE_API_TOKEN", ""),
                         base_url=args.api_base or API)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .cloudflare import PushError
-    from .plan import Build
-    from .push import BAD_INPUT, dry_run, push
+    from .kv.cloudflare import PushError
+    from .kv.plan import Build
+    from .kv.push import BAD_INPUT, dry_run, push
 
     try:
         build = Build.load(Path(args.build)).without(_erased(args))  # an erased person is never pushed back
@@ -205,9 +205,9 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    from .cloudflare import PushError
-    from .push import BAD_INPUT
-    from .refresh import Refresher, follow
+    from .batch.refresh import Refresher, follow
+    from .kv.cloudflare import PushError
+    from .kv.push import BAD_INPUT
 
     try:
         refresher = Refresher(Path(args.data), Path(args.state_dir), _target_name(args))
@@ -232,10 +232,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from personalizer import keys
 
-    from .eventlog import EventLog
-    from .model import Model
-    from .report import analyse, banner_rules, parse_since, render_html, render_text
-    from .store import ProfileStore
+    from .batch.model import Model
+    from .events.eventlog import EventLog
+    from .events.report import analyse, banner_rules, parse_since, render_html, render_text
+    from .origin.store import ProfileStore
 
     data = Path(args.data)
     try:
@@ -258,8 +258,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from .cloudflare import PushError
-    from .push import BAD_INPUT, rollback
+    from .kv.cloudflare import PushError
+    from .kv.push import BAD_INPUT, rollback
 
     try:
         target = _target(args)
@@ -272,10 +272,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_erase(args: argparse.Namespace) -> int:
     from personalizer import keys
 
-    from .cloudflare import PushError
-    from .erase import erase_person
-    from .push import BAD_INPUT, PARTIAL
-    from .tombstones import Tombstones
+    from .kv.cloudflare import PushError
+    from .kv.push import BAD_INPUT, PARTIAL
+    from .privacy.erase import erase_person
+    from .privacy.tombstones import Tombstones
 
     if not keys.is_valid_id(args.person):
         print(f"error: invalid person id {args.person!r}", file=sys.stderr)
@@ -302,7 +302,7 @@ def _tombstones_flag(s: argparse.ArgumentParser) -> None:
 
 
 def _erased(args: argparse.Namespace) -> frozenset[str]:
-    from .tombstones import Tombstones
+    from .privacy.tombstones import Tombstones
 
     return Tombstones(Path(args.tombstones) if args.tombstones else None).load()
 

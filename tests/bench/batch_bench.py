@@ -18,10 +18,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "src")]
 
-from personalizer_adapters.build import build  # noqa: E402
-from personalizer_adapters.plan import Build, TargetState, make_plan  # noqa: E402
-from personalizer_adapters.seed import load_config, write_outputs  # noqa: E402
-from personalizer_adapters.seedgen import CATEGORIES, Shop  # noqa: E402
+from personalizer_adapters.batch.build import build  # noqa: E402
+from personalizer_adapters.batch.seed import load_config, write_outputs  # noqa: E402
+from personalizer_adapters.batch.seedgen import CATEGORIES, Shop  # noqa: E402
+from personalizer_adapters.kv.plan import Build, TargetState, make_plan  # noqa: E402
 
 NOW = 1_793_491_200
 

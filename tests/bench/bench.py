@@ -59,8 +59,8 @@ def miss_path() -> None:
 
     import httpx
 
-    from personalizer_adapters.origin import create_app
-    from personalizer_adapters.seed import bulk_json
+    from personalizer_adapters.batch.seed import bulk_json
+    from personalizer_adapters.origin.app import create_app
     from tests.conftest import uid_cookie
     from tests.runtime.harness import edge_runtime, serve_asgi
 
@@ -197,9 +197,9 @@ def ingest_throughput() -> None:
     import httpx
 
     from personalizer.events import clean_event, message
-    from personalizer_adapters.eventlog import EventLog
-    from personalizer_adapters.origin import SECRET_HEADER
-    from personalizer_adapters.store import ProfileStore
+    from personalizer_adapters.events.eventlog import EventLog
+    from personalizer_adapters.origin.app import SECRET_HEADER
+    from personalizer_adapters.origin.store import ProfileStore
     from tests.test_edge_events import free_port
 
     secret = "bench-ingest-secret-0123456789"
@@ -227,7 +227,7 @@ def ingest_throughput() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen([sys.executable, "-c", (
-            "import sys, uvicorn; from pathlib import Path; from personalizer_adapters.origin import create_app; "
+            "import sys, uvicorn; from pathlib import Path; from personalizer_adapters.origin.app import create_app; "
             "uvicorn.run(create_app(Path(sys.argv[1]), sys.argv[2]), host='127.0.0.1', port=int(sys.argv[3]), "
             "log_level='warning')"), str(data), secret, str(port)], cwd=ROOT)
         try:
@@ -280,10 +280,10 @@ def refresh_bench() -> None:
     import shutil
 
     from personalizer.events import clean_event, message
-    from personalizer_adapters.eventlog import EventLog
-    from personalizer_adapters.model import Model
-    from personalizer_adapters.refresh import Refresher
-    from personalizer_adapters.store import ProfileStore
+    from personalizer_adapters.batch.model import Model
+    from personalizer_adapters.batch.refresh import Refresher
+    from personalizer_adapters.events.eventlog import EventLog
+    from personalizer_adapters.origin.store import ProfileStore
     from tests.test_refresh import MemoryTarget
 
     now = int(time.time())
@@ -327,7 +327,7 @@ def freshness() -> None:
 
     from personalizer import codec
     from personalizer.records import Profile
-    from personalizer_adapters.plan import read_bulk
+    from personalizer_adapters.kv.plan import read_bulk
     from tests.runtime.harness import edge_runtime
     from tests.test_edge_events import free_port
 
@@ -348,7 +348,7 @@ def freshness() -> None:
         data = Path(shutil.copytree(ROOT / "kv-seed/out/origin", Path(tmp) / "origin"))
         port = free_port()
         origin = subprocess.Popen([sys.executable, "-c", (
-            "import sys, uvicorn; from pathlib import Path; from personalizer_adapters.origin import create_app; "
+            "import sys, uvicorn; from pathlib import Path; from personalizer_adapters.origin.app import create_app; "
             "uvicorn.run(create_app(Path(sys.argv[1]), sys.argv[2]), host='127.0.0.1', port=int(sys.argv[3]), "
             "log_level='warning')"), str(data), secret, str(port)], cwd=ROOT, env=env)
         persist = Path(tmp) / "state"

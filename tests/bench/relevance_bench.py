@@ -17,13 +17,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from personalizer_adapters.build import build, by_shopper  # noqa: E402
-from personalizer_adapters.evaluate import evaluate  # noqa: E402
-from personalizer_adapters.inputs import load_shop  # noqa: E402
-from personalizer_adapters.model import profile_payload  # noqa: E402
-from personalizer_adapters.nextbasket import evaluate_next_basket  # noqa: E402
-from personalizer_adapters.seed import load_config  # noqa: E402
-from personalizer_adapters.seedgen import Shop  # noqa: E402
+from personalizer_adapters.batch.build import build, by_shopper  # noqa: E402
+from personalizer_adapters.batch.inputs import load_shop  # noqa: E402
+from personalizer_adapters.batch.model import profile_payload  # noqa: E402
+from personalizer_adapters.batch.seed import load_config  # noqa: E402
+from personalizer_adapters.batch.seedgen import Shop  # noqa: E402
+from personalizer_adapters.quality.evaluate import evaluate  # noqa: E402
+from personalizer_adapters.quality.nextbasket import evaluate_next_basket  # noqa: E402
 from tests.data import realdata  # noqa: E402
 
 BASELINES = ("count popularity", "item-kNN (cosine)", "EASE", "ALS (implicit)")

@@ -11,7 +11,7 @@ from typing import Any
 
 from .cloudflare import PushError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class LocalKV:

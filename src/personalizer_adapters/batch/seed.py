@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from personalizer_adapters.origin.store import ProfileStore
+
 from .build import Built, build
 from .seedgen import Shop, generate
-from .store import ProfileStore
 
 FALLBACK_HEADER = '''"""The ``default`` tier: compiled into the worker from the seed, served even when KV is down.
 
@@ -90,7 +91,7 @@ def erased_in(out_dir: Path) -> set[str]:
 def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str] = frozenset()) -> None:
     """A build's outputs: kv.json (wrangler bulk format), generation.txt, manifest.json (key -> content
     hash), and origin/ (model artifacts and profile store). Each file is replaced atomically."""
-    from .plan import digest
+    from personalizer_adapters.kv.plan import digest
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, chunks in (("kv.json", bulk_json_lines(built.records)),
@@ -110,7 +111,7 @@ def previous_profiles(out_dir: Path) -> dict[str, tuple[str, bytes]] | None:
     digests_path, kv_path = out_dir / "profiles.digests.json", out_dir / "kv.json"
     if not (digests_path.exists() and kv_path.exists()):
         return None
-    from .plan import read_bulk
+    from personalizer_adapters.kv.plan import read_bulk
 
     digests = json.loads(digests_path.read_text())
     out = {}
@@ -155,8 +156,7 @@ def simulate_experiment(config: dict[str, Any], generation: str, origin_dir: Pat
     import numpy as np
 
     from personalizer.events import message
-
-    from .eventlog import EventLog
+    from personalizer_adapters.events.eventlog import EventLog
 
     exp = config.get("experiment")
     if not exp:

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TextIO
 
 from personalizer import keys
+from personalizer_adapters.events.eventlog import EventLog
+from personalizer_adapters.kv.plan import Build, TargetState
+from personalizer_adapters.kv.push import OK, PARTIAL, Paths, Target, push, target_lock
+from personalizer_adapters.origin.history import person_profile
+from personalizer_adapters.origin.store import ProfileStore
 
-from .eventlog import EventLog
-from .history import person_profile
 from .model import Model
-from .plan import Build, TargetState
-from .push import OK, PARTIAL, Paths, Target, push, target_lock
-from .store import ProfileStore
 
 
 @dataclass(frozen=True)

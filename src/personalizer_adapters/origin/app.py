@@ -27,10 +27,10 @@ from starlette.routing import Route
 
 from personalizer import keys
 from personalizer.digits import ascii_digits
+from personalizer_adapters.batch.model import Model
+from personalizer_adapters.events.eventlog import EventLog
 
-from .eventlog import EventLog
 from .history import person_profile
-from .model import Model
 from .store import ProfileStore
 
 log = logging.getLogger("personalizer.origin")

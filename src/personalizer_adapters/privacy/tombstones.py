@@ -14,7 +14,7 @@ from pathlib import Path
 
 from personalizer import keys
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HEADER = "# erased people, one id a line: every personalizer build, seed, push and origin leaves them out\n"
 
 

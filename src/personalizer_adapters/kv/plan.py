@@ -57,7 +57,7 @@ class Build:
 
     def without(self, people: frozenset[str]) -> Build:
         """The build less every record about ``people`` (tombstones): a push then deletes those keys too."""
-        from .tombstones import person_keys
+        from personalizer_adapters.privacy.tombstones import person_keys
 
         drop = person_keys(people)
         return Build(self.generation, {k: v for k, v in self.records.items() if k not in drop}) if drop else self

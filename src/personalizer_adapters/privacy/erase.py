@@ -13,11 +13,12 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from .eventlog import EventLog
-from .plan import read_bulk
-from .push import Target, forget
-from .seed import bulk_json_lines
-from .store import ProfileStore
+from personalizer_adapters.batch.seed import bulk_json_lines
+from personalizer_adapters.events.eventlog import EventLog
+from personalizer_adapters.kv.plan import read_bulk
+from personalizer_adapters.kv.push import Target, forget
+from personalizer_adapters.origin.store import ProfileStore
+
 from .tombstones import Tombstones, person_keys
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 from personalizer import codec
+from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, profile_payload
+from personalizer_adapters.events.eventlog import EventLog
 
-from .eventlog import EventLog
-from .model import CART, PURCHASE, VIEW, Model, profile_payload
 from .store import ProfileStore
 
 Rows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]

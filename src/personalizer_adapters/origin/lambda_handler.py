@@ -2,6 +2,6 @@
 
 from mangum import Mangum
 
-from .origin import app_from_env
+from .app import app_from_env
 
 handler = Mangum(app_from_env(), lifespan="off")

@@ -26,10 +26,9 @@ import numpy.typing as npt
 from scipy import sparse
 
 from personalizer import codec, keys
-
-from .build import build, by_shopper, positions_by_shopper
-from .model import profile_payload
-from .seedgen import CATEGORIES, Shop
+from personalizer_adapters.batch.build import build, by_shopper, positions_by_shopper
+from personalizer_adapters.batch.model import profile_payload
+from personalizer_adapters.batch.seedgen import CATEGORIES, Shop
 
 EASE_MAX_ITEMS = 20_000   # EASE inverts a dense items x items matrix
 EASE_LAMBDA = 200.0

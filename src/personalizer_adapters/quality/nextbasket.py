@@ -24,11 +24,11 @@ from scipy import sparse
 
 from personalizer import again as again_rank
 from personalizer.again import Rebuy
+from personalizer_adapters.batch.build import build, by_shopper, positions_by_shopper
+from personalizer_adapters.batch.model import PURCHASE, baskets_of, profile_payload
+from personalizer_adapters.batch.seedgen import Shop
 
-from .build import build, by_shopper, positions_by_shopper
 from .evaluate import Evaluation, Score
-from .model import PURCHASE, baskets_of, profile_payload
-from .seedgen import Shop
 
 # TIFU-KNN's parameters, as the paper's Instacart setting: group size, within- and across-group decay,
 # neighbours, and the weight of the person's own vector against their neighbours'.

@@ -1,0 +1,1 @@
+"""Beacons at the origin: the event log (SQLite WAL) and the experiments report."""

@@ -1,0 +1,1 @@
+"""Privacy requests: erase and the durable tombstone list."""
