@@ -85,7 +85,7 @@ def edge(built: Built, origin: Origin, tmp_path_factory: pytest.TempPathFactory)
                  "ORIGIN_SECRET": SECRET, "EVENTS_RETRY_BASE_S": "1", "EVENTS_RETRY_MAX_S": "2"}
     # Two retries on the event queue, then its dead-letter queue; every consumer waits at most 1 s for a batch.
     with edge_runtime(state / "state", seed=state / "kv.json", variables=variables,
-                      queues={"max-retries": "2", "batch-timeout": "1"}) as (url, logs), \
+                      flags={"max-retries": "2", "batch-timeout": "1"}) as (url, logs), \
             httpx.Client(base_url=url, timeout=30) as client:
         client.persist = state / "state"  # type: ignore[attr-defined]
         yield client, logs

@@ -16,6 +16,7 @@
 // Usage: node tests/runtime/edge.mjs [--port 8787] [--persist .wrangler/state] [--seed kv-seed/out/kv.json]
 //        [--vars-file .dev.vars] [--var NAME=VALUE ...]
 //        [--max-retries N] [--batch-timeout S]   (tests: the event queue's retries, every consumer's wait)
+//        [--config wrangler.toml]
 // Prints "ready http://127.0.0.1:PORT" on stdout when it accepts requests.
 import fs from "node:fs";
 import http from "node:http";
@@ -31,7 +32,8 @@ const args = parseArgs(process.argv.slice(2));
 const PORT = Number(args.port ?? 8787);
 const PERSIST = path.resolve(ROOT, args.persist ?? ".wrangler/state");
 // wrangler's own translation of wrangler.toml into Miniflare options, as `wrangler dev` does it.
-const { workerOptions: fromToml } = unstable_getMiniflareWorkerOptions(path.join(ROOT, "wrangler.toml"));
+// (--config names another file, for tests of its [vars]; the bundle is always the project's.)
+const { workerOptions: fromToml } = unstable_getMiniflareWorkerOptions(path.resolve(ROOT, args.config ?? "wrangler.toml"));
 
 function parseArgs(argv) {
   const out = { var: [] };

@@ -24,14 +24,14 @@ def wrangler_kv_get(persist: Path, key: str) -> bytes | None:
 @contextmanager
 def edge_runtime(persist: Path, *, seed: Path | None = None, variables: dict[str, str] | None = None,
                  fault: str | None = None, timeout_s: float = 90,
-                 queues: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
+                 flags: dict[str, str] | None = None) -> Iterator[tuple[str, list[str]]]:
     """Yield ``(base_url, log_lines)`` of a running runtime; its stderr is collected into ``log_lines``.
 
-    ``queues``: edge.mjs's queue overrides for tests, ``{"max-retries": "2", "batch-timeout": "1"}``.
+    ``flags``: more edge.mjs flags for tests, e.g. ``{"max-retries": "2", "batch-timeout": "1", "config": path}``.
     """
     cmd = ["node", str(ROOT / "tests/runtime/edge.mjs"), "--port", "0", "--persist", str(persist),
            "--vars-file", os.devnull]
-    for flag, value in (queues or {}).items():
+    for flag, value in (flags or {}).items():
         cmd += [f"--{flag}", value]
     if seed is not None:
         cmd += ["--seed", str(seed)]

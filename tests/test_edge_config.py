@@ -1,0 +1,28 @@
+"""The worker's vars as wrangler.toml states them: numbers unquoted are numbers, not silently ignored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from personalizer_adapters.batch.build import Built
+from tests.conftest import TEST_KEY
+from tests.runtime.harness import ROOT, edge_runtime
+from tests.test_edge_origin import shared_seed
+
+pytestmark = pytest.mark.edge
+
+
+def test_unquoted_numeric_vars_are_read(built: Built, tmp_path: Path) -> None:
+    toml = (ROOT / "wrangler.toml").read_text()
+    assert 'BROWSER_MAX_AGE_S = "60"' in toml
+    config = tmp_path / "wrangler.toml"
+    config.write_text(toml.replace('BROWSER_MAX_AGE_S = "60"', "BROWSER_MAX_AGE_S = 7")
+                      .replace('MANIFEST_TTL_S = "15"', "MANIFEST_TTL_S = 15.0"))
+    with edge_runtime(tmp_path / "state", seed=shared_seed(built, tmp_path), variables={"PZ_SIGNING_KEYS": TEST_KEY},
+                      flags={"config": str(config)}) as (url, logs):
+        r = httpx.get(f"{url}/v1/recommendations?slot=home", headers={"cookie": "pz_consent=denied"}, timeout=30)
+    assert r.status_code == 200 and r.headers["cache-control"] == "private, max-age=7", "".join(logs[-20:])
+    assert not any("bad worker configuration" in line for line in logs)
