@@ -8,7 +8,7 @@ PORT ?= 8787
 ORIGIN_PORT ?= 8788
 SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
 
-.PHONY: dev test bench lint seed bundle install clean fuzz
+.PHONY: dev test bench lint seed fallback bundle install clean fuzz
 .DEFAULT_GOAL := dev
 
 install: $(VENV)/.installed node_modules/.installed
@@ -31,15 +31,24 @@ node_modules/.installed: package.json package-lock.json
 kv-seed/out/kv.json: $(SEED_SOURCES) $(VENV)/.installed
 	$(VENV)/bin/personalizer seed
 
-# Local KV (.wrangler/state, the place `wrangler kv ... --local` uses), reloaded when the seed changes.
+# Local KV (.wrangler/state, the place `wrangler kv ... --local` uses), reloaded when the seed changes, but
+# never over a build pushed there with `personalizer push --target local`: `make seed` goes back to the demo.
 .wrangler/state/.seeded: kv-seed/out/kv.json node_modules/.installed
-	node tests/runtime/kvseed.mjs kv-seed/out/kv.json --persist .wrangler/state
+	node tests/runtime/kvseed.mjs kv-seed/out/kv.json --persist .wrangler/state --keep-pushed
 	touch $@
 
-seed: .wrangler/state/.seeded
+# The demo shop again: regenerate the seed and reload it into local KV, over whatever was pushed there.
+seed: install
+	$(VENV)/bin/personalizer seed
+	node tests/runtime/kvseed.mjs kv-seed/out/kv.json --persist .wrangler/state
+	touch .wrangler/state/.seeded
+
+# The default tier compiled into the worker (src/personalizer/fallback.py, committed), from the seed config.
+fallback: install
+	$(VENV)/bin/personalizer seed --out "$$(mktemp -d)" --fallback src/personalizer/fallback.py --tombstones /dev/null
 
 # The origin (uvicorn, 127.0.0.1:$(ORIGIN_PORT)) runs beside the edge and stops with it.
-dev: install .dev.vars seed
+dev: install .dev.vars .wrangler/state/.seeded
 	@echo "a signed-in shopper: curl -H \"Cookie: pz_uid=$$($(VENV)/bin/personalizer sign-user c00001)\" 'http://127.0.0.1:$(PORT)/v1/page?slots=hero,home,recent'"
 	@echo "one only the origin knows (a miss, then a KV hit): pz_uid=$$($(VENV)/bin/personalizer sign-user c05001)"
 	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) & origin=$$!; trap "kill $$origin" EXIT; \

@@ -355,8 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     s = _add(sub, "seed", "generate the demo shop and its v1 records (kv-seed/out/kv.json)")
     s.add_argument("--config", default=str(ROOT / "kv-seed" / "seed.toml"))
     s.add_argument("--out", default=str(ROOT / "kv-seed" / "out"))
-    s.add_argument("--fallback", default=str(ROOT / "src" / "personalizer" / "fallback.py"),
-                   help="where to write the compiled default tier ('' to skip)")
+    s.add_argument("--fallback", default="",
+                   help="also write the compiled default tier there (`make fallback`: src/personalizer/fallback.py, "
+                        "a committed source file, so never by default)")
     _tombstones_flag(s)
     s.set_defaults(func=cmd_seed)
     s = _add(sub, "build", "build a generation's records from a catalog and events (csv, jsonl, parquet)")

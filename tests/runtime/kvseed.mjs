@@ -1,6 +1,7 @@
 // Load a wrangler bulk file ([{key, value, base64}]) into a KV binding, binary-safe. wrangler 4.86's
 // `kv bulk put --local` corrupts binary values, so the seed goes through Miniflare's binding instead;
 // `wrangler kv key get --local` reads the same bytes back.
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,15 +39,30 @@ export async function loadSeed(kv, file, { batch = 64, quiet = false } = {}) {
   return pairs.length;
 }
 
-// CLI: node tests/runtime/kvseed.mjs FILE [--persist .wrangler/state]
+const digest = (bytes) => crypto.createHash("sha256").update(bytes).digest("hex");
+
+// CLI: node tests/runtime/kvseed.mjs FILE [--persist .wrangler/state] [--keep-pushed]
+// --keep-pushed (what `make dev` uses): if local KV's manifest is not the one the last demo seed wrote,
+// someone pushed a build there (`personalizer push --target local`, rollback): leave it alone.
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
   const file = process.argv[2];
   const pi = process.argv.indexOf("--persist");
   const persist = path.resolve(root, pi > 0 ? process.argv[pi + 1] : ".wrangler/state");
+  const marker = path.join(persist, ".seeded-manifest");
   const mf = new Miniflare({ modules: true, script: "export default {}",
     kvNamespaces: { PERSONALIZATION: kvNamespaceId(root) },
     kvPersist: path.join(persist, "v3", "kv") });
-  await loadSeed(await mf.getKVNamespace("PERSONALIZATION"), path.resolve(file));
+  const kv = await mf.getKVNamespace("PERSONALIZATION");
+  const current = await kv.get("pz1:manifest", "arrayBuffer");
+  const seeded = fs.existsSync(marker) ? fs.readFileSync(marker, "utf8").trim() : null;
+  if (process.argv.includes("--keep-pushed") && current !== null && digest(Buffer.from(current)) !== seeded) {
+    console.error("local KV holds a build you pushed (its manifest is not the demo seed's): not reloading the " +
+                  "demo seed over it. `make seed` goes back to the demo.");
+  } else {
+    await loadSeed(kv, path.resolve(file));
+    const manifest = await kv.get("pz1:manifest", "arrayBuffer");
+    fs.writeFileSync(marker, (manifest === null ? "" : digest(Buffer.from(manifest))) + "\n");
+  }
   await mf.dispose();
 }
