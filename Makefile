@@ -4,6 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The ports, in one place: `make dev PORT=8790 ORIGIN_PORT=8791` (the worker is told where the origin is).
 PORT ?= 8787
 ORIGIN_PORT ?= 8788
 SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
@@ -24,7 +25,7 @@ node_modules/.installed: package.json package-lock.json
 
 .dev.vars:
 	@echo "creating .dev.vars with fresh local secrets (git-ignored)"
-	@printf 'PZ_SIGNING_KEYS=%s\nORIGIN_SECRET=%s\nORIGIN_URL=http://127.0.0.1:$(ORIGIN_PORT)\n' \
+	@printf 'PZ_SIGNING_KEYS=%s\nORIGIN_SECRET=%s\n' \
 		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" \
 		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" > $@
 
@@ -51,8 +52,10 @@ fallback: install
 dev: install .dev.vars .wrangler/state/.seeded
 	@echo "a signed-in shopper: curl -H \"Cookie: pz_uid=$$($(VENV)/bin/personalizer sign-user c00001)\" 'http://127.0.0.1:$(PORT)/v1/page?slots=hero,home,recent'"
 	@echo "one only the origin knows (a miss, then a KV hit): pz_uid=$$($(VENV)/bin/personalizer sign-user c05001)"
-	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) & origin=$$!; trap "kill $$origin" EXIT; \
-		node tests/runtime/edge.mjs --port $(PORT) --persist .wrangler/state
+	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) & origin=$$!; trap "kill $$origin 2>/dev/null" EXIT; \
+		sleep 2; kill -0 $$origin 2>/dev/null || exit 2; \
+		node tests/runtime/edge.mjs --port $(PORT) --persist .wrangler/state \
+			--var ORIGIN_URL=http://127.0.0.1:$(ORIGIN_PORT)
 
 test: lint
 	$(PY) -m pytest -q

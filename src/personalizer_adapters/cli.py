@@ -141,10 +141,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_origin(args: argparse.Namespace) -> int:
+    import socket
+
     import uvicorn
 
     from .origin.app import create_app
 
+    with socket.socket() as probe:  # a taken port is the user's to fix: say which, and what to set
+        try:
+            probe.bind((args.host, args.port))
+        except OSError:
+            print(f"error: port {args.port} on {args.host} is already in use; stop what uses it, or pick another: "
+                  f"make dev ORIGIN_PORT={args.port + 10} (this command: --port)", file=sys.stderr)
+            return 2
     secret = worker_vars(Path(args.dev_vars)).get("ORIGIN_SECRET", "")
     try:
         app = create_app(Path(args.data), secret)

@@ -206,6 +206,13 @@ const server = http.createServer(async (req, res) => {
   }
   for (const r of await Promise.allSettled(pending)) if (r.status === "rejected") console.error("waitUntil:", r.reason);
 });
+server.on("error", async (err) => {
+  if (err.code !== "EADDRINUSE") throw err;
+  console.error(`error: port ${PORT} on 127.0.0.1 is already in use; stop what uses it, or pick another: ` +
+                `make dev PORT=${PORT + 10} (this runtime: --port)`);
+  await mf.dispose();
+  process.exit(2);
+});
 server.listen(PORT, "127.0.0.1", () => console.log(`ready http://127.0.0.1:${server.address().port}`));
 const stop = async () => { server.close(); await mf.dispose(); process.exit(0); };
 process.on("SIGTERM", stop);
