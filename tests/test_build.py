@@ -78,7 +78,8 @@ def test_build_reports_every_bad_row_with_file_and_line(inputs: dict[str, Path],
     assert out.returncode == 0, out.stderr
     err = out.stderr
     assert "skipped 3 bad row(s) in " + str(inputs["catalog"]) in err
-    assert f"{inputs['catalog']}:7: duplicate id 'p1'" in err and f"{inputs['catalog']}:8: missing price" in err
+    assert f"{inputs['catalog']}:7, column 1 (id): duplicate id 'p1'" in err
+    assert f"{inputs['catalog']}:8, column 4 (price): missing price" in err
     assert "skipped 4 bad row(s) in " + str(inputs["jsonl"]) in err
     assert f"{inputs['jsonl']}:4: unknown product 'nope'" in err and f"{inputs['jsonl']}:7: not valid JSON" in err
     built = Build.load(tmp_path / "out")
@@ -90,7 +91,7 @@ def test_build_fails_on_the_first_bad_row_when_asked(inputs: dict[str, Path], tm
     """--on-bad-row fail: exit 2 naming the row; nothing written."""
     out = run_build("--catalog", str(inputs["catalog"]), "--events", str(inputs["jsonl"]), "--out",
                     str(tmp_path / "out"), "--on-bad-row", "fail")
-    assert out.returncode == 2 and f"{inputs['catalog']}:7: duplicate id" in out.stderr
+    assert out.returncode == 2 and f"{inputs['catalog']}:7, column 1 (id): duplicate id" in out.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -122,9 +123,45 @@ def test_missing_inputs_are_bad_input(tmp_path: Path) -> None:
     """An absent file or one with no valid row is an InputError (exit 2 from the CLI)."""
     with pytest.raises(InputError):
         load_shop(tmp_path / "none.csv", tmp_path / "none.jsonl", None, strict=False, now=None)
-    (tmp_path / "c.csv").write_text("id,category\n")
+    (tmp_path / "c.csv").write_text("id,category,title,price,url,image\n")
     with pytest.raises(InputError, match="no valid product"):
         load_shop(tmp_path / "c.csv", tmp_path / "none.jsonl", None, strict=False, now=None)
+    (tmp_path / "c.csv").write_text("id,category\n")
+    with pytest.raises(InputError, match=r"c.csv:1: the header is id, category; expected id, category, title, "
+                                         r"price, url, image\[, stock, currency, previous_price\] \(missing title"):
+        load_shop(tmp_path / "c.csv", tmp_path / "none.jsonl", None, strict=False, now=None)
+
+
+def test_excel_csv_with_bom_semicolons_and_spaces_builds(tmp_path: Path) -> None:
+    """Excel's CSV: a UTF-8 BOM, ';' separators (European locales), categories with spaces: read as meant."""
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_bytes("\ufeffid;category;title;price;url;image\n".encode() + "".join(
+        f"p{i};Dairy Eggs;Milk {i};1.{i:02d};/p/{i};https://img.test/{i}.jpg\n" for i in range(1, 9)).encode())
+    events = tmp_path / "events.csv"
+    events.write_bytes(b"\xef\xbb\xbfshopper;product;kind;ts\n" + "".join(
+        f"s{n};p{(n + j) % 8 + 1};purchase;{1700000000 + n * 100 + j}\n" for n in range(6) for j in range(3)).encode())
+    out = run_build("--catalog", str(catalog), "--events", str(events), "--out", str(tmp_path / "out"),
+                    "--config", str(CFG), "--on-bad-row", "fail")
+    assert out.returncode == 0, out.stderr
+    assert "inputs: no bad rows" in out.stderr
+    assert any(":seg:likes-dairy-eggs" in k for k in Build.load(tmp_path / "out").records)
+
+
+@pytest.mark.parametrize("row, message", [
+    ("p9,tents,Tent,12.50,/p/9", "5 field(s), the header has 6 (id, category, title, price, url, image)"),
+    ("p9,tents,Tent, large,12.50,/p/9,https://img.test/9.jpg",
+     "7 field(s), the header has 6 (id, category, title, price, url, image) - an unquoted comma?"),
+    ("p9,tents,Tent,twelve,/p/9,https://img.test/9.jpg", "column 4 (price): bad price 'twelve'"),
+], ids=["short-row", "unquoted-comma", "bad-price"])
+def test_a_bad_csv_row_says_where_and_what(tmp_path: Path, row: str, message: str) -> None:
+    """Under --on-bad-row fail: exit 2 with file, line (and column), the field counts and the header."""
+    (tmp_path / "c.csv").write_text("id,category,title,price,url,image\np1,tents,Trail Tent,199.00,/p/p1,"
+                                    "https://i/p1.jpg\n" + row + "\n")
+    (tmp_path / "e.csv").write_text("shopper,product,kind,ts\ns1,p1,view,1700000000\n")
+    out = run_build("--catalog", str(tmp_path / "c.csv"), "--events", str(tmp_path / "e.csv"), "--out",
+                    str(tmp_path / "out"), "--config", str(CFG), "--on-bad-row", "fail")
+    assert out.returncode == 2 and f"{tmp_path / 'c.csv'}:3" in out.stderr and message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "out").exists()
 
 
 def test_changing_one_percent_of_shoppers_touches_about_one_percent_of_profiles() -> None:
@@ -231,7 +268,8 @@ def test_numbers_are_ascii_digits_only(tmp_path: Path, row: str) -> None:
 
     report = Report(strict=False)
     assert [p["id"] for p in read_catalog(tmp_path / "c.csv", report)] == ["p1"]
-    assert report.examples[0].startswith(f"{tmp_path / 'c.csv'}:2: bad ")
+    assert report.examples[0].startswith(f"{tmp_path / 'c.csv'}:2, column ")
+    assert ": bad " in report.examples[0]
 
 
 

@@ -22,6 +22,8 @@ from personalizer.keys import is_valid_id
 from .seedgen import EVENT_KINDS, Shop
 
 MAX_REPORTED = 50
+CATALOG_COLUMNS = ("id", "category", "title", "price", "url", "image")
+EVENT_COLUMNS = ("shopper", "product", "kind", "ts")
 IN_STOCK_UNKNOWN = 1  # no stock figure given: sellable
 
 
@@ -39,7 +41,7 @@ class Report:
         message = f"{where}: {reason}"
         if self.strict:
             raise InputError(message)
-        path = where.rsplit(":", 1)[0]
+        path = where.split(", column")[0].rsplit(":", 1)[0]
         self.bad[path] = self.bad.get(path, 0) + 1
         if len(self.examples) < MAX_REPORTED:
             self.examples.append(message)
@@ -51,18 +53,59 @@ class Report:
         return "\n".join(lines + [f"  {e}" for e in self.examples])
 
 
-def rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(where, row)`` pairs from a .csv, .jsonl/.ndjson or .parquet file, ``where`` being ``file:line``."""
+class FieldError(ValueError):
+    """A bad value in a named column; the report says which column it is."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def _dialect(path: Path) -> tuple[str, str]:
+    """(encoding, delimiter) of a CSV file: a UTF-8 BOM (Excel's default) is skipped; the delimiter is the one
+    of , ; tab | that splits the header line into the most fields (Excel writes ; in much of Europe)."""
+    with path.open("rb") as f:
+        head = f.readline()
+    encoding = "utf-8-sig" if head.startswith(b"\xef\xbb\xbf") else "utf-8"
+    line = head.decode(encoding, errors="replace")
+    return encoding, max(DELIMITERS, key=lambda d: (line.count(d), d == ","))
+
+
+def rows(path: Path, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Iterator[
+        tuple[str, dict[str, Any]]]:
+    """``(where, row)`` pairs from a .csv, .jsonl/.ndjson or .parquet file, ``where`` being ``file:line``.
+
+    A CSV's header must name the ``required`` columns (``InputError`` with the expected header if not); a row
+    with more or fewer fields than the header is reported with both counts (an unquoted comma, a short row).
+    """
     suffix = path.suffix.lower()
     if not path.exists():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path.resolve()}: no such file")
+    expected = ", ".join(required) + (f"[, {', '.join(optional)}]" if optional else "")
     if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
+        encoding, delimiter = _dialect(path)
+        with path.open(newline="", encoding=encoding) as f:
+            reader = csv.DictReader(f, delimiter=delimiter)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise InputError(f"{path.resolve()}:1: the header is {', '.join(header) or '(empty)'}; expected "
+                                 f"{expected} (missing {', '.join(missing)}; separator {delimiter!r} detected)")
             for row in reader:
-                yield f"{path}:{reader.line_num}", row
+                where = f"{path}:{reader.line_num}"
+                extra = row.pop(None, None)
+                given = len(header) + len(extra or []) - sum(1 for h in header if row.get(h) is None)
+                if extra or any(row.get(h) is None for h in required):  # short of an optional column: fine
+                    yield where, {"__error__": f"{given} field(s), the header has {len(header)} "
+                                               f"({', '.join(header)})" + (" - an unquoted comma?" if extra else "")}
+                    continue
+                yield where, {**row, "__header__": header}
     elif suffix in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8") as f:
+        with path.open(encoding="utf-8-sig") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -81,7 +124,24 @@ def rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 n += 1
                 yield f"{path}:row {n}", row
     else:
-        raise InputError(f"{path}: unknown format {suffix!r} (use .csv, .jsonl or .parquet)")
+        raise InputError(f"{path.resolve()}: unknown format {suffix!r} (use .csv, .jsonl or .parquet)")
+
+
+def where_column(where: str, row: dict[str, Any], exc: ValueError) -> str:
+    """``file:line, column N (name)`` for a CSV cell, ``file:line`` otherwise."""
+    header = row.get("__header__")
+    if isinstance(exc, FieldError) and isinstance(header, list) and exc.column in header:
+        return f"{where}, column {header.index(exc.column) + 1} ({exc.column})"
+    return where
+
+
+def cell(row: dict[str, Any], name: str, convert: Any = None) -> Any:
+    """The named cell, stripped and checked (``_text``), converted; any failure names its column."""
+    try:
+        text = _text(row, name)
+        return convert(text) if convert else text
+    except ValueError as exc:
+        raise FieldError(name, str(exc)) from None
 
 
 MAX_CHARS = {"title": 300, "url": 2048, "image": 2048, "category": 200}  # a card's strings travel in every list
@@ -132,29 +192,32 @@ def _timestamp(raw: Any) -> int:
 def read_catalog(path: Path, report: Report) -> list[dict[str, Any]]:
     products: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for where, row in rows(path):
+    for where, row in rows(path, CATALOG_COLUMNS, ("stock", "currency", "previous_price")):
         try:
             if "__error__" in row:
                 raise ValueError(row["__error__"])
-            pid = _text(row, "id")
+            pid = cell(row, "id")
             if not is_valid_id(pid):
-                raise ValueError(f"invalid id {pid!r}")
+                raise FieldError("id", f"invalid id {pid!r}")
             if pid in seen:
-                raise ValueError(f"duplicate id {pid!r}")
-            stock = _stock(row.get("stock"))
-            price = _price_cents(_text(row, "price"))
+                raise FieldError("id", f"duplicate id {pid!r}")
+            try:
+                stock = _stock(row.get("stock"))
+            except ValueError as exc:
+                raise FieldError("stock", str(exc)) from None
+            price = cell(row, "price", _price_cents)
             previous = row.get("previous_price")
-            was = _price_cents(previous) if previous not in (None, "") else price
+            was = cell(row, "previous_price", _price_cents) if previous not in (None, "") else price
             # The card carries the reference price; a lower current price is a drop the edge can announce.
-            products.append({"id": pid, "category": _text(row, "category"), "title": _text(row, "title"),
-                             "url": _text(row, "url"), "image": _text(row, "image"), "price": max(was, price),
+            products.append({"id": pid, "category": cell(row, "category"), "title": cell(row, "title"),
+                             "url": cell(row, "url"), "image": cell(row, "image"), "price": max(was, price),
                              "current": price, "currency": str(row.get("currency") or "EUR").strip(),
                              "stock": stock})
             seen.add(pid)
         except ValueError as exc:
-            report.reject(where, str(exc))
+            report.reject(where_column(where, row, exc), str(exc))
     if not products:
-        raise InputError(f"{path}: no valid product")
+        raise InputError(f"{path.resolve()}: no valid product")
     return products
 
 
@@ -162,21 +225,21 @@ def read_events(path: Path, products: dict[str, int], report: Report) -> tuple[l
     """Events as the build's structured array; shoppers are indexed in order of first appearance."""
     shoppers: dict[str, int] = {}
     out: list[tuple[int, int, int, int]] = []
-    for where, row in rows(path):
+    for where, row in rows(path, EVENT_COLUMNS):
         try:
             if "__error__" in row:
                 raise ValueError(row["__error__"])
-            shopper, product, kind = _text(row, "shopper"), _text(row, "product"), _text(row, "kind")
+            shopper, product, kind = cell(row, "shopper"), cell(row, "product"), cell(row, "kind")
             if not is_valid_id(shopper):
-                raise ValueError(f"invalid shopper id {shopper!r}")
+                raise FieldError("shopper", f"invalid shopper id {shopper!r}")
             if product not in products:
-                raise ValueError(f"unknown product {product!r}")
+                raise FieldError("product", f"unknown product {product!r}")
             if kind not in EVENT_KINDS:
-                raise ValueError(f"unknown kind {kind!r} (expected {', '.join(EVENT_KINDS)})")
-            ts = _timestamp(_text(row, "ts"))  # every check before the shopper is registered: a bad row adds none
+                raise FieldError("kind", f"unknown kind {kind!r} (expected {', '.join(EVENT_KINDS)})")
+            ts = cell(row, "ts", _timestamp)  # every check before the shopper is registered: a bad row adds none
             out.append((shoppers.setdefault(shopper, len(shoppers)), products[product], EVENT_KINDS.index(kind), ts))
         except ValueError as exc:
-            report.reject(where, str(exc))
+            report.reject(where_column(where, row, exc), str(exc))
     events = np.array(out, dtype=[("shopper", "i4"), ("product", "i4"), ("kind", "i1"), ("ts", "i8")])
     return list(shoppers), events
 
@@ -185,17 +248,17 @@ def read_loyalty(path: Path | None, report: Report) -> dict[str, str]:
     out: dict[str, str] = {}
     if path is None:
         return out
-    for where, row in rows(path):
+    for where, row in rows(path, ("id",), ("loyalty",)):
         try:
             if "__error__" in row:
                 raise ValueError(row["__error__"])
-            sid = _text(row, "id")
+            sid = cell(row, "id")
             tier = str(row.get("loyalty") or "").strip()
             if tier not in ("", "silver", "gold", "platinum"):
-                raise ValueError(f"unknown loyalty tier {tier!r}")
+                raise FieldError("loyalty", f"unknown loyalty tier {tier!r}")
             out[sid] = tier
         except ValueError as exc:
-            report.reject(where, str(exc))
+            report.reject(where_column(where, row, exc), str(exc))
     return out
 
 
@@ -212,5 +275,5 @@ def load_shop(catalog: Path, events: Path, shoppers: Path | None, *, strict: boo
     # No tier given: None, so the build's loyalty rules (purchases and value) decide.
     shop = Shop(products, [{"id": i, "loyalty": loyalty.get(i)} for i in ids], ev, 0, drops).without(erased)
     if not len(shop.events):
-        raise InputError(f"{events}: no valid event")
+        raise InputError(f"{events.resolve()}: no valid event")
     return replace(shop, now=now if now is not None else int(shop.events["ts"].max()) + 1), report
