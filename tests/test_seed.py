@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from personalizer import codec, keys, verify
 from personalizer.identity import UID
@@ -63,3 +64,17 @@ def test_sign_user_prints_a_token_the_worker_accepts() -> None:
     nokey = subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", "sign-user", "c1",
                             "--dev-vars", "/nonexistent"], capture_output=True, text=True, env={"PATH": ""})
     assert nokey.returncode == 2 and "PZ_SIGNING_KEYS" in nokey.stderr
+
+
+def test_cli_defaults_are_relative_to_the_working_directory(tmp_path: Path) -> None:
+    """A non-editable install has no project tree beside it: defaults follow the cwd, errors resolve paths."""
+    run = lambda *a: subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", *a],  # noqa: E731
+                                    cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    missing = run("seed")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"{tmp_path / 'kv-seed' / 'seed.toml'}: no such file" in missing.stderr
+    (tmp_path / "kv-seed").mkdir()
+    (tmp_path / "kv-seed" / "seed.toml").write_text((ROOT / "kv-seed" / "seed.toml").read_text())
+    made = run("seed", "--tombstones", str(tmp_path / "t.txt"))
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "kv-seed" / "out" / "kv.json").exists()

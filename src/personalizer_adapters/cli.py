@@ -12,8 +12,6 @@ from typing import Any
 from personalizer.config import parse_config
 from personalizer.identity import UID, VID, sign
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def read_dev_vars(path: Path) -> dict[str, str]:
     """``.dev.vars`` (dotenv syntax, as wrangler reads it): KEY=VALUE lines, # comments, optional quotes."""
@@ -294,7 +292,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     except (ValueError, PushError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
-    builds = [Path(b) for b in (args.build or [str(ROOT / "kv-seed" / "out")])]
+    builds = [Path(b) for b in (args.build or ["kv-seed/out"])]
     try:
         report = erase_person(args.person, target, Path(args.data), Path(args.state_dir),  # type: ignore[arg-type]
                               Tombstones(Path(args.tombstones) if args.tombstones else None), builds)
@@ -318,11 +316,11 @@ def _erased(args: argparse.Namespace) -> frozenset[str]:
 
 def _target_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--target", choices=("local", "cloudflare"), default="local")
-    s.add_argument("--persist", default=str(ROOT / ".wrangler" / "state"), help="local KV state directory")
+    s.add_argument("--persist", default=".wrangler/state", help="local KV state directory")
     s.add_argument("--account-id", help="Cloudflare account id (or CLOUDFLARE_ACCOUNT_ID)")
     s.add_argument("--namespace-id", help="KV namespace id (or KV_NAMESPACE_ID)")
     s.add_argument("--api-base", help="Cloudflare API base URL (default: the public API)")
-    s.add_argument("--state-dir", default=str(ROOT / ".personalizer" / "state"),
+    s.add_argument("--state-dir", default=".personalizer/state",
                    help="where the last pushed manifest and the resume journal of each target live")
 
 
@@ -359,11 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         s = _add(sub, name, f"print {what}, signed with the first PZ_SIGNING_KEYS key")
         s.add_argument("id")
         s.add_argument("--issued-at", type=int, help="epoch seconds (default: now)")
-        s.add_argument("--dev-vars", default=str(ROOT / ".dev.vars"))
+        s.add_argument("--dev-vars", default=".dev.vars")
         s.set_defaults(func=cmd_sign)
     s = _add(sub, "seed", "generate the demo shop and its v1 records (kv-seed/out/kv.json)")
-    s.add_argument("--config", default=str(ROOT / "kv-seed" / "seed.toml"))
-    s.add_argument("--out", default=str(ROOT / "kv-seed" / "out"))
+    s.add_argument("--config", default="kv-seed/seed.toml")
+    s.add_argument("--out", default="kv-seed/out")
     s.add_argument("--fallback", default="",
                    help="also write the compiled default tier there (`make fallback`: src/personalizer/fallback.py, "
                         "a committed source file, so never by default)")
@@ -374,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     "previous_price]")
     s.add_argument("--events", required=True, help="shopper, product, kind (view|add_to_cart|purchase), ts")
     s.add_argument("--shoppers", help="id, loyalty (optional; else loyalty tiers come from the config's rules)")
-    s.add_argument("--config", default=str(ROOT / "kv-seed" / "seed.toml"), help="list sizes, decay, segment rules")
+    s.add_argument("--config", default="kv-seed/seed.toml", help="list sizes, decay, segment rules")
     s.add_argument("--out", required=True, help="output directory (kv.json, manifest.json, origin/)")
     s.add_argument("--on-bad-row", choices=("skip", "fail"), default="skip",
                    help="skip bad rows (each reported with file and line) or fail the build")
@@ -387,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                               "P-TopFreq, G-TopFreq and TIFU-KNN) on held-out data")
     s.add_argument("--catalog", help="as for build (default: the seed shop, with its known latent tastes)")
     s.add_argument("--events")
-    s.add_argument("--config", default=str(ROOT / "kv-seed" / "seed.toml"))
+    s.add_argument("--config", default="kv-seed/seed.toml")
     s.add_argument("--k", type=int, default=12)
     s.add_argument("--holdout", type=int, default=3, help="last interactions held out per shopper")
     s.add_argument("--min-events", type=int, default=6, help="people with fewer interactions are left out")
@@ -402,18 +400,18 @@ def main(argv: list[str] | None = None) -> int:
     s = _add(sub, "origin", "serve the origin (the edge's miss path) with uvicorn")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8788)
-    s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"))
-    s.add_argument("--dev-vars", default=str(ROOT / ".dev.vars"))
+    s.add_argument("--data", default="kv-seed/out/origin")
+    s.add_argument("--dev-vars", default=".dev.vars")
     s.set_defaults(func=cmd_origin)
     s = _add(sub, "push", "push a build to KV: diff-only, resumable, manifest flipped last")
-    s.add_argument("--build", default=str(ROOT / "kv-seed" / "out"), help="build output (kv.json, generation.txt)")
+    s.add_argument("--build", default="kv-seed/out", help="build output (kv.json, generation.txt)")
     s.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
     _tombstones_flag(s)
     _target_flags(s)
     s.set_defaults(func=cmd_push)
     s = _add(sub, "refresh", "recompute the profiles of people with new events (the event log) and push the "
                              "changed ones")
-    s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"), help="origin data directory")
+    s.add_argument("--data", default="kv-seed/out/origin", help="origin data directory")
     s.add_argument("--follow", action="store_true", help="keep refreshing until Ctrl-C (which lets the batch in "
                                                          "flight finish)")
     s.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
@@ -421,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(func=cmd_refresh)
     s = _add(sub, "report", "experiments (banner variants against their control) and slots/tiers, from the "
                             "event log")
-    s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"), help="origin data directory")
+    s.add_argument("--data", default="kv-seed/out/origin", help="origin data directory")
     s.add_argument("--since", help="7d, 12h, a date (2026-11-01) or epoch seconds (default: everything)")
     s.add_argument("--window-hours", type=float, default=24.0, help="attribution window after an exposure")
     s.add_argument("--html", help="also write a self-contained HTML page with charts here")
@@ -432,14 +430,20 @@ def main(argv: list[str] | None = None) -> int:
     s = _add(sub, "erase", "remove a person from KV, the profile store, the event log and build artifacts "
                            "(privacy); a tombstone keeps them out of every later build and push")
     s.add_argument("--person", required=True)
-    s.add_argument("--data", default=str(ROOT / "kv-seed" / "out" / "origin"), help="origin data directory")
+    s.add_argument("--data", default="kv-seed/out/origin", help="origin data directory")
     s.add_argument("--build", action="append", help="a build directory whose artifacts to scrub (repeatable; "
                                                      "default: kv-seed/out)")
     _tombstones_flag(s)
     _target_flags(s)
     s.set_defaults(func=cmd_erase)
     args = p.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except FileNotFoundError as exc:  # default paths are relative to the working directory: say which file
+        where = Path(exc.filename).resolve() if exc.filename else exc
+        print(f"error: {where}: no such file (the defaults are relative to the current directory; run from the "
+              "project's, or name the file)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

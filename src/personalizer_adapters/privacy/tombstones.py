@@ -14,12 +14,11 @@ from pathlib import Path
 
 from personalizer import keys
 
-ROOT = Path(__file__).resolve().parents[3]
 HEADER = "# erased people, one id a line: every personalizer build, seed, push and origin leaves them out\n"
 
 
 def default_path() -> Path:
-    return Path(os.environ.get("PZ_TOMBSTONES") or ROOT / ".personalizer" / "tombstones.txt")
+    return Path(os.environ.get("PZ_TOMBSTONES") or ".personalizer/tombstones.txt").resolve()
 
 
 class Tombstones:
