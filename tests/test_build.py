@@ -81,6 +81,14 @@ def test_build_reports_every_bad_row_with_file_and_line(inputs: dict[str, Path],
     assert f"{inputs['catalog']}:7, column 1 (id): duplicate id 'p1'" in err
     assert f"{inputs['catalog']}:8, column 4 (price): missing price" in err
     assert "skipped 4 bad row(s) in " + str(inputs["jsonl"]) in err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())  # counts only, by file and reason
+    assert report["inputs"]["rows_skipped"] == {str(inputs["catalog"]): 3, str(inputs["jsonl"]): 4}
+    assert report["inputs"]["by_reason"][str(inputs["catalog"])]["duplicate id"] == 1
+    assert report["inputs"]["by_reason"][str(inputs["jsonl"])]["unknown product"] >= 1
+    assert sum(report["inputs"]["by_reason"][str(inputs["jsonl"])].values()) == 4
+    assert report["products"] > 0 and report["events"] > 0
+    assert report["generation"] == Build.load(tmp_path / "out").generation
+    assert "p1" not in json.dumps(report["inputs"])  # no row content
     assert f"{inputs['jsonl']}:4: unknown product 'nope'" in err and f"{inputs['jsonl']}:7: not valid JSON" in err
     built = Build.load(tmp_path / "out")
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

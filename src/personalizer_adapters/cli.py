@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -89,11 +90,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"error: {len(built.warnings)} warning(s) under --on-bad-row fail: nothing written", file=sys.stderr)
         return 2
     write_outputs(shop, built, out, erased)
+    (out / "report.json").write_text(json.dumps({
+        "generation": built.generation, "products": len(shop.products), "shoppers": len(shop.shoppers),
+        "events": len(shop.events), "records": len(built.records), "inputs": report.as_json(),
+        "warnings": list(built.warnings)}, indent=1) + "\n")
     size = sum(len(v) for v in built.records.values())
     print(f"build: generation {built.generation}: {len(shop.products)} products, {len(shop.shoppers)} shoppers, "
           f"{len(shop.events)} events -> {len(built.records)} records ({built.reused} unchanged profiles "
           f"reused), {size / 1e6:.1f} MB in {out} "
-          f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+          f"({time.perf_counter() - t0:.1f}s); counts in {(out / 'report.json').resolve()}", file=sys.stderr)
     return 0
 
 

@@ -35,7 +35,9 @@ class InputError(Exception):
 class Report:
     strict: bool
     bad: dict[str, int] = field(default_factory=dict)     # file -> bad rows
+    reasons: dict[str, dict[str, int]] = field(default_factory=dict)  # file -> kind of problem -> rows
     examples: list[str] = field(default_factory=list)
+    erased: int = 0  # shoppers left out because they are tombstoned
 
     def reject(self, where: str, reason: str) -> None:
         message = f"{where}: {reason}"
@@ -43,14 +45,25 @@ class Report:
             raise InputError(message)
         path = where.split(", column")[0].rsplit(":", 1)[0]
         self.bad[path] = self.bad.get(path, 0) + 1
+        kind = reason.split(" '")[0].split(" (")[0].split(", the header")[0]  # "unknown product 'x'" -> kind
+        if kind.endswith("field(s)"):
+            kind = "wrong number of fields"
+        per = self.reasons.setdefault(path, {})
+        per[kind] = per.get(kind, 0) + 1
         if len(self.examples) < MAX_REPORTED:
             self.examples.append(message)
 
     def summary(self) -> str:
         if not self.bad:
             return "inputs: no bad rows"
-        lines = [f"inputs: skipped {n} bad row(s) in {path}" for path, n in self.bad.items()]
+        lines = [f"inputs: skipped {n} bad row(s) in {path}: " + ", ".join(
+            f"{c} {k}" for k, c in sorted(self.reasons[path].items(), key=lambda x: -x[1]))
+            for path, n in self.bad.items()]
         return "\n".join(lines + [f"  {e}" for e in self.examples])
+
+    def as_json(self) -> dict[str, Any]:
+        """Counts only (no row content, which may name people): for the build's report file."""
+        return {"rows_skipped": dict(self.bad), "by_reason": self.reasons, "erased_shoppers_left_out": self.erased}
 
 
 class FieldError(ValueError):
@@ -273,7 +286,9 @@ def load_shop(catalog: Path, events: Path, shoppers: Path | None, *, strict: boo
     ev.sort(order=["ts", "shopper"], kind="stable")
     drops = {i: p["current"] for i, p in enumerate(products) if p["current"] < p["price"]}
     # No tier given: None, so the build's loyalty rules (purchases and value) decide.
-    shop = Shop(products, [{"id": i, "loyalty": loyalty.get(i)} for i in ids], ev, 0, drops).without(erased)
+    whole = Shop(products, [{"id": i, "loyalty": loyalty.get(i)} for i in ids], ev, 0, drops)
+    shop = whole.without(erased)
+    report.erased = len(whole.shoppers) - len(shop.shoppers)
     if not len(shop.events):
         raise InputError(f"{events.resolve()}: no valid event")
     return replace(shop, now=now if now is not None else int(shop.events["ts"].max()) + 1), report
