@@ -336,13 +336,12 @@ class Personalizer:
             stored = len(kept)
         if visitor.minted and visitor.visitor_id and stored:
             hdrs.append(self._visitor_cookie(visitor.visitor_id, now))
-        cookie_tail = f"Path=/; Max-Age={self.config.session_max_age_s}; Secure; HttpOnly; SameSite=Lax"
         if stored and visitor.person and not flags:  # a robot's or a prefetch's events are not the shopper's
             state = session.fold(self._session(visitor, cookies, now), visitor.person, kept, now)
-            hdrs.append(("set-cookie", f"{session.SESSION}={session.encode(state, now, self.config.signing_keys[0])}; "
-                                       + cookie_tail))
+            hdrs.append(_cookie(session.SESSION, session.encode(state, now, self.config.signing_keys[0]),
+                                self.config.session_max_age_s))
         elif not visitor.consented and cookies and session.SESSION in cookies:  # consent denied: no such state
-            hdrs.append(("set-cookie", f"{session.SESSION}=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"))
+            hdrs.append(_cookie(session.SESSION, "", 0))
         return Reply(202, tuple(hdrs), dumps({"accepted": len(kept), "stored": stored, "rejected": rejected}))
 
     def _identify(self, headers: dict[str, str], now: int) -> tuple[Visitor, dict[str, str] | None]:
@@ -367,9 +366,12 @@ class Personalizer:
             return None
 
     def _visitor_cookie(self, visitor_id: str, now: int) -> tuple[str, str]:
-        token = sign(VID, visitor_id, now, self.config.signing_keys[0])
-        return ("set-cookie", f"{VID}={token}; Path=/; Max-Age={self.config.vid_max_age_s}; "
-                              "Secure; HttpOnly; SameSite=Lax")
+        return _cookie(VID, sign(VID, visitor_id, now, self.config.signing_keys[0]), self.config.vid_max_age_s)
+
+
+def _cookie(name: str, value: str, max_age_s: int) -> tuple[str, str]:
+    """A ``Set-Cookie`` header of ours: site-wide, script-proof, HTTPS only; ``max_age_s`` 0 deletes it."""
+    return ("set-cookie", f"{name}={value}; Path=/; Max-Age={max_age_s}; Secure; HttpOnly; SameSite=Lax")
 
 
 async def _none() -> None:

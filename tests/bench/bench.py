@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +191,36 @@ def again_slot() -> None:
         print(f"{name:48} {med:10.3f} {p99:8.3f} {med / base:7.2f}")
 
 
+@contextmanager
+def origin_process(data: Path, secret: str) -> Iterator[str]:
+    """The origin as `personalizer origin` serves it, in a process of its own (as deployed), on a free
+    loopback port; yields its URL once /healthz answers, stops it after."""
+    import httpx
+
+    from tests.test_edge_events import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    dev_vars = data.parent / "origin.dev.vars"
+    dev_vars.write_text(f"ORIGIN_SECRET={secret}\n")
+    server = subprocess.Popen([sys.executable, "-m", "personalizer_adapters.cli", "origin", "--port", str(port),
+                               "--data", str(data), "--dev-vars", str(dev_vars)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/healthz").raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def ingest_throughput() -> None:
     """The origin's /v1/ingest: events per second in batches of 100 (10 beacons of 10 events), stored once."""
     import shutil
@@ -200,7 +232,6 @@ def ingest_throughput() -> None:
     from personalizer_adapters.events.eventlog import EventLog
     from personalizer_adapters.origin.app import SECRET_HEADER
     from personalizer_adapters.origin.store import ProfileStore
-    from tests.test_edge_events import free_port
 
     secret = "bench-ingest-secret-0123456789"
     now = int(time.time())
@@ -223,23 +254,7 @@ def ingest_throughput() -> None:
         bodies = {w: [json.dumps(batch(f"http{w}", b)).encode() for b in range(n)] for w in range(5)}
         rates = {}
         failures: list[BaseException] = []
-        # The origin in a process of its own (as deployed), the clients in this one.
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-c", (
-            "import sys, uvicorn; from pathlib import Path; from personalizer_adapters.origin.app import create_app; "
-            "uvicorn.run(create_app(Path(sys.argv[1]), sys.argv[2]), host='127.0.0.1', port=int(sys.argv[3]), "
-            "log_level='warning')"), str(data), secret, str(port)], cwd=ROOT)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(url + "/healthz").raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+        with origin_process(data, secret) as url:  # the clients in this process
             for clients in (1, 4):
                 def post(w: int) -> None:
                     try:
@@ -260,9 +275,6 @@ def ingest_throughput() -> None:
                 rates[clients] = clients * n * 100 / (time.perf_counter() - t0)
                 if failures:
                     raise failures[0]
-        finally:
-            server.terminate()
-            server.wait(10)
         total = log.count() - seeded
         assert total == 6 * n * 100, total  # in process, 1 client, 4 clients: each event stored once
     print(f"\norigin ingest: {n} batches of 100 events per run, SQLite WAL, every event new (stored once: "
@@ -329,7 +341,6 @@ def freshness() -> None:
     from personalizer.records import Profile
     from personalizer_adapters.kv.plan import read_bulk
     from tests.runtime.harness import edge_runtime
-    from tests.test_edge_events import free_port
 
     secret, key = "bench-fresh-secret-0123456789", KEY
     records = dict(read_bulk(ROOT / "kv-seed/out/kv.json"))
@@ -346,16 +357,12 @@ def freshness() -> None:
     now = int(time.time())
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(shutil.copytree(ROOT / "kv-seed/out/origin", Path(tmp) / "origin"))
-        port = free_port()
-        origin = subprocess.Popen([sys.executable, "-c", (
-            "import sys, uvicorn; from pathlib import Path; from personalizer_adapters.origin.app import create_app; "
-            "uvicorn.run(create_app(Path(sys.argv[1]), sys.argv[2]), host='127.0.0.1', port=int(sys.argv[3]), "
-            "log_level='warning')"), str(data), secret, str(port)], cwd=ROOT, env=env)
         persist = Path(tmp) / "state"
-        variables = {"PZ_SIGNING_KEYS": key, "ORIGIN_URL": f"http://127.0.0.1:{port}", "ORIGIN_SECRET": secret}
         refresh = None
         try:
-            with edge_runtime(persist, seed=ROOT / "kv-seed/out/kv.json", variables=variables) as (url, _), \
+            with origin_process(data, secret) as origin_url, \
+                    edge_runtime(persist, seed=ROOT / "kv-seed/out/kv.json", variables={
+                        "PZ_SIGNING_KEYS": key, "ORIGIN_URL": origin_url, "ORIGIN_SECRET": secret}) as (url, _), \
                     httpx.Client(base_url=url, timeout=30) as client:
                 refresh = subprocess.Popen([sys.executable, "-m", "personalizer_adapters.cli", "refresh", "--follow",
                                             "--target", "local", "--persist", str(persist), "--data", str(data),
@@ -386,8 +393,6 @@ def freshness() -> None:
             if refresh is not None:
                 refresh.terminate()
                 refresh.wait(30)
-            origin.terminate()
-            origin.wait(10)
     ms = [1000 * fresh[u] for u in users if u in fresh]
     q = statistics.quantiles(ms, n=20, method="inclusive")
     print(f"\nfreshness: beacon accepted -> new profile readable in KV, {len(ms)}/{len(users)} people "

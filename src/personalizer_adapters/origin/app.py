@@ -50,7 +50,6 @@ class Origin:
 
     def __init__(self, data_dir: Path) -> None:
         self.model = Model.load(data_dir)
-        self.index = self.model.index
         self.store = ProfileStore(data_dir / "store.sqlite")
         self.log = EventLog(data_dir / "events.sqlite")
 
