@@ -4,12 +4,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The ports, in one place: `make dev PORT=8790 ORIGIN_PORT=8791` (the worker is told where the origin is).
+# The ports, in one place: `make dev PORT=8790 ORIGIN_PORT=8791 SHOP_PORT=8792` (each is told of the others).
 PORT ?= 8787
 ORIGIN_PORT ?= 8788
+SHOP_PORT ?= 8789
 SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
 
-.PHONY: dev test bench lint seed fallback bundle install clean fuzz
+.PHONY: dev test bench lint seed fallback assets bundle install clean fuzz
 .DEFAULT_GOAL := dev
 
 install: $(VENV)/.installed node_modules/.installed
@@ -48,17 +49,35 @@ seed: install
 fallback: install
 	$(VENV)/bin/personalizer seed --out "$$(mktemp -d)" --fallback src/personalizer/fallback.py --tombstones /dev/null
 
-# The origin (uvicorn, 127.0.0.1:$(ORIGIN_PORT)) runs beside the edge and stops with it.
+# The browser snippet and its stylesheet (web/) minified into src/personalizer/assets.py (committed).
+assets: node_modules/.installed
+	$(PYTHON) web/build.py
+
+# The origin (127.0.0.1:$(ORIGIN_PORT)) and the demo shop (127.0.0.1:$(SHOP_PORT)) run beside the edge and stop
+# with it. The shop is another origin (ALLOWED_ORIGINS) and the worker's PAGES_ORIGIN (edge-side injection).
 dev: install .dev.vars .wrangler/state/.seeded
 	@echo "a signed-in shopper: curl -H \"Cookie: pz_uid=$$($(VENV)/bin/personalizer sign-user c00001)\" 'http://127.0.0.1:$(PORT)/v1/page?slots=hero,home,recent'"
 	@echo "one only the origin knows (a miss, then a KV hit): pz_uid=$$($(VENV)/bin/personalizer sign-user c05001)"
-	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) & origin=$$!; trap "kill $$origin 2>/dev/null" EXIT; \
-		sleep 2; kill -0 $$origin 2>/dev/null || exit 2; \
+	@echo "the demo shop (pz.js, cross-origin): http://127.0.0.1:$(SHOP_PORT)/  through the worker (injection): http://127.0.0.1:$(PORT)/injected"
+	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) & origin=$$!; \
+		$(VENV)/bin/personalizer shop --port $(SHOP_PORT) --edge http://127.0.0.1:$(PORT) & shop=$$!; \
+		trap "kill $$origin $$shop 2>/dev/null" EXIT; \
+		sleep 2; kill -0 $$origin 2>/dev/null && kill -0 $$shop 2>/dev/null || exit 2; \
 		node tests/runtime/edge.mjs --port $(PORT) --persist .wrangler/state \
-			--var ORIGIN_URL=http://127.0.0.1:$(ORIGIN_PORT)
+			--var ORIGIN_URL=http://127.0.0.1:$(ORIGIN_PORT) \
+			--var ALLOWED_ORIGINS=http://127.0.0.1:$(SHOP_PORT),http://localhost:$(SHOP_PORT) \
+			--var PAGES_ORIGIN=http://127.0.0.1:$(SHOP_PORT)
 
-test: lint
-	$(PY) -m pytest -q
+# The browser tests use Debian's Chromium (a browser download at test time is not possible everywhere).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests (or set CHROMIUM=/path/to/chromium)"
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "error: the browser tests need Chromium: apt-get install chromium, or set CHROMIUM" >&2; exit 2; fi
+
+test: lint $(CHROMIUM)
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
 
 # The property tests of tests/test_fuzz.py with many more examples than `make test` runs.
 fuzz: install

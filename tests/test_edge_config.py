@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -9,7 +11,7 @@ import pytest
 
 from personalizer_adapters.batch.build import Built
 from tests.conftest import TEST_KEY
-from tests.runtime.harness import ROOT, edge_runtime
+from tests.runtime.harness import ROOT, edge_runtime, wrangler_kv_get
 from tests.test_edge_origin import shared_seed
 
 pytestmark = pytest.mark.edge
@@ -26,3 +28,17 @@ def test_unquoted_numeric_vars_are_read(built: Built, tmp_path: Path) -> None:
         r = httpx.get(f"{url}/v1/recommendations?slot=home", headers={"cookie": "pz_consent=denied"}, timeout=30)
     assert r.status_code == 200 and r.headers["cache-control"] == "private, max-age=7", "".join(logs[-20:])
     assert not any("bad worker configuration" in line for line in logs)
+
+
+def test_wrangler_kv_local_writes_as_the_readme_says(tmp_path: Path) -> None:
+    """`wrangler kv key put/delete --local` work without `--preview false` (the binding has no preview_id)."""
+    base = [str(ROOT / "node_modules/.bin/wrangler"), "kv", "key"]
+    where = ["--binding", "PERSONALIZATION", "--local", "--persist-to", str(tmp_path)]
+    env = {**os.environ, "WRANGLER_SEND_METRICS": "false"}
+    put = subprocess.run([*base, "put", "pz1:readme", "hello", *where], cwd=ROOT, capture_output=True, text=True,
+                         env=env)
+    assert put.returncode == 0, put.stderr
+    assert wrangler_kv_get(tmp_path, "pz1:readme") == b"hello"
+    gone = subprocess.run([*base, "delete", "pz1:readme", *where], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert gone.returncode == 0, gone.stderr
+    assert wrangler_kv_get(tmp_path, "pz1:readme") is None

@@ -9,13 +9,16 @@ import logging
 import secrets
 import time
 
-from pyodide.ffi import create_proxy
-from workers import fetch
+from js import Headers, Object, TransformStream
+from js import fetch as js_fetch
+from pyodide.ffi import create_proxy, to_js
+from workers import Response, fetch
 
 from personalizer import Config, MissPath, parse_config
 from personalizer.config import VARS
 from personalizer.digits import ascii_digits
 from personalizer.events import retry_delay_s
+from personalizer.inject import splice
 
 log = logging.getLogger("personalizer.worker")
 
@@ -127,20 +130,93 @@ async def deliver_events(config, batch):
     batch.ackAll()
 
 
+# Request headers not passed on to the shop's origin (hop-by-hop, or the worker's own business).
+NOT_FORWARDED = frozenset(("host", "connection", "keep-alive", "transfer-encoding", "upgrade", "content-length",
+                           "accept-encoding", "te", "trailer", "proxy-authorization"))
+# Origin headers that would be wrong on a page whose body the worker changed.
+NOT_RETURNED = frozenset(("content-length", "content-encoding", "etag", "last-modified", "cache-control",
+                          "expires", "age", "transfer-encoding", "connection", "keep-alive"))
+
+
+def defer(ctx, awaitable):
+    """Run ``awaitable`` in the background, kept alive by ``ctx.waitUntil``, as the SDK does for its own
+    tasks: the task crosses as a proxy (a thenable), destroyed once it settles rather than left to leak."""
+    task = asyncio.ensure_future(awaitable)
+    proxy = create_proxy(task)
+    task.add_done_callback(lambda _: proxy.destroy())
+    ctx.waitUntil(proxy)
+
+
+async def inject_page(request, url, core, config, ctx):
+    """Edge-side injection (``PAGES_ORIGIN``): the shop's page with its placeholders filled, streamed.
+
+    Headers go out as soon as the origin answers; the body is spliced chunk by chunk. Anything that is not
+    a 200 HTML answer to a GET passes through untouched; an origin that cannot be reached is a 502 with no
+    details; a personalization failure leaves the page as the origin sent it.
+    """
+    target = config.pages_origin + url.path + (f"?{url.query}" if url.query else "")
+    forward = Headers.new()
+    for name, value in request.headers.items():
+        if name.lower() not in NOT_FORWARDED:
+            forward.append(name, value)
+    init = {"method": request.method, "headers": forward, "redirect": "manual"}
+    if request.method not in ("GET", "HEAD"):
+        init["body"] = request.js_object.body
+        init["duplex"] = "half"
+    try:
+        upstream = await js_fetch(target, to_js(init, dict_converter=Object.fromEntries))
+    except Exception as exc:
+        log.warning("pages origin unreachable error=%s", type(exc).__name__)
+        return Response('{"error":{"code":"bad_gateway","message":"the page is not available"}}', status=502,
+                        headers={"content-type": "application/json; charset=utf-8", "cache-control": "no-store",
+                                 "x-content-type-options": "nosniff"})
+    ctype = (upstream.headers.get("content-type") or "").lower()
+    if request.method != "GET" or upstream.status != 200 or not ctype.startswith("text/html") or not upstream.body:
+        return Response(upstream)
+    page = core.injection({h: request.headers.get(h) for h in ("cookie", "sec-gpc")})
+    out = []
+    vary = ""
+    for name, value in upstream.headers.entries():
+        lower = name.lower()
+        if lower == "vary":
+            vary = value
+        elif lower not in NOT_RETURNED:
+            out.append((name, value))
+    out += [("cache-control", "private, no-cache"), ("vary", f"{vary}, Cookie, Sec-GPC" if vary else "Cookie, Sec-GPC"),
+            *page.set_cookies]
+    stream = TransformStream.new()
+    writer = stream.writable.getWriter()
+    reader = upstream.body.getReader()
+
+    async def chunks():
+        while True:
+            chunk = await reader.read()
+            if chunk.done:
+                return
+            yield bytes(chunk.value.to_bytes())
+
+    async def write(data):
+        await writer.write(to_js(data))
+
+    async def pump():
+        try:
+            filled = await splice(chunks(), write, page.fill)
+            log.info("page injected path=%s placeholders=%d", url.path, filled)
+            await writer.close()
+        except Exception as exc:  # the origin's body broke off, or the browser went away
+            log.warning("page injection stopped path=%s error=%s", url.path, type(exc).__name__)
+            await writer.abort(str(type(exc).__name__))
+
+    defer(ctx, pump())
+    return Response(stream.readable, status=200, headers=out)
+
+
 def miss_path(config, kv, ctx, gate):
     """The miss path when an origin is configured, else ``None`` (misses go straight to the next tier)."""
     if not (config.origin_url and config.origin_secret):
         return None
 
-    def defer(awaitable):
-        # As the SDK does for its own background tasks: the task crosses into waitUntil as a proxy (a
-        # thenable), destroyed once it settles rather than left to leak.
-        task = asyncio.ensure_future(awaitable)
-        proxy = create_proxy(task)
-        task.add_done_callback(lambda _: proxy.destroy())
-        ctx.waitUntil(proxy)
-
-    return MissPath(OriginFetch(config.origin_url, config.origin_secret), gate, kv, defer)
+    return MissPath(OriginFetch(config.origin_url, config.origin_secret), gate, kv, lambda aw: defer(ctx, aw))
 
 
 class WorkersClock:

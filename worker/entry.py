@@ -8,6 +8,7 @@ from cf import (
     WorkersClock,
     config_from_env,
     deliver_events,
+    inject_page,
     mint_visitor_id,
     miss_path,
     read_body,
@@ -25,7 +26,7 @@ _gate = None
 
 
 # The request headers the core reads; no other header reaches it.
-HEADERS = ("cookie", "sec-gpc", "content-type", "user-agent", "sec-purpose", "purpose")
+HEADERS = ("cookie", "sec-gpc", "content-type", "user-agent", "sec-purpose", "purpose", "origin", "if-none-match")
 
 
 def _setup(env):
@@ -45,9 +46,14 @@ class Default(WorkerEntrypoint):
         sink = getattr(self.env, "EVENTS", None)
         core = Personalizer(_config, kv, WorkersClock(), mint_visitor_id, _cache,
                             miss_path(_config, kv, self.ctx, _gate), EventQueue(sink) if sink else None)
+        path = core.route(url.path)
+        if _config.pages_origin and not (path.startswith("/v1/") or path == "/healthz"):
+            return await inject_page(request, url, core, _config, self.ctx)
         body = await read_body(request, MAX_BEACON_BYTES) if request.method == "POST" else b""
         reply = await core.handle(request.method, url.path, url.query, {h: headers.get(h) for h in HEADERS}, body)
-        return Response(reply.body, status=reply.status, headers=list(reply.headers))
+        # 204 (a preflight) and 304 (an asset not changed) are null-body statuses: no body at all.
+        body = None if reply.status in (204, 304) else reply.body
+        return Response(body, status=reply.status, headers=list(reply.headers))
 
     async def queue(self, batch):
         """Consumer of the event queue and of its dead-letter queue (wrangler.toml [[queues.consumers]])."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,13 +28,41 @@ class Config:
     session_max_age_s: int = 86400         # how long the signed session state (pz_s) is trusted
     events_retry_base_s: int = 5            # first delay before a failed event batch is posted again
     events_retry_max_s: int = 3600          # the delay doubles per attempt up to this (and stays there in the DLQ)
+    allowed_origins: frozenset[str] = frozenset()  # shop origins other than ours that may call (CORS)
+    base_path: str = ""                     # the worker's routes under a prefix of the shop's host ("/pz")
+    pages_origin: str = ""                  # edge-side injection: the shop's own HTML comes from here
 
 
 # Every variable parse_config reads: the worker copies exactly these from its env (vars and secrets).
 VARS = ("PZ_SIGNING_KEYS", "CONSENT_DEFAULT", "UID_MAX_AGE_S", "VID_MAX_AGE_S", "BROWSER_MAX_AGE_S",
         "CACHE_MAX_BYTES", "MANIFEST_TTL_S", "ORIGIN_URL", "ORIGIN_TIMEOUT_MS", "ORIGIN_SECRET",
         "ORIGIN_WRITEBACK_TTL_S", "ORIGIN_BREAKER_FAILURES", "ORIGIN_BREAKER_COOLDOWN_S", "ORIGIN_NEGATIVE_TTL_S",
-        "EVENTS_RETRY_BASE_S", "EVENTS_RETRY_MAX_S", "SESSION_MAX_AGE_S")
+        "EVENTS_RETRY_BASE_S", "EVENTS_RETRY_MAX_S", "SESSION_MAX_AGE_S", "ALLOWED_ORIGINS", "BASE_PATH",
+        "PAGES_ORIGIN")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_BASE_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+def _origins(raw: str) -> frozenset[str]:
+    """``ALLOWED_ORIGINS``: comma-separated exact origins (scheme, host, optional port; no path)."""
+    out = set()
+    for part in raw.split(","):
+        origin = part.strip()
+        if not origin:
+            continue
+        if _ORIGIN.fullmatch(origin) is None:
+            raise ValueError(f"ALLOWED_ORIGINS: {origin!r} is not an origin like https://shop.example "
+                             "(scheme and host, optional port, no path or trailing slash)")
+        out.add(origin.lower())
+    return frozenset(out)
+
+
+def _pages_origin(raw: str) -> str:
+    origin = raw.strip().rstrip("/")
+    if origin and re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", origin) is None:
+        raise ValueError(f"PAGES_ORIGIN must be an http(s) URL like https://origin.shop.example, got {raw!r}")
+    return origin
+
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
@@ -77,4 +106,14 @@ def parse_config(env: Mapping[str, str]) -> Config:
         # Cloudflare Queues accept retry delays of at most 12 hours.
         events_retry_base_s=_int(env, "EVENTS_RETRY_BASE_S", d.events_retry_base_s, 0, 43200),
         events_retry_max_s=_int(env, "EVENTS_RETRY_MAX_S", d.events_retry_max_s, 0, 43200),
+        allowed_origins=_origins(str(env.get("ALLOWED_ORIGINS", ""))),
+        base_path=_base_path(str(env.get("BASE_PATH", ""))),
+        pages_origin=_pages_origin(str(env.get("PAGES_ORIGIN", ""))),
     )
+
+
+def _base_path(raw: str) -> str:
+    path = raw.strip().rstrip("/")
+    if path and _BASE_PATH.fullmatch(path) is None:
+        raise ValueError(f"BASE_PATH must be a path like /pz (letters, digits, . _ ~ -), got {raw!r}")
+    return path

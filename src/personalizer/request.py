@@ -24,7 +24,8 @@ READ_METHODS = "GET, HEAD"
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """What the client asked for, validated. ``endpoint`` is recommendations|banner|page|healthz|events."""
+    """What the client asked for, validated. ``endpoint`` is recommendations|banner|page|healthz|events|asset
+    (``slots``: the file's name)|preflight (``slots``: the path asked about)."""
 
     endpoint: str
     head: bool = False
@@ -32,6 +33,7 @@ class Ask:
     limit: int = 12
     item: str | None = None
     format: str = "json"
+    version: str | None = None  # an asset's ?v=: the version the page links to (long-cacheable when current)
 
 
 def _params(query: str) -> dict[str, str]:
@@ -77,10 +79,16 @@ def _item(p: dict[str, str], required: bool) -> str | None:
 def parse_ask(method: str, path: str, query: str) -> Ask:
     """Validate a request line; raises ``BadRequest`` (404, 405, 4xx) for anything off contract."""
     routes = {"/healthz": "healthz", "/v1/recommendations": "recommendations", "/v1/banner": "banner",
-              "/v1/page": "page", "/v1/events": "events"}
+              "/v1/page": "page", "/v1/events": "events", "/v1/pz.js": "asset", "/v1/pz.css": "asset"}
     endpoint = routes.get(path)
     if endpoint is None:
         raise BadRequest("not_found", "no such endpoint", 404)
+    if method == "OPTIONS" and endpoint != "healthz":  # a CORS preflight (or a client asking what is allowed)
+        return Ask("preflight", slots=(path,))
+    if endpoint == "asset":
+        if method not in ("GET", "HEAD"):
+            raise BadRequest("method_not_allowed", f"use {READ_METHODS}", 405, allow=READ_METHODS)
+        return Ask("asset", method == "HEAD", (path.rsplit("/", 1)[1],), version=_params(query).get("v"))
     if endpoint == "events":
         if method != "POST":
             raise BadRequest("method_not_allowed", "use POST", 405, allow="POST")

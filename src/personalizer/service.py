@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from html import escape
 from typing import Any
 
-from . import again, codec, events, fallback, keys, session
+from . import again, assets, codec, events, fallback, keys, session
 from .banners import BannerChoice, choose
 from .cache import SharedCache
 from .config import Config
 from .errors import BadRequest, DecodeError
 from .identity import VID, Visitor, identify, sign
+from .inject import Marker
 from .ladder import Carousel, assemble, interleave
 from .miss import MissPath, Resolved
 from .ports import Clock, EventSink, IdMinter, KVReader, Reply
@@ -35,7 +37,7 @@ from .records import (
     Settings,
 )
 from .render import banner_html, banner_json, carousel_html, carousel_json, dumps
-from .request import Ask, gpc_opt_out, header, parse_ask, parse_cookies
+from .request import READ_METHODS, Ask, gpc_opt_out, header, parse_ask, parse_cookies
 
 log = logging.getLogger("personalizer")
 MAX_CART_LOOKUPS = 5
@@ -259,6 +261,20 @@ class Personalizer:
         ``body``: the request body (POST only), ``None`` when it was longer than a beacon may be and was
         not read.
         """
+        reply = await self._answer(method, self.route(path), query, headers, body)
+        if not self.config.allowed_origins:
+            return reply
+        return _with_cors(reply, header(headers, "origin"), self.config.allowed_origins)
+
+    def route(self, path: str) -> str:
+        """The path without ``BASE_PATH`` (the worker routed under the shop's host, ``shop.example/pz/*``)."""
+        base = self.config.base_path
+        if base and (path == base or path.startswith(base + "/")):
+            return path[len(base):] or "/"
+        return path
+
+    async def _answer(self, method: str, path: str, query: str, headers: dict[str, str],
+                      body: bytes | None) -> Reply:
         t0 = self.clock.monotonic_ms()
         self._kv_ms = self._origin_ms = 0.0
         self._outcomes = []
@@ -273,6 +289,10 @@ class Personalizer:
         if ask.endpoint == "healthz":
             return Reply(200, (("content-type", "application/json"), ("cache-control", "no-store"), NOSNIFF),
                          b"" if ask.head else b'{"status":"ok"}')
+        if ask.endpoint == "preflight":
+            return _preflight(ask.slots[0], header(headers, "origin"), self.config.allowed_origins)
+        if ask.endpoint == "asset":
+            return _asset(ask, header(headers, "if-none-match"))
         now = int(self.clock.now())
         if ask.endpoint == "events":
             return await self.beacon(headers, body, now)
@@ -305,6 +325,40 @@ class Personalizer:
         else:
             hdrs.append(("cache-control", f"private, max-age={self.config.browser_max_age_s}"))
         return Reply(200, tuple(hdrs), b"" if ask.head else body)
+
+    # -- edge-side injection --------------------------------------------------------------------------------
+    def injection(self, headers: dict[str, str]) -> Injection:
+        """Who the page is for, decided once before its first byte is sent (a minted visitor id's cookie
+        must go out with the page's headers); ``Injection.fill`` then computes its placeholders' fragments."""
+        now = int(self.clock.now())
+        visitor, cookies = self._identify(headers, now)
+        live = self._session(visitor, cookies, now)
+        set_cookies = (self._visitor_cookie(visitor.visitor_id, now),) if visitor.minted and visitor.visitor_id else ()
+        return Injection(self, visitor, live, set_cookies)
+
+    async def fragments(self, markers: Sequence[Marker], visitor: Visitor,
+                        live: session.Session | None) -> list[bytes | None]:
+        """The HTML fragment of each placeholder (one page decision: no card twice); ``None`` leaves it as
+        the origin sent it: an unknown slot, or a failure of any kind."""
+        usable = [m for m in markers if m.slot is not None]
+        item = next((m.item for m in usable if m.slot == "item"), None)
+        slots = tuple(dict.fromkeys(m.slot for m in usable if m.slot is not None))
+        if not slots:
+            return [None] * len(markers)
+        self._origin_deadline = self.clock.monotonic_ms() + self.config.origin_timeout_ms
+        ask = Ask("page", slots=slots, item=item, format="html")
+        try:
+            rec = await self.load(ask, visitor, live)
+            decisions = self.decide(ask, visitor, rec, live)
+            gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
+            html = {s: (banner_html(d, gen, s) if isinstance(d, BannerChoice) else carousel_html(d, gen))
+                    for s, d in decisions.items()}
+        except Exception:  # the page goes out as the shop made it
+            log.exception("injection failed, placeholders left as sent slots=%s", ",".join(slots))
+            return [None] * len(markers)
+        return [None if m.slot is None or (m.slot == "item" and m.item != item) else
+                f'<div data-pz-slot="{m.slot}" data-pz-filled="">{html[m.slot]}</div>'.encode()
+                for m in markers]
 
     # -- beacons ---------------------------------------------------------------------------------------
     async def beacon(self, headers: dict[str, str], body: bytes | None, now: int) -> Reply:
@@ -369,6 +423,19 @@ class Personalizer:
         return _cookie(VID, sign(VID, visitor_id, now, self.config.signing_keys[0]), self.config.vid_max_age_s)
 
 
+@dataclass(frozen=True, slots=True)
+class Injection:
+    """One page's visitor, session and the cookies its headers carry; ``fill`` is ``inject.splice``'s."""
+
+    core: Personalizer
+    visitor: Visitor
+    live: session.Session | None
+    set_cookies: tuple[tuple[str, str], ...]
+
+    async def fill(self, markers: Sequence[Marker]) -> list[bytes | None]:
+        return await self.core.fragments(markers, self.visitor, self.live)
+
+
 def _cookie(name: str, value: str, max_age_s: int) -> tuple[str, str]:
     """A ``Set-Cookie`` header of ours: site-wide, script-proof, HTTPS only; ``max_age_s`` 0 deletes it."""
     return ("set-cookie", f"{name}={value}; Path=/; Max-Age={max_age_s}; Secure; HttpOnly; SameSite=Lax")
@@ -394,6 +461,45 @@ def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str) -
                              for s, d in decisions.items()}
     obj = {"generation": gen, "fragments": frags} if ask.endpoint == "page" else next(iter(frags.values()))
     return dumps(obj), "application/json; charset=utf-8"
+
+
+ASSETS = {"pz.js": (assets.SCRIPT, assets.SCRIPT_VERSION, "text/javascript; charset=utf-8"),
+          "pz.css": (assets.STYLE, assets.STYLE_VERSION, "text/css; charset=utf-8")}
+ASSET_MAX_AGE_S = 300  # an unversioned link (/v1/pz.js) picks up a new snippet within five minutes
+CORS_MAX_AGE_S = 600
+
+
+def _asset(ask: Ask, if_none_match: str | None) -> Reply:
+    """The snippet or its stylesheet: immutable for a year when linked with its current ``?v=``."""
+    data, version, ctype = ASSETS[ask.slots[0]]
+    etag = f'"{version}"'
+    cache = "public, max-age=31536000, immutable" if ask.version == version else \
+        f"public, max-age={ASSET_MAX_AGE_S}, stale-while-revalidate=86400"
+    hdrs = (("content-type", ctype), ("cache-control", cache), ("etag", etag), ("x-pz-version", version), NOSNIFF)
+    if if_none_match and etag in (t.strip().removeprefix("W/") for t in if_none_match.split(",")):
+        return Reply(304, hdrs, b"")
+    return Reply(200, hdrs, b"" if ask.head else data)
+
+
+def _preflight(path: str, origin: str | None, allowed: frozenset[str]) -> Reply:
+    """``OPTIONS``: 204 with what may be sent; the CORS grant only for an allowed origin (added after)."""
+    methods = "POST, OPTIONS" if path == "/v1/events" else f"{READ_METHODS}, OPTIONS"
+    hdrs = [("allow", methods), ("cache-control", "no-store"), NOSNIFF]
+    if origin and origin.lower() in allowed:
+        hdrs += [("access-control-allow-methods", methods), ("access-control-allow-headers", "content-type"),
+                 ("access-control-max-age", str(CORS_MAX_AGE_S))]
+    return Reply(204, tuple(hdrs), b"")
+
+
+def _with_cors(reply: Reply, origin: str | None, allowed: frozenset[str]) -> Reply:
+    """Every answer varies by ``Origin`` once origins are configured; an allowed one gets the grant."""
+    hdrs = [h for h in reply.headers if h[0] != "vary"]
+    vary = next((v for k, v in reply.headers if k == "vary"), "")
+    hdrs.append(("vary", f"{vary}, Origin" if vary else "Origin"))
+    if origin and origin.lower() in allowed:
+        hdrs += [("access-control-allow-origin", origin), ("access-control-allow-credentials", "true"),
+                 ("access-control-expose-headers", "x-pz-tier")]
+    return Reply(reply.status, tuple(hdrs), reply.body)
 
 
 def _error(exc: BadRequest, head: bool) -> Reply:

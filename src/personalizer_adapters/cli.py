@@ -143,26 +143,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_origin(args: argparse.Namespace) -> int:
+def _port_taken(host: str, port: int, make_var: str) -> bool:
+    """A taken port is the user's to fix: say which, and what to set."""
     import socket
 
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            print(f"error: port {port} on {host} is already in use; stop what uses it, or pick another: "
+                  f"make dev {make_var}={port + 10} (this command: --port)", file=sys.stderr)
+            return True
+    return False
+
+
+def cmd_origin(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .origin.app import create_app
 
-    with socket.socket() as probe:  # a taken port is the user's to fix: say which, and what to set
-        try:
-            probe.bind((args.host, args.port))
-        except OSError:
-            print(f"error: port {args.port} on {args.host} is already in use; stop what uses it, or pick another: "
-                  f"make dev ORIGIN_PORT={args.port + 10} (this command: --port)", file=sys.stderr)
-            return 2
+    if _port_taken(args.host, args.port, "ORIGIN_PORT"):
+        return 2
     secret = worker_vars(Path(args.dev_vars)).get("ORIGIN_SECRET", "")
     try:
         app = create_app(Path(args.data), secret)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc} (set ORIGIN_SECRET; run `make seed` for the data)", file=sys.stderr)
         return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_shop(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .shop.app import create_app
+
+    if _port_taken(args.host, args.port, "SHOP_PORT"):
+        return 2
+    config = parse_config(worker_vars(Path(args.dev_vars)))
+    if not config.signing_keys:
+        print("error: no signing key: set PZ_SIGNING_KEYS in the environment or in .dev.vars", file=sys.stderr)
+        return 2
+    inputs = Path(args.inputs)
+    app = create_app(inputs / "catalog.csv", inputs / "shoppers.csv", args.edge, config.signing_keys[0])
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -342,6 +366,7 @@ EXAMPLES = {
     "erase": "personalizer erase --person c00002 --target local --build build/today",
     "refresh": "personalizer refresh --target local --follow",
     "report": "personalizer report --since 7d --html report.html",
+    "shop": "personalizer shop --port 8789 --edge http://127.0.0.1:8787",
 }
 
 
@@ -408,6 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--data", default="kv-seed/out/origin")
     s.add_argument("--dev-vars", default=".dev.vars")
     s.set_defaults(func=cmd_origin)
+    s = _add(sub, "shop", "serve the demo storefront, which embeds the worker with pz.js (and is its PAGES_ORIGIN)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8789)
+    s.add_argument("--edge", default="http://127.0.0.1:8787", help="the worker's base URL (pz.js, /v1/page)")
+    s.add_argument("--inputs", default="kv-seed/out/inputs", help="catalog.csv and shoppers.csv of the shop")
+    s.add_argument("--dev-vars", default=".dev.vars")
+    s.set_defaults(func=cmd_shop)
     s = _add(sub, "push", "push a build to KV: diff-only, resumable, manifest flipped last")
     s.add_argument("--build", default="kv-seed/out", help="build output (kv.json, generation.txt)")
     s.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")

@@ -127,6 +127,72 @@ def miss_path() -> None:
               f"{','.join(sorted(outcomes))}")
 
 
+def injection() -> None:
+    """Edge-side injection: an injected page's time to first and last byte against the bare origin page and
+    the same page passed through without placeholders; one run, interleaved, over HTTP on the offline runtime."""
+    import gzip
+
+    import httpx
+
+    from personalizer import assets
+    from personalizer_adapters.batch.seed import bulk_json
+    from tests.conftest import uid_cookie
+    from tests.runtime.harness import edge_runtime, serve_asgi
+
+    n = 200
+    head = b"<!doctype html><html><head><title>Shop</title>" + b"<style>" + b"p{margin:0}" * 150 + b"</style></head>"
+    filler = b"<p>" + b"Our story, our shop, our products. " * 20 + b"</p>"
+    with_slots = head + b"<body>" + filler * 5 + b'<pz-slot name="hero"><p>Spring sale</p></pz-slot>' + \
+        filler * 10 + b'<pz-slot name="home"></pz-slot>' + filler * 30 + b"</body></html>"
+    plain = head + b"<body>" + filler * 45 + b"</body></html>"
+
+    async def shop(scope: dict, receive: object, send: Any) -> None:  # type: ignore[type-arg]
+        body = with_slots if scope["path"] == "/page" else plain
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+        await send({"type": "http.response.body", "body": body})
+
+    pairs = json.loads((ROOT / "kv-seed" / "out" / "kv.json").read_text())
+    users = sorted(p["key"].split(":")[-1] for p in pairs if p["key"].startswith("pz1:p:"))[:n]
+
+    def get(client: httpx.Client, url: str, cookie: str) -> tuple[float, float, int]:
+        t0 = time.perf_counter()
+        with client.stream("GET", url, headers={"cookie": cookie}) as r:
+            chunks = r.iter_raw()
+            first = next(chunks)
+            t1 = time.perf_counter()
+            size = len(first) + sum(len(c) for c in chunks)
+        return (t1 - t0) * 1000, (time.perf_counter() - t0) * 1000, size
+
+    rows: dict[str, list[tuple[float, float, int]]] = {"bare origin page": [], "through the worker, no placeholder":
+                                                        [], "through the worker, 2 placeholders filled": []}
+    with tempfile.TemporaryDirectory() as tmp_name, serve_asgi(shop) as origin:
+        tmp = Path(tmp_name)
+        (tmp / "kv.json").write_text(bulk_json({p["key"]: base64.b64decode(p["value"]) for p in pairs}))
+        with edge_runtime(tmp / "s", seed=tmp / "kv.json", variables={"PZ_SIGNING_KEYS": KEY,
+                                                                      "PAGES_ORIGIN": origin}) as (url, _), \
+                httpx.Client(timeout=30) as c:
+            for user in users[:20]:  # warm-up: isolate cache, code paths
+                get(c, url + "/page", uid_cookie(user, key=KEY))
+            for user in users:
+                cookie = uid_cookie(user, key=KEY)
+                rows["bare origin page"].append(get(c, origin + "/page", cookie))
+                rows["through the worker, no placeholder"].append(get(c, url + "/plain", cookie))
+                rows["through the worker, 2 placeholders filled"].append(get(c, url + "/page", cookie))
+    base_first = statistics.median(r[0] for r in rows["bare origin page"])
+    base_last = statistics.median(r[1] for r in rows["bare origin page"])
+    print(f"\nedge-side injection: a {len(with_slots) // 1024} KiB page, {n} signed-in customers, interleaved, "
+          "over HTTP on loopback (offline runtime)")
+    print(f"{'run':44} {'first byte ms':>14} {'x bare':>7} {'last byte ms':>13} {'x bare':>7} {'bytes':>8}")
+    for name, got in rows.items():
+        first = statistics.median(r[0] for r in got)
+        last = statistics.median(r[1] for r in got)
+        print(f"{name:44} {first:14.2f} {first / base_first:7.2f} {last:13.2f} {last / base_last:7.2f} "
+              f"{statistics.median(r[2] for r in got):8.0f}")
+    print(f"pz.js: {len(assets.SCRIPT)} bytes minified, {len(gzip.compress(assets.SCRIPT, 9))} gzipped; "
+          f"pz.css: {len(assets.STYLE)} bytes, {len(gzip.compress(assets.STYLE, 9))} gzipped")
+
+
 def bad_records() -> None:
     """What a bad profile record costs (CPython, in process): the first request reads it and refuses it before
     decoding; later requests within a minute do not read it at all. Against a normal profile, side by side."""
@@ -439,6 +505,7 @@ def main() -> None:
     again_slot()
     bad_records()
     miss_path()
+    injection()
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ pythonQueue = async ({ queue, messages }) => {
   return { verdicts, threw: false };
 };
 
-// 4. The HTTP front.
+// 4. The HTTP front (HTTP/1.1 keep-alive, bodies streamed both ways as workerd does).
 const server = http.createServer(async (req, res) => {
   const pending = [];
   // Like workerd, adopt the thenable at once (Promise.resolve calls its then in a microtask).
@@ -194,9 +194,12 @@ const server = http.createServer(async (req, res) => {
     response.headers.forEach((v, k) => { if (k !== "set-cookie") out[k] = v; });
     const cookies = response.headers.getSetCookie();
     if (cookies.length) out["set-cookie"] = cookies;
-    const body = Buffer.from(await response.arrayBuffer());
+    // Streamed as the worker writes it (an injected page's head goes out before its fragments exist).
     res.writeHead(response.status, out);
-    res.end(req.method === "HEAD" ? undefined : body);
+    if (response.body && req.method !== "HEAD") {
+      for await (const chunk of response.body) res.write(chunk);
+    }
+    res.end();
   } catch (err) {
     // Only the glue can fail here; the worker itself never throws for bad input or bad data. The details
     // go to the log, never into the body.

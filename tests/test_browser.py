@@ -1,0 +1,239 @@
+"""In a real browser: the demo shop embeds the worker with pz.js (cross-origin, CORS) and edge-side injection.
+
+Headless Chromium from the distribution (/usr/bin/chromium, or $CHROMIUM), driven by Playwright, against the
+offline edge runtime (Pyodide + SDK + Miniflare KV and Queues), the real origin (event log) and the demo shop
+(`personalizer shop`), each on its own loopback port. The shop is another origin than the worker and the same
+site (cookies are shared across ports of 127.0.0.1), as a shop with the worker on a subdomain would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.batch.seed import bulk_json
+from personalizer_adapters.events.eventlog import EventLog
+from personalizer_adapters.origin.app import create_app as origin_app
+from personalizer_adapters.shop.app import create_app as shop_app
+from tests.conftest import TEST_KEY
+from tests.runtime.harness import edge_runtime, serve_asgi
+from tests.test_edge_events import free_port
+from tests.test_events import BROWSER
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.edge
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SECRET = "browser-test-secret-0123456789"
+# Flags for this machine's closed network (no background connections, no QUIC), as root in a container.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+HELD_HEAD = b"<!doctype html><html><head><title>Held page</title></head><body><h1>Head first</h1>"
+
+
+class HeldPage:
+    """``/held``: the head at once, the rest (with placeholders) only once ``release`` is set."""
+
+    def __init__(self, shop: Any) -> None:
+        self.shop, self.release = shop, threading.Event()
+
+    async def __call__(self, scope, receive, send):  # noqa: ANN001 - a plain ASGI app
+        if scope["type"] != "http" or scope["path"] != "/held":
+            return await self.shop(scope, receive, send)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+        await send({"type": "http.response.body", "body": HELD_HEAD, "more_body": True})
+        await asyncio.to_thread(self.release.wait, 60)
+        await send({"type": "http.response.body",
+                    "body": b'<pz-slot name="home"><p id="unfilled">later</p></pz-slot></body></html>'})
+
+
+@pytest.fixture(scope="module")
+def stack(built: Built, seed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium; or set CHROMIUM")
+    tmp = tmp_path_factory.mktemp("browser")
+    data = Path(shutil.copytree(seed_dir / "origin", tmp / "origin"))
+    (tmp / "kv.json").write_text(bulk_json(built.records))
+    shop_port, other_port = free_port(), free_port()
+    shop_url = f"http://127.0.0.1:{shop_port}"
+    with serve_asgi(origin_app(data, SECRET)) as origin_url:
+        variables = {"PZ_SIGNING_KEYS": TEST_KEY, "ORIGIN_URL": origin_url, "ORIGIN_SECRET": SECRET,
+                     "ALLOWED_ORIGINS": shop_url, "PAGES_ORIGIN": shop_url}
+        with edge_runtime(tmp / "state", seed=tmp / "kv.json", variables=variables,
+                          flags={"batch-timeout": "1"}) as (edge_url, logs):
+            shop = shop_app(seed_dir / "inputs" / "catalog.csv", seed_dir / "inputs" / "shoppers.csv", edge_url,
+                            TEST_KEY.encode())
+            held = HeldPage(shop)
+            with serve_asgi(held, shop_port), serve_asgi(shop, other_port) as other_url, \
+                    playwright_api.sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                yield {"edge": edge_url, "shop": shop_url, "other": other_url, "browser": browser, "held": held,
+                       "log": EventLog(data / "events.sqlite"), "logs": logs}
+                browser.close()
+
+
+@pytest.fixture()
+def context(stack: dict[str, Any]) -> Iterator[Any]:
+    # A desktop Chrome's user agent: headless Chromium's own says "HeadlessChrome", which counts as a robot.
+    ctx = stack["browser"].new_context(user_agent=BROWSER, viewport={"width": 1200, "height": 900})
+    yield ctx
+    ctx.close()
+
+
+def beacons(page: Any) -> list[str]:
+    """The URL of every request the page sends to /v1/events. (Chromium does not hand a driver the body of a
+    sendBeacon request: what a beacon carried is checked where it lands, in the origin's event log.)"""
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.url.endswith("/v1/events") and r.method == "POST" else None)
+    return sent
+
+
+def stored(log: EventLog, person: str, until: Any) -> list[dict[str, Any]]:
+    """The person's stored events once ``until(events)`` holds (the queue's batch wait, then the worker's
+    consumer posts to the origin's /v1/ingest), or what there is after a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        events = log.events(person, "customer")
+        if until(events) or time.monotonic() > deadline:
+            return events
+        time.sleep(0.5)
+
+
+def test_signed_in_shopper_sees_their_own_carousel(stack: dict[str, Any], context: Any) -> None:
+    page = context.new_page()
+    page.goto(stack["shop"] + "/signin/c00001")  # the shop's own login sets pz_uid, then shows home
+    page.wait_for_selector('[data-pz-slot="home"][data-pz-filled] section[data-tier="user"]')
+    assert page.locator('[data-pz-slot="hero"] section.pz-banner').count() == 1
+    assert page.locator('[data-pz-slot="home"] .pz-item').count() >= 4
+    assert "Our best sellers" not in page.content()  # the placeholder's own content was replaced
+
+
+def test_new_visitor_gets_the_popular_tier(stack: dict[str, Any], context: Any) -> None:
+    page = context.new_page()
+    page.goto(stack["shop"] + "/")
+    page.wait_for_selector('[data-pz-slot="home"][data-pz-filled] section[data-tier="popular"]')
+    assert any(c["name"] == "pz_vid" for c in context.cookies(stack["edge"]))
+
+
+def test_origin_not_allowed_keeps_the_placeholders(stack: dict[str, Any], context: Any) -> None:
+    """The same page on an origin not in ALLOWED_ORIGINS: the browser refuses the answer (no CORS grant)."""
+    page = context.new_page()
+    page.goto(stack["other"] + "/")
+    page.wait_for_selector("html[data-pz]", state="attached")
+    assert page.get_attribute("html", "data-pz") == "failed"
+    assert page.locator("[data-pz-filled]").count() == 0
+    assert "Our best sellers are on their way." in page.content()
+
+
+def test_click_sends_a_beacon_that_reaches_the_event_log(stack: dict[str, Any], context: Any) -> None:
+    page = context.new_page()
+    page.goto(stack["shop"] + "/signin/c00002")
+    first = page.locator('[data-pz-slot="home"][data-pz-filled] .pz-item').first
+    first.wait_for()
+    item = first.get_attribute("data-id")
+    with page.expect_request(lambda r: r.url.endswith("/v1/events")):
+        first.locator("a").click()  # a beacon, sent while the browser leaves for the product page
+    page.wait_for_url(f"**/p/{item}")
+    events = stored(stack["log"], "c00002", lambda ev: {"click", "view"} <= {e["type"] for e in ev})
+    by_type = {e["type"]: e for e in events}
+    assert by_type["click"]["slot"] == "home" and by_type["click"]["item"] == item
+    assert by_type["click"]["position"] == 0 and not by_type["click"]["robot"]
+    assert by_type["view"]["item"] == item  # the product page's pz.track("view", ...)
+
+
+def test_visible_fragments_send_impressions(stack: dict[str, Any], context: Any) -> None:
+    """Half visible for a second: the hero (its banner and variant) and the carousel (its items, in order)."""
+    page = context.new_page()
+    page.goto(stack["shop"] + "/signin/c00003")
+    home = page.locator('[data-pz-slot="home"][data-pz-filled] .pz-item')
+    home.first.wait_for()
+    shown = [home.nth(i).get_attribute("data-id") for i in range(home.count())]
+    banner = page.locator('[data-pz-slot="hero"] section.pz-banner')
+    events = stored(stack["log"], "c00003", lambda ev: {e.get("slot") for e in ev if e["type"] == "impression"}
+                    >= {"hero", "home"})
+    seen = {e["slot"]: e for e in events if e["type"] == "impression"}
+    assert seen["hero"]["banner"] == banner.get_attribute("data-banner")
+    assert seen["hero"]["variant"] == banner.get_attribute("data-variant")
+    assert seen["home"]["items"] == shown and seen["home"]["tier"] == "user"
+
+
+@pytest.mark.parametrize("how", ["cookie", "gpc"])
+def test_consent_denied_sends_nothing_and_sets_no_cookie(stack: dict[str, Any], how: str) -> None:
+    """Denied before the first page (a consent manager's cookie, or the browser's Global Privacy Control):
+    pages are filled, not personally, no beacon leaves the page and the worker sets no cookie."""
+    gpc = how == "gpc"
+    ctx = stack["browser"].new_context(user_agent=BROWSER, extra_http_headers={"Sec-GPC": "1"} if gpc else None)
+    if gpc:
+        ctx.add_init_script("Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})")
+    else:
+        ctx.add_cookies([{"name": "pz_consent", "value": "denied", "url": stack["shop"]}])
+    page = ctx.new_page()
+    sent = beacons(page)
+    page.goto(stack["shop"] + "/signin/c00004")
+    page.wait_for_selector('[data-pz-slot="home"][data-pz-filled] section[data-tier="popular"]')
+    page.goto(stack["shop"] + "/p/p00003")  # a product page: it tracks a view, unless consent is denied
+    page.wait_for_selector('[data-pz-slot="item"][data-pz-filled]')
+    assert page.evaluate("() => pz.track('add_to_cart', {item: 'p00003', quantity: 1})") is False
+    page.locator('[data-pz-slot="item"] .pz-item a').first.click()
+    page.wait_for_load_state()
+    page.evaluate("() => pz.flush()")
+    page.wait_for_timeout(1500)  # longer than the impression delay: none may leave either
+    assert sent == []
+    assert not any(c["name"] in ("pz_vid", "pz_s") for c in ctx.cookies(stack["edge"]))
+    assert stack["log"].events("c00004", "customer") == []
+    ctx.close()
+
+
+def test_consent_buttons_set_the_cookie(stack: dict[str, Any], context: Any) -> None:
+    """pz.consent("denied") stops beacons at once; pz.consent("granted") lets them go again."""
+    page = context.new_page()
+    page.goto(stack["shop"] + "/p/p00005")
+    page.wait_for_selector('[data-pz-slot="item"][data-pz-filled]')
+    page.click("#consent-denied")
+    assert "pz_consent=denied" in page.evaluate("() => document.cookie")
+    assert page.evaluate("() => pz.track('view', {item: 'p00005'})") is False
+    page.click("#consent-granted")
+    assert page.evaluate("() => pz.track('view', {item: 'p00005'})") is True
+    with page.expect_request(lambda r: r.url.endswith("/v1/events")):
+        page.evaluate("() => pz.flush()")
+
+
+def test_injected_page_needs_no_javascript(stack: dict[str, Any]) -> None:
+    ctx = stack["browser"].new_context(user_agent=BROWSER, java_script_enabled=False)
+    page = ctx.new_page()
+    page.goto(stack["edge"] + "/injected")  # the shop's page, through the worker
+    assert page.locator('[data-pz-slot="home"][data-pz-filled] section.pz-recs .pz-item').count() >= 4
+    assert page.locator(".unfilled").count() == 0
+    ctx.close()
+
+
+def test_injected_page_head_arrives_before_its_fragments(stack: dict[str, Any], context: Any) -> None:
+    """The browser has parsed the page's head while the shop still holds the part with the placeholder."""
+    held: HeldPage = stack["held"]
+    held.release.clear()
+    page = context.new_page()
+    page.goto(stack["edge"] + "/held", wait_until="commit")
+    page.wait_for_function("document.title === 'Held page'")
+    assert not held.release.is_set() and page.locator("[data-pz-filled]").count() == 0
+    held.release.set()
+    page.wait_for_selector('[data-pz-slot="home"][data-pz-filled] .pz-item')
+    assert page.locator("#unfilled").count() == 0
+
+
+def test_demo_screenshot(stack: dict[str, Any], context: Any, tmp_path: Path) -> None:
+    """The README's picture: a signed-in shopper's home. PZ_SCREENSHOT=path keeps it."""
+    page = context.new_page()
+    page.goto(stack["shop"] + "/signin/c00001")
+    page.wait_for_selector('[data-pz-slot="home"][data-pz-filled] .pz-item')
+    out = Path(os.environ.get("PZ_SCREENSHOT") or tmp_path / "demo.png")
+    page.screenshot(path=str(out), full_page=False)
+    assert out.stat().st_size > 10_000
