@@ -10,14 +10,14 @@ ORIGIN_PORT ?= 8788
 SHOP_PORT ?= 8789
 SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
 
-.PHONY: dev test bench lint seed fallback assets bundle install clean fuzz
+.PHONY: dev test bench lint seed fallback assets bundle lambda install clean fuzz
 .DEFAULT_GOAL := dev
 
 install: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[origin,eval,report,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[origin,batch,eval,report,dev]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -93,6 +93,11 @@ bench: install kv-seed/out/kv.json
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/relevance_bench.py
 	$(PY) tests/bench/batch_bench.py $(BATCH_SCALE)
+
+# The origin as an AWS Lambda package (the `origin` extra only, x86_64 manylinux wheels for LAMBDA_PYTHON).
+LAMBDA_PYTHON ?= 3.13
+lambda: install
+	$(PY) -m personalizer_adapters.origin.package --python $(LAMBDA_PYTHON) --out dist/lambda.zip
 
 bundle: install
 	npx wrangler deploy --dry-run --outdir dist/bundle
