@@ -15,7 +15,7 @@ import pytest
 from personalizer import codec, keys
 from personalizer_adapters.batch.seed import bulk_json
 from personalizer_adapters.kv.cloudflare import CloudflareKV, RateLimiter
-from personalizer_adapters.kv.plan import MAX_PAIRS, Build, TargetState, make_plan
+from personalizer_adapters.kv.plan import MAX_PAIRS, Build, TargetState, digest, make_plan
 from personalizer_adapters.kv.push import BAD_INPUT, OK, PARTIAL, push, rollback
 from tests.runtime.cloudflare_api import FakeKVApi
 from tests.runtime.harness import ROOT, serve_asgi
@@ -69,7 +69,7 @@ def cf_args(base: str, build_dir: Path, state: Path) -> list[str]:
 
 def test_push_writes_the_build_in_batches_within_limits_then_sends_nothing(api: tuple[FakeKVApi, str],
                                                                           tmp_path: Path) -> None:
-    """25,000 records arrive in bulk requests the API accepts, each key once; a second push sends nothing."""
+    """25,000 records arrive in bulk requests the API accepts, each key once; a second push writes nothing."""
     fake, base = api
     build = make_build("g1", profiles=25_000)
     build_dir = write_build(tmp_path / "build", build)
@@ -80,7 +80,7 @@ def test_push_writes_the_build_in_batches_within_limits_then_sends_nothing(api: 
     requests = fake.requests
     again = cli(cf_args(base, build_dir, tmp_path / "state"))
     assert again.returncode == OK and "0 to add, 0 to change, 0 to delete" in again.stderr
-    assert fake.requests == requests
+    assert fake.requests == requests + 1  # one read: the drift check's GET of pz1:manifest; nothing sent
     for out in (first, again):
         assert TOKEN not in out.stdout + out.stderr
 
@@ -214,3 +214,55 @@ def test_retry_after_reads_ascii_seconds_or_a_date(value: str | None, seconds: f
     from personalizer_adapters.kv.cloudflare import retry_after_s
 
     assert retry_after_s(value) == seconds
+
+
+def test_drift_is_detected_and_resync_reads_the_target_back(api: tuple[FakeKVApi, str], tmp_path: Path) -> None:
+    """A reset namespace or one pushed from elsewhere: push refuses and says why; --resync reads the keys (and
+    the digests their metadata carries) back, then only what differs is written and old generations go."""
+    fake, base = api
+    state = tmp_path / "state"
+    a, b = make_build("gA", profiles=30), make_build("gB", profiles=30, changed={1, 2})
+    assert push(a, client(base), state) == OK
+    assert all(fake.metadata[k] == {"pz": digest(v)} for k, v in a.records.items() if k != keys.MANIFEST)
+    fake.store.clear()  # the namespace is reset behind this machine's back
+    build_dir = write_build(tmp_path / "b", b)
+    refused = cli(cf_args(base, build_dir, state))
+    assert refused.returncode == BAD_INPUT and "no pz1:manifest" in refused.stderr and "--resync" in refused.stderr
+    assert fake.store == {}  # nothing written on a drifted target
+    again = cli([*cf_args(base, build_dir, state), "--resync"])
+    assert again.returncode == OK, again.stderr
+    assert fake.store == b.records
+
+    # Another machine (no state here) pushed gA then gB; this one re-syncs, then pushes gC: only gC's records
+    # and the changed profiles are written, and gA, beyond the two kept, is deleted.
+    other = tmp_path / "other-state"
+    fake.store.clear()
+    fake.metadata.clear()
+    assert push(a, client(base), other) == OK and push(b, client(base), other) == OK
+    c = make_build("gC", profiles=30, changed={1, 2, 3})
+    fake.writes.clear()
+    assert push(c, client(base), tmp_path / "fresh", sync=True) == OK
+    assert fake.store == {**c.records, **{k: v for k, v in b.records.items() if ":gB:" in k}}
+    written = {k for k, n in fake.writes.items() if n}
+    assert written == {k for k in c.records if ":gC:" in k} | {keys.MANIFEST, keys.profile("c000003")}
+    state_after = TargetState.load(tmp_path / "fresh" / f"cloudflare-{ACCOUNT}-{NAMESPACE}" / "state.json")
+    assert state_after.generations == ["gB", "gC"]
+
+
+def test_a_manifest_changed_elsewhere_is_drift(api: tuple[FakeKVApi, str], tmp_path: Path) -> None:
+    fake, base = api
+    a, b = make_build("gA", profiles=5), make_build("gB", profiles=5)
+    assert push(a, client(base), tmp_path / "mine") == OK
+    assert push(b, client(base), tmp_path / "theirs") == OK  # someone else flipped the manifest
+    lines: list[str] = []
+
+    class Out:
+        def write(self, s: str) -> None:
+            lines.append(s)
+
+        def flush(self) -> None:
+            pass
+
+    assert push(a, client(base), tmp_path / "mine", out=Out()) == BAD_INPUT  # type: ignore[arg-type]
+    assert "names gB" in "".join(lines)
+    assert fake.store[keys.MANIFEST] == b.records[keys.MANIFEST]

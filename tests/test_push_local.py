@@ -17,7 +17,8 @@ from personalizer_adapters.batch.seed import write_seed
 from personalizer_adapters.origin.app import Origin
 from personalizer_adapters.origin.store import ProfileStore
 from tests.conftest import TEST_KEY, uid_cookie
-from tests.runtime.harness import ROOT, edge_runtime
+from tests.runtime.harness import ROOT, edge_runtime, wrangler_kv_get
+from tests.test_push import make_build, write_build
 
 pytestmark = pytest.mark.edge
 
@@ -73,3 +74,25 @@ def test_local_push_rollback_and_erase(built: Built, seed_dir: Path, tmp_path: P
     assert keys.profile("c00002") not in rebuilt.records and keys.profile("c00003") in rebuilt.records
     assert ProfileStore(out / "origin" / "store.sqlite").shopper("c00002") is None
     assert cli("erase", "--person", "bad id", *target).returncode == 2
+
+
+def test_local_kv_reset_is_drift_and_resync_recovers(tmp_path: Path) -> None:
+    """`make clean` (or any reset) empties local KV behind push's back: push says so and pushes nothing;
+    `push --resync` reads local KV back (keys and digest metadata) and writes what is missing."""
+    build = make_build("gL", profiles=40)
+    build_dir = write_build(tmp_path / "build", build)
+    persist, state = tmp_path / "kv", tmp_path / "state"
+    common = ["push", "--target", "local", "--persist", str(persist), "--build", str(build_dir),
+              "--state-dir", str(state)]
+    first = cli(*common)
+    assert first.returncode == 0, first.stderr
+    shutil.rmtree(persist)
+    refused = cli(*common)
+    assert refused.returncode == 2 and "no pz1:manifest" in refused.stderr and "--resync" in refused.stderr
+    assert wrangler_kv_get(persist, keys.MANIFEST) is None
+    again = cli(*common, "--resync")
+    assert again.returncode == 0, again.stderr
+    assert "re-synced local: 0 keys" in again.stderr and f"{len(build.records) - 1} to add" in again.stderr
+    assert wrangler_kv_get(persist, keys.MANIFEST) == build.records[keys.MANIFEST]
+    resynced = cli(*common, "--resync")  # with everything there, reading it back plans nothing
+    assert resynced.returncode == 0 and "0 to add, 0 to change, 0 to delete" in resynced.stderr, resynced.stderr

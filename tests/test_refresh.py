@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model
 from personalizer_adapters.batch.refresh import Refresher
 from personalizer_adapters.events.eventlog import EventLog
-from personalizer_adapters.kv.plan import Build, TargetState
+from personalizer_adapters.kv.plan import Build, TargetState, digest
 from personalizer_adapters.kv.push import OK, PARTIAL, Paths, push
 from personalizer_adapters.origin.app import Origin
 from personalizer_adapters.origin.history import merge_log
@@ -46,6 +46,12 @@ class MemoryTarget:
         self.requests += 1
         for k in keys:
             self.kv.pop(k, None)
+
+    def get_one(self, key: str) -> bytes | None:
+        return self.kv.get(key)
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, str | None]]:
+        yield from ((k, digest(v)) for k, v in sorted(self.kv.items()) if k.startswith(prefix))
 
     def close(self) -> None:
         pass

@@ -237,7 +237,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     except (ValueError, PushError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
-    return push(build, target, Path(args.state_dir))  # type: ignore[arg-type]
+    return push(build, target, Path(args.state_dir), sync=args.resync)  # type: ignore[arg-type]
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -376,7 +376,8 @@ def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The whole command line: every command, its flags, its help and example."""
     p = argparse.ArgumentParser(prog="personalizer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="examples (the seed's files; `make seed` writes them):\n" + "\n".join(
@@ -443,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     s = _add(sub, "push", "push a build to KV: diff-only, resumable, manifest flipped last")
     s.add_argument("--build", default="kv-seed/out", help="build output (kv.json, generation.txt)")
     s.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    s.add_argument("--resync", action="store_true",
+                   help="first read the target's keys (and the digests their metadata carries) back into this "
+                        "machine's record of it, then push what differs: after a KV reset, `make clean`, or a "
+                        "push from another machine")
     _tombstones_flag(s)
     _target_flags(s)
     s.set_defaults(func=cmd_push)
@@ -473,7 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     _tombstones_flag(s)
     _target_flags(s)
     s.set_defaults(func=cmd_erase)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         return int(args.func(args))
     except FileNotFoundError as exc:  # default paths are relative to the working directory: say which file

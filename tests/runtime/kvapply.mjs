@@ -1,6 +1,9 @@
 // Apply writes and deletes to local KV (Miniflare, the storage `wrangler kv --local` reads), binary-safe.
 // One JSON request a line on stdin, one JSON answer a line on stdout, so the caller can confirm each batch:
-//   {"op":"put","pairs":[{"key":"k","value":"<base64>"}]} | {"op":"delete","keys":["k"]}  ->  {"ok":true,"n":1}
+//   {"op":"put","pairs":[{"key":"k","value":"<base64>","metadata":{...}}]} | {"op":"delete","keys":["k"]}
+//     -> {"ok":true,"n":1}
+//   {"op":"get","key":"k"} -> {"ok":true,"value":"<base64>"|null}
+//   {"op":"list","prefix":"pz1:","cursor":""} -> {"ok":true,"keys":[{"name","metadata"}],"cursor":"..."|null}
 // Usage: node tests/runtime/kvapply.mjs [--persist .wrangler/state]
 import path from "node:path";
 import readline from "node:readline";
@@ -20,8 +23,16 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
     const req = JSON.parse(line);
     if (req.op === "put") {
       for (let i = 0; i < req.pairs.length; i += 64)
-        await Promise.all(req.pairs.slice(i, i + 64).map((p) => kv.put(p.key, toArrayBuffer(Buffer.from(p.value, "base64")))));
+        await Promise.all(req.pairs.slice(i, i + 64).map((p) => kv.put(p.key, toArrayBuffer(Buffer.from(p.value, "base64")),
+                                                                          p.metadata ? { metadata: p.metadata } : {})));
       console.log(JSON.stringify({ ok: true, n: req.pairs.length }));
+    } else if (req.op === "get") {
+      const value = await kv.get(req.key, "arrayBuffer");
+      console.log(JSON.stringify({ ok: true, value: value === null ? null : Buffer.from(value).toString("base64") }));
+    } else if (req.op === "list") {
+      const page = await kv.list({ prefix: req.prefix, cursor: req.cursor || undefined, limit: 1000 });
+      console.log(JSON.stringify({ ok: true, keys: page.keys.map((k) => ({ name: k.name, metadata: k.metadata ?? null })),
+                                   cursor: page.list_complete ? null : page.cursor }));
     } else if (req.op === "delete") {
       for (let i = 0; i < req.keys.length; i += 64) await Promise.all(req.keys.slice(i, i + 64).map((k) => kv.delete(k)));
       console.log(JSON.stringify({ ok: true, n: req.keys.length }));

@@ -1,4 +1,5 @@
-"""Cloudflare Workers KV over its REST API (httpx): bulk write, bulk delete, single-key write.
+"""Cloudflare Workers KV over its REST API (httpx): bulk write (each value's digest as its metadata), bulk
+delete, single-key write and read, key listing.
 
 Published contract honoured: Bearer token; bulk bodies of at most 10,000 pairs and 100 MB, values base64;
 429 and 5xx retried with exponential backoff and full jitter, waiting at least ``Retry-After``; at most
@@ -13,13 +14,15 @@ import email.utils
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from personalizer.digits import ascii_digits
+
+from .plan import digest
 
 API = "https://api.cloudflare.com/client/v4"
 RATE_LIMIT = (1200, 300.0)  # requests, seconds
@@ -112,7 +115,8 @@ class CloudflareKV:
         return max(jittered, retry_after or 0.0)
 
     def put_many(self, pairs: Sequence[tuple[str, bytes]]) -> None:
-        body = [{"key": k, "value": base64.b64encode(v).decode(), "base64": True} for k, v in pairs]
+        body = [{"key": k, "value": base64.b64encode(v).decode(), "base64": True, "metadata": {"pz": digest(v)}}
+                for k, v in pairs]
         result = self._send("PUT", "/bulk", json=body).json().get("result") or {}
         failed = result.get("unsuccessful_keys") or []
         if failed:
@@ -127,6 +131,29 @@ class CloudflareKV:
     def put_one(self, key: str, value: bytes) -> None:
         self._send("PUT", f"/values/{quote(key, safe='')}", content=value,
                    headers={"content-type": "application/octet-stream"})
+
+    def get_one(self, key: str) -> bytes | None:
+        """A key's value (``GET .../values/<key>``), ``None`` when the namespace has no such key."""
+        try:
+            return self._send("GET", f"/values/{quote(key, safe='')}").content
+        except PushError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, str | None]]:
+        """Every key under ``prefix`` with the digest its metadata carries (``GET .../keys``, 1,000 a page)."""
+        cursor = ""
+        while True:
+            params = {"prefix": prefix, "limit": "1000", **({"cursor": cursor} if cursor else {})}
+            body = self._send("GET", "/keys", params=params).json()
+            for item in body.get("result") or []:
+                meta = item.get("metadata")
+                found = meta.get("pz") if isinstance(meta, dict) else None
+                yield item["name"], found if isinstance(found, str) else None
+            cursor = (body.get("result_info") or {}).get("cursor") or ""
+            if not cursor:
+                return
 
 
 def _errors(resp: httpx.Response) -> str:

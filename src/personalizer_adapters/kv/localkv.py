@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .cloudflare import PushError
+from .plan import digest
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -20,11 +21,13 @@ class LocalKV:
     def __init__(self, persist: Path) -> None:
         self.name = "local"
         self.requests = 0
-        self._proc = subprocess.Popen(["node", str(ROOT / "tests/runtime/kvapply.mjs"), "--persist", str(persist)],
+        # Resolved here: the helper runs from the project's directory, the path is the caller's.
+        helper = [str(ROOT / "tests/runtime/kvapply.mjs"), "--persist", str(persist.resolve())]
+        self._proc = subprocess.Popen(["node", *helper],
                                       cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._call(None)
 
-    def _call(self, request: dict[str, Any] | None) -> None:
+    def _call(self, request: dict[str, Any] | None) -> dict[str, Any]:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         if request is not None:
             self.requests += 1
@@ -36,15 +39,33 @@ class LocalKV:
         answer = json.loads(line)
         if not (answer.get("ok") or answer.get("ready")):
             raise PushError(f"local KV: {answer.get('error')}")
+        return dict(answer)
 
     def put_many(self, pairs: Sequence[tuple[str, bytes]]) -> None:
-        self._call({"op": "put", "pairs": [{"key": k, "value": base64.b64encode(v).decode()} for k, v in pairs]})
+        self._call({"op": "put", "pairs": [{"key": k, "value": base64.b64encode(v).decode(),
+                                            "metadata": {"pz": digest(v)}} for k, v in pairs]})
 
     def put_one(self, key: str, value: bytes) -> None:
         self.put_many([(key, value)])
 
     def delete_many(self, keys: Sequence[str]) -> None:
         self._call({"op": "delete", "keys": list(keys)})
+
+    def get_one(self, key: str) -> bytes | None:
+        value = self._call({"op": "get", "key": key}).get("value")
+        return None if value is None else base64.b64decode(value)
+
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, str | None]]:
+        cursor = None
+        while True:
+            page = self._call({"op": "list", "prefix": prefix, "cursor": cursor})
+            for item in page["keys"]:
+                meta = item.get("metadata")
+                found = meta.get("pz") if isinstance(meta, dict) else None
+                yield item["name"], found if isinstance(found, str) else None
+            cursor = page.get("cursor")
+            if not cursor:
+                return
 
     def close(self) -> None:
         if self._proc.stdin:

@@ -20,22 +20,76 @@ from typing import Protocol, TextIO
 
 from tqdm import tqdm
 
-from personalizer import keys
+from personalizer import codec, keys
+from personalizer.errors import DecodeError
 
 from .cloudflare import PushError
-from .plan import Build, Plan, TargetState, digest, make_plan
+from .plan import Build, Plan, TargetState, digest, generation_of, make_plan
 
 OK, BAD_INPUT, PARTIAL = 0, 2, 3
 
 
 class Target(Protocol):
+    """A KV namespace. Writes carry each value's digest as the key's metadata (``{"pz": digest}``), so
+    ``list_keys`` can tell what a key holds without reading it (``--resync``)."""
+
     name: str
     requests: int
 
     def put_many(self, pairs: Sequence[tuple[str, bytes]]) -> None: ...
     def put_one(self, key: str, value: bytes) -> None: ...
     def delete_many(self, keys: Sequence[str]) -> None: ...
+    def get_one(self, key: str) -> bytes | None: ...
+    def list_keys(self, prefix: str) -> Iterator[tuple[str, str | None]]: ...
     def close(self) -> None: ...
+
+
+def drifted(target: Target, state: TargetState) -> str | None:
+    """Why the target is not what this machine last pushed to it (its manifest is gone or another), or
+    ``None``. Nothing recorded yet is no drift: the push writes everything."""
+    recorded = state.hashes.get(keys.MANIFEST)
+    if recorded is None:
+        return None
+    live = target.get_one(keys.MANIFEST)
+    if live is None:
+        return "the target has no pz1:manifest (reset, emptied, or another namespace)"
+    if digest(live) != recorded:
+        return f"the target's pz1:manifest is not the one last pushed from here (it names {_generation(live)})"
+    return None
+
+
+def _generation(manifest: bytes) -> str | None:
+    try:
+        gen = codec.decode(manifest, expect="manifest").data.get("generation")
+    except DecodeError:
+        return None
+    return gen if isinstance(gen, str) else None
+
+
+def resync(target: Target, state_dir: Path, *, out: TextIO = sys.stderr) -> TargetState:
+    """Rebuild the target's pushed state from the target itself: its keys with the digests their metadata
+    carries (a key written without one is rewritten by the next push), its manifest's generation last."""
+    paths = Paths.of(state_dir, target.name)
+    state = TargetState()
+    unknown = 0
+    for key, value_digest in target.list_keys(f"{keys.PREFIX}:"):
+        state.hashes[key] = value_digest or "?"
+        unknown += value_digest is None
+    manifest = target.get_one(keys.MANIFEST)
+    active = None
+    if manifest is not None:
+        state.hashes[keys.MANIFEST] = digest(manifest)
+        active = _generation(manifest)
+        paths.manifests.mkdir(parents=True, exist_ok=True)
+        if active:
+            (paths.manifests / f"{active}.msgpack").write_bytes(manifest)
+    gens = sorted({g for g in map(generation_of, state.hashes) if g} - {active})
+    state.generations = [*gens, active] if active else gens
+    state.save(paths.state)
+    paths.journal.unlink(missing_ok=True)
+    print(f"re-synced {target.name}: {len(state.hashes)} keys ({unknown} without a digest: rewritten by the "
+          f"next push); generations {', '.join(state.generations) or '-'}", file=out)
+    return state
 
 
 @dataclass(frozen=True)
@@ -115,10 +169,25 @@ def dry_run(build: Build, state_dir: Path, name: str, *, out: TextIO = sys.stder
 
 
 def push(build: Build, target: Target, state_dir: Path, *, out: TextIO = sys.stderr, partial: bool = False,
-         locked: bool = False) -> int:
+         locked: bool = False, sync: bool = False) -> int:
     """Push ``build`` (``partial``: some records only, see ``make_plan``); ``locked``: the caller holds the
-    target's lock already."""
+    target's lock already; ``sync``: re-sync the pushed state from the target first (``--resync``)."""
     with nullcontext() if locked else target_lock(Paths.of(state_dir, target.name)):
+        try:
+            if sync:
+                resync(target, state_dir, out=out)
+            else:
+                why = drifted(target, TargetState.load(Paths.of(state_dir, target.name).state))
+                if why:
+                    print(f"error: {why}. Nothing was pushed: what this machine recorded is not what {target.name} "
+                          "holds. Rerun with --resync to read the target's keys back and push what differs.",
+                          file=out)
+                    target.close()
+                    return BAD_INPUT
+        except PushError as exc:
+            print(f"push incomplete: {exc} (reading the target). Nothing was written.", file=out)
+            target.close()
+            return PARTIAL
         return _push(build, target, state_dir, out, partial)
 
 
@@ -205,5 +274,5 @@ def forget(state_dir: Path, target: str, key: str) -> None:
         state.save(paths.state)
 
 
-__all__ = ["BAD_INPUT", "OK", "PARTIAL", "Paths", "Plan", "Target", "dry_run", "forget", "push", "rollback",
-           "target_lock"]
+__all__ = ["BAD_INPUT", "OK", "PARTIAL", "Paths", "Plan", "Target", "drifted", "dry_run", "forget", "push",
+           "resync", "rollback", "target_lock"]
