@@ -76,8 +76,11 @@ $(CHROMIUM):
 	elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "error: the browser tests need Chromium: apt-get install chromium, or set CHROMIUM" >&2; exit 2; fi
 
+# Test files run in parallel (pytest-xdist, one worker per core; a file's tests stay together, so a module's
+# edge runtime is started once): `make test TEST_WORKERS=1` runs them one after another.
+TEST_WORKERS ?= auto
 test: lint $(CHROMIUM)
-	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The property tests of tests/test_fuzz.py with many more examples than `make test` runs.
 fuzz: install

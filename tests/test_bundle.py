@@ -10,8 +10,11 @@ from tests.runtime.harness import ROOT
 def test_bundle_contains_exactly_the_worker_and_the_core(tmp_path: Path) -> None:
     """entry + cf + personalizer/* (+ msgpack when pywrangler vendored it); no adapters, tests,
     node_modules, or generated seed data."""
-    subprocess.run([str(ROOT / "node_modules/.bin/wrangler"), "deploy", "--dry-run", "--outdir", str(tmp_path)],
-                   cwd=ROOT, check=True, capture_output=True, env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
+    lock = ROOT / ".wrangler" / "bundle.lock"  # as tests/runtime/pyodide.mjs: the [build] step takes turns
+    lock.parent.mkdir(exist_ok=True)
+    subprocess.run(["flock", str(lock), str(ROOT / "node_modules/.bin/wrangler"), "deploy", "--dry-run", "--outdir",
+                    str(tmp_path)], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
     found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.py"))
     # pywrangler (README, Deploy) vendors the [project] dependencies into python_modules/, which wrangler then
     # uploads too: only msgpack may be there.

@@ -8,9 +8,15 @@ import { loadPyodide } from "pyodide";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
+// wrangler's [build] step rewrites worker/personalizer in the project: runtimes started at the same time
+// (parallel tests) take turns, under an flock, so none bundles a half-copied core.
+export const BUNDLE_LOCK = path.join(ROOT, ".wrangler", "bundle.lock");
+
 export function writeBundle(outdir) {
   fs.rmSync(outdir, { recursive: true, force: true });
-  execFileSync(path.join(ROOT, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", outdir],
+  fs.mkdirSync(path.dirname(BUNDLE_LOCK), { recursive: true });
+  execFileSync("flock", [BUNDLE_LOCK, path.join(ROOT, "node_modules/.bin/wrangler"), "deploy", "--dry-run",
+                         "--outdir", outdir],
     { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, WRANGLER_SEND_METRICS: "false" } });
   return outdir;
 }
