@@ -4,6 +4,7 @@ With ``worker/entry.py`` this is the only code that touches the Workers runtime.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -205,7 +206,10 @@ async def inject_page(request, url, core, config, ctx):
             await writer.close()
         except Exception as exc:  # the origin's body broke off, or the browser went away
             log.warning("page injection stopped path=%s error=%s", url.path, type(exc).__name__)
-            await writer.abort(str(type(exc).__name__))
+            # The browser sees a cut body, not a complete-looking one; a stream already errored or closed
+            # has nothing more to be told.
+            with contextlib.suppress(Exception):
+                await writer.abort(type(exc).__name__)
 
     defer(ctx, pump())
     return Response(stream.readable, status=200, headers=out)
