@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from personalizer import keys
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.cli import parser
 from tests.runtime.harness import ROOT, wrangler_kv_get
+from tests.test_edge_events import free_port
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = [m.group(1) for m in re.finditer(r"```sh\n(.*?)```", README, re.S)]
@@ -54,12 +54,6 @@ def test_inline_commands_exist() -> None:
     targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M))
     for target in re.findall(r"`make ([a-z][a-z-]*)", README):
         assert target in targets, f"README mentions `make {target}`, which is not a Makefile target"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.edge

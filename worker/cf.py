@@ -61,16 +61,22 @@ async def read_body(request, limit):
         return b""
     reader = stream.getReader()
     chunks, size = [], 0
-    while True:
-        chunk = await reader.read()
-        if chunk.done:
-            return b"".join(chunks)
-        data = bytes(chunk.value.to_bytes())
+    async for data in byte_chunks(reader):
         size += len(data)
         if size > limit:
             await reader.cancel()
             return None
         chunks.append(data)
+    return b"".join(chunks)
+
+
+async def byte_chunks(reader):
+    """A ``ReadableStream`` reader's chunks as ``bytes``, copied out of the JS buffer as they come."""
+    while True:
+        chunk = await reader.read()
+        if chunk.done:
+            return
+        yield bytes(chunk.value.to_bytes())
 
 
 class OriginError(Exception):
@@ -189,19 +195,12 @@ async def inject_page(request, url, core, config, ctx):
     writer = stream.writable.getWriter()
     reader = upstream.body.getReader()
 
-    async def chunks():
-        while True:
-            chunk = await reader.read()
-            if chunk.done:
-                return
-            yield bytes(chunk.value.to_bytes())
-
     async def write(data):
         await writer.write(to_js(data))
 
     async def pump():
         try:
-            filled = await splice(chunks(), write, page.fill)
+            filled = await splice(byte_chunks(reader), write, page.fill)
             log.info("page injected path=%s placeholders=%d", url.path, filled)
             await writer.close()
         except Exception as exc:  # the origin's body broke off, or the browser went away

@@ -351,8 +351,7 @@ class Personalizer:
             rec = await self.load(ask, visitor, live)
             decisions = self.decide(ask, visitor, rec, live)
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
-            html = {s: (banner_html(d, gen, s) if isinstance(d, BannerChoice) else carousel_html(d, gen))
-                    for s, d in decisions.items()}
+            html = {s: _fragment_html(s, d, gen) for s, d in decisions.items()}
         except Exception:  # the page goes out as the shop made it
             log.exception("injection failed, placeholders left as sent slots=%s", ",".join(slots))
             return [None] * len(markers)
@@ -449,11 +448,13 @@ def _tier(d: Carousel | BannerChoice) -> str:
     return d.tier
 
 
+def _fragment_html(slot: str, d: Carousel | BannerChoice, gen: str) -> str:
+    return banner_html(d, gen, slot) if isinstance(d, BannerChoice) else carousel_html(d, gen)
+
+
 def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str) -> tuple[bytes, str]:
     if ask.format == "html":
-        parts = [banner_html(d, gen, s) if isinstance(d, BannerChoice) else carousel_html(d, gen)
-                 for s, d in decisions.items()]
-        html = "".join(parts)
+        html = "".join(_fragment_html(s, d, gen) for s, d in decisions.items())
         if ask.endpoint == "page":
             html = f'<div class="pz-page" data-generation="{escape(gen)}">{html}</div>'
         return html.encode(), "text/html; charset=utf-8"

@@ -38,14 +38,21 @@ def worker_vars(dev_vars: Path) -> dict[str, str]:
     return env
 
 
-def cmd_sign(args: argparse.Namespace) -> int:
-    config = parse_config(worker_vars(Path(args.dev_vars)))
-    if not config.signing_keys:
+def signing_key(dev_vars: Path) -> bytes | None:
+    """The first of the worker's PZ_SIGNING_KEYS (environment, else .dev.vars); ``None`` said on stderr."""
+    keys = parse_config(worker_vars(dev_vars)).signing_keys
+    if not keys:
         print("error: no signing key: set PZ_SIGNING_KEYS in the environment or in .dev.vars", file=sys.stderr)
+        return None
+    return keys[0]
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    key = signing_key(Path(args.dev_vars))
+    if key is None:
         return 2
     try:
-        token = sign(UID if args.cmd == "sign-user" else VID, args.id, int(args.issued_at or time.time()),
-                     config.signing_keys[0])
+        token = sign(UID if args.cmd == "sign-user" else VID, args.id, int(args.issued_at or time.time()), key)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -181,12 +188,11 @@ def cmd_shop(args: argparse.Namespace) -> int:
 
     if _port_taken(args.host, args.port, "SHOP_PORT"):
         return 2
-    config = parse_config(worker_vars(Path(args.dev_vars)))
-    if not config.signing_keys:
-        print("error: no signing key: set PZ_SIGNING_KEYS in the environment or in .dev.vars", file=sys.stderr)
+    key = signing_key(Path(args.dev_vars))
+    if key is None:
         return 2
     inputs = Path(args.inputs)
-    app = create_app(inputs / "catalog.csv", inputs / "shoppers.csv", args.edge, config.signing_keys[0])
+    app = create_app(inputs / "catalog.csv", inputs / "shoppers.csv", args.edge, key)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

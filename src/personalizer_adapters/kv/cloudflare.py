@@ -22,7 +22,7 @@ import httpx
 
 from personalizer.digits import ascii_digits
 
-from .plan import digest
+from .plan import digest_metadata, metadata_digest
 
 API = "https://api.cloudflare.com/client/v4"
 RATE_LIMIT = (1200, 300.0)  # requests, seconds
@@ -115,7 +115,7 @@ class CloudflareKV:
         return max(jittered, retry_after or 0.0)
 
     def put_many(self, pairs: Sequence[tuple[str, bytes]]) -> None:
-        body = [{"key": k, "value": base64.b64encode(v).decode(), "base64": True, "metadata": {"pz": digest(v)}}
+        body = [{"key": k, "value": base64.b64encode(v).decode(), "base64": True, "metadata": digest_metadata(v)}
                 for k, v in pairs]
         result = self._send("PUT", "/bulk", json=body).json().get("result") or {}
         failed = result.get("unsuccessful_keys") or []
@@ -148,9 +148,7 @@ class CloudflareKV:
             params = {"prefix": prefix, "limit": "1000", **({"cursor": cursor} if cursor else {})}
             body = self._send("GET", "/keys", params=params).json()
             for item in body.get("result") or []:
-                meta = item.get("metadata")
-                found = meta.get("pz") if isinstance(meta, dict) else None
-                yield item["name"], found if isinstance(found, str) else None
+                yield item["name"], metadata_digest(item.get("metadata"))
             cursor = (body.get("result_info") or {}).get("cursor") or ""
             if not cursor:
                 return

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .cloudflare import PushError
-from .plan import digest
+from .plan import digest_metadata, metadata_digest
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -43,7 +43,7 @@ class LocalKV:
 
     def put_many(self, pairs: Sequence[tuple[str, bytes]]) -> None:
         self._call({"op": "put", "pairs": [{"key": k, "value": base64.b64encode(v).decode(),
-                                            "metadata": {"pz": digest(v)}} for k, v in pairs]})
+                                            "metadata": digest_metadata(v)} for k, v in pairs]})
 
     def put_one(self, key: str, value: bytes) -> None:
         self.put_many([(key, value)])
@@ -60,9 +60,7 @@ class LocalKV:
         while True:
             page = self._call({"op": "list", "prefix": prefix, "cursor": cursor})
             for item in page["keys"]:
-                meta = item.get("metadata")
-                found = meta.get("pz") if isinstance(meta, dict) else None
-                yield item["name"], found if isinstance(found, str) else None
+                yield item["name"], metadata_digest(item.get("metadata"))
             cursor = page.get("cursor")
             if not cursor:
                 return

@@ -27,6 +27,17 @@ def digest(value: bytes) -> str:
     return hashlib.sha256(value).hexdigest()[:32]
 
 
+def digest_metadata(value: bytes) -> dict[str, str]:
+    """The KV metadata a push writes with each value: its digest, so a listing tells what a key holds."""
+    return {"pz": digest(value)}
+
+
+def metadata_digest(metadata: object) -> str | None:
+    """The digest a key's metadata carries (``digest_metadata``), ``None`` if it carries none."""
+    found = metadata.get("pz") if isinstance(metadata, dict) else None
+    return found if isinstance(found, str) else None
+
+
 def read_bulk(path: Path) -> Iterator[tuple[str, bytes]]:
     """Pairs of a wrangler bulk file. Files written one pair per line (ours) stream line by line; any other
     layout of the same JSON is parsed whole."""
