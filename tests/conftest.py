@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -49,6 +50,33 @@ def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def built(seed_dir: Path) -> Built:
     """The seeded shop built from kv-seed/seed.toml (the golden fixture), written as a wrangler bulk file."""
     return write_seed(ROOT / "kv-seed" / "seed.toml", seed_dir, None)
+
+
+# The demo shop at a tenth of its size, for tests that push whole builds and rebuild them (push, erase): the
+# same generator and rules, 500 profiles in KV instead of 5,000 (a push to local KV costs ~2 ms a key).
+SMALL_SEED = {"products": 300, "shoppers": 600, "kv_profiles": 500, "exposures": 400}
+
+
+@pytest.fixture(scope="session")
+def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    text = (ROOT / "kv-seed" / "seed.toml").read_text()
+    for name, value in SMALL_SEED.items():
+        text, n = re.subn(rf"(?m)^{name} = \d+", f"{name} = {value}", text)
+        assert n == 1, name
+    path = tmp_path_factory.mktemp("small-config") / "seed.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_seed_dir(tmp_path_factory: pytest.TempPathFactory, small_config: Path) -> Path:
+    return tmp_path_factory.mktemp("small-seed")
+
+
+@pytest.fixture(scope="session")
+def small_built(small_config: Path, small_seed_dir: Path) -> Built:
+    """The small demo shop (SMALL_SEED) built into ``small_seed_dir``."""
+    return write_seed(small_config, small_seed_dir, None)
 
 
 @pytest.fixture()

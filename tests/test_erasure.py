@@ -38,14 +38,16 @@ def mentions(directory: Path) -> list[str]:
     return found
 
 
-def test_erasure_survives_push_build_and_seed(built: Built, seed_dir: Path, tmp_path: Path) -> None:
-    """erase -> push (even of an unscrubbed build), erase -> build elsewhere -> push, erase -> seed: absent."""
+def test_erasure_survives_push_build_and_seed(small_built: Built, small_seed_dir: Path, small_config: Path,
+                                              tmp_path: Path) -> None:
+    """erase -> push (even of an unscrubbed build), erase -> build elsewhere -> push, erase -> seed: absent.
+    (The small demo shop: the same generator and rules, a tenth of the keys to push.)"""
     kv, state, tombstones = tmp_path / "kv", tmp_path / "state", tmp_path / "tombstones.txt"
     common = ["--tombstones", str(tombstones)]
     target = ["--target", "local", "--persist", str(kv), "--state-dir", str(state)]
     a, stale = tmp_path / "a", tmp_path / "stale"
-    shutil.copytree(seed_dir, a)
-    shutil.copytree(seed_dir, stale)  # a copy made before the erasure, never scrubbed
+    shutil.copytree(small_seed_dir, a)
+    shutil.copytree(small_seed_dir, stale)  # a copy made before the erasure, never scrubbed
     assert cli("push", "--build", str(a), *common, *target).returncode == 0
     assert wrangler_kv_get(kv, keys.profile(PERSON)) is not None
 
@@ -66,7 +68,7 @@ def test_erasure_survives_push_build_and_seed(built: Built, seed_dir: Path, tmp_
     fresh = tmp_path / "fresh"
     inputs = stale / "inputs"
     built = cli("build", "--catalog", str(inputs / "catalog.csv"), "--events", str(inputs / "events.csv"),
-                "--shoppers", str(inputs / "shoppers.csv"), "--out", str(fresh), *common)
+                "--shoppers", str(inputs / "shoppers.csv"), "--out", str(fresh), "--config", str(small_config), *common)
     assert built.returncode == 0, built.stderr
     assert mentions(fresh) == [] and Origin(fresh / "origin").resolve(keys.profile(PERSON)) is None
     assert cli("push", "--build", str(fresh), *common, *target).returncode == 0
@@ -74,7 +76,7 @@ def test_erasure_survives_push_build_and_seed(built: Built, seed_dir: Path, tmp_
 
     # the demo seed, regenerated (what `make dev` runs): no trace of the person anywhere in its output
     seeded = tmp_path / "seeded"
-    assert cli("seed", "--out", str(seeded), "--fallback", "", *common).returncode == 0
+    assert cli("seed", "--config", str(small_config), "--out", str(seeded), "--fallback", "", *common).returncode == 0
     assert mentions(seeded) == [] and wrangler_kv_get(kv, keys.profile("c00003")) is not None
 
     with edge_runtime(kv, variables={"PZ_SIGNING_KEYS": TEST_KEY}) as (url, _), \

@@ -138,8 +138,9 @@ def test_failure_exit_codes_and_the_token_stays_secret(api: tuple[FakeKVApi, str
     assert wrong.returncode == BAD_INPUT and "CLOUDFLARE_API_TOKEN" in wrong.stderr
     assert "cf-wrong-token-SECRET-000" not in wrong.stdout + wrong.stderr
     fake.script = [("status", 503)] * 20
-    failing = cli(cf_args(base, build_dir, tmp_path / "s2"))
+    failing = cli([*cf_args(base, build_dir, tmp_path / "s2"), "--max-attempts", "2"])
     assert failing.returncode == PARTIAL and "rerun" in failing.stderr and TOKEN not in failing.stderr
+    assert fake.requests == 3  # the wrong token's one, then two tries of the first write: no more
     missing = cli(cf_args(base, tmp_path / "nope", tmp_path / "s3"))
     assert missing.returncode == BAD_INPUT
     no_token = cli(cf_args(base, build_dir, tmp_path / "s4"), token="")

@@ -32,8 +32,11 @@ def generation(edge: httpx.Client) -> str:
     return str(edge.get("/v1/recommendations?slot=home").json()["generation"])
 
 
-def test_local_push_rollback_and_erase(built: Built, seed_dir: Path, tmp_path: Path) -> None:
-    """push A; the edge serves A. push B; it serves B. rollback; A again. erase c00002: gone everywhere."""
+def test_local_push_rollback_and_erase(small_built: Built, small_seed_dir: Path, small_config: Path,
+                                      tmp_path: Path) -> None:
+    """push A; the edge serves A. push B; it serves B. rollback; A again. erase c00002: gone everywhere.
+    (The small demo shop: the same generator and rules, a tenth of the keys to push.)"""
+    built, seed_dir = small_built, small_seed_dir
     kv, state = tmp_path / "kv", tmp_path / "push-state"
     target = ["--target", "local", "--persist", str(kv), "--state-dir", str(state)]
     a = cli("push", "--build", str(seed_dir), *target)
@@ -42,7 +45,8 @@ def test_local_push_rollback_and_erase(built: Built, seed_dir: Path, tmp_path: P
     inputs = seed_dir / "inputs"
     build_b = tmp_path / "build-b"
     made = cli("build", "--catalog", str(inputs / "catalog.csv"), "--events", str(inputs / "events.csv"),
-               "--shoppers", str(inputs / "shoppers.csv"), "--out", str(build_b), "--now", str(built.model.now + 86400))
+               "--shoppers", str(inputs / "shoppers.csv"), "--out", str(build_b), "--now", str(built.model.now + 86400),
+               "--config", str(small_config))
     assert made.returncode == 0 and "no bad rows" in made.stderr, made.stderr
     gen_b = (build_b / "generation.txt").read_text().strip()
     with edge_runtime(kv, variables={"PZ_SIGNING_KEYS": TEST_KEY, "MANIFEST_TTL_S": "0"}) as (url, _), \
@@ -70,7 +74,7 @@ def test_local_push_rollback_and_erase(built: Built, seed_dir: Path, tmp_path: P
     # a rebuild (the seed, over the erased store) does not bring them back
     out = tmp_path / "rebuilt"
     shutil.copytree(origin_data, out / "origin")
-    rebuilt = write_seed(ROOT / "kv-seed" / "seed.toml", out, None)
+    rebuilt = write_seed(small_config, out, None)
     assert keys.profile("c00002") not in rebuilt.records and keys.profile("c00003") in rebuilt.records
     assert ProfileStore(out / "origin" / "store.sqlite").shopper("c00002") is None
     assert cli("erase", "--person", "bad id", *target).returncode == 2

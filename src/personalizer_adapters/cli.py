@@ -197,6 +197,13 @@ def cmd_shop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def _cloudflare_ids(args: argparse.Namespace) -> tuple[str, str]:
     account = args.account_id or os.environ.get("CLOUDFLARE_ACCOUNT_ID", "")
     namespace = args.namespace_id or os.environ.get("KV_NAMESPACE_ID", "")
@@ -223,7 +230,7 @@ def _target(args: argparse.Namespace) -> object:
     from .kv.cloudflare import API, CloudflareKV
 
     return CloudflareKV(*_cloudflare_ids(args), os.environ.get("CLOUDFLARE_API_TOKEN", ""),
-                        base_url=args.api_base or API)
+                        base_url=args.api_base or API, max_attempts=args.max_attempts)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -355,6 +362,9 @@ def _target_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--account-id", help="Cloudflare account id (or CLOUDFLARE_ACCOUNT_ID)")
     s.add_argument("--namespace-id", help="KV namespace id (or KV_NAMESPACE_ID)")
     s.add_argument("--api-base", help="Cloudflare API base URL (default: the public API)")
+    s.add_argument("--max-attempts", type=_positive_int, default=6,
+                   help="tries per Cloudflare API request, 429 and 5xx retried with backoff from 1 s doubling "
+                        "(default 6, about 30 s at worst; 1 fails at once)")
     s.add_argument("--state-dir", default=".personalizer/state",
                    help="where the last pushed manifest and the resume journal of each target live")
 
