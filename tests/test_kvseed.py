@@ -49,11 +49,11 @@ def test_make_dev_never_reseeds_over_a_pushed_build(tmp_path: Path) -> None:
     assert wrangler_kv_get(tmp_path / "state", "pz1:manifest") == b"demo-3"
 
 
-def test_the_seed_command_leaves_committed_sources_alone(tmp_path: Path) -> None:
+def test_the_seed_command_leaves_committed_sources_alone(tmp_path: Path, small_config: Path) -> None:
     """`personalizer seed` writes its outputs only; src/personalizer/fallback.py changes only by `make fallback`."""
     fallback = ROOT / "src" / "personalizer" / "fallback.py"
     before = fallback.stat().st_mtime_ns, fallback.read_bytes()
-    out = subprocess.run([str(ROOT / ".venv/bin/personalizer"), "seed", "--out", str(tmp_path / "out")], cwd=ROOT,
-                         capture_output=True, text=True, env=ENV)
+    out = subprocess.run([str(ROOT / ".venv/bin/personalizer"), "seed", "--config", str(small_config), "--out",
+                          str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, env=ENV)
     assert out.returncode == 0, out.stderr
     assert (fallback.stat().st_mtime_ns, fallback.read_bytes()) == before

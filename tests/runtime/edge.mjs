@@ -16,7 +16,7 @@
 // Usage: node tests/runtime/edge.mjs [--port 8787] [--persist .wrangler/state] [--seed kv-seed/out/kv.json]
 //        [--vars-file .dev.vars] [--var NAME=VALUE ...]
 //        [--max-retries N] [--batch-timeout S]   (tests: the event queue's retries, every consumer's wait)
-//        [--config wrangler.toml]
+//        [--config wrangler.toml] [--bundle DIR]
 // Prints "ready http://127.0.0.1:PORT" on stdout when it accepts requests.
 import fs from "node:fs";
 import http from "node:http";
@@ -59,8 +59,9 @@ function dotenv(file) {
 const vars = { ...fromToml.bindings, ...dotenv(path.resolve(ROOT, args["vars-file"] ?? ".dev.vars")) };
 for (const kv of args.var) { const i = kv.indexOf("="); vars[kv.slice(0, i)] = kv.slice(i + 1); }
 
-// 1. The deploy bundle, exactly: wrangler runs the [build] step and writes the upload.
-const bundleDir = writeBundle(path.join(PERSIST, "..", "bundle"));
+// 1. The deploy bundle, exactly: wrangler runs the [build] step and writes the upload (--bundle: one written
+// that way already, e.g. once for a whole test session).
+const bundleDir = args.bundle ? path.resolve(args.bundle) : writeBundle(path.join(PERSIST, "..", "bundle"));
 
 // 2. Miniflare's KV, on the same persisted state `wrangler kv ... --local --persist-to` uses, and its
 // Queues as wrangler.toml declares them. The consumer inside workerd is the bridge: it passes each batch to

@@ -53,8 +53,41 @@ def seeded_state(seed: Path, persist: Path) -> None:
         for old in TEMPLATES.iterdir():
             if old.is_dir() and old != template and old.stat().st_mtime < cutoff:
                 shutil.rmtree(old, ignore_errors=True)
-    persist.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["cp", "-R", str(template / "v3"), str(persist / "v3")], check=True)  # 5x shutil.copytree
+    # Blob files are written once under a fresh id and never changed in place (a new value is a new blob, the
+    # old one is unlinked), so the copy links them; the SQLite databases are real copies.
+    for path in sorted((template / "v3").rglob("*")):
+        copy = persist / path.relative_to(template)
+        if path.is_dir():
+            copy.mkdir(parents=True, exist_ok=True)
+        elif path.parent.name == "blobs":
+            try:
+                os.link(path, copy)
+            except OSError:  # another file system
+                shutil.copyfile(path, copy)
+        else:
+            shutil.copyfile(path, copy)
+
+
+_bundle: Path | None = None
+
+
+def deploy_bundle() -> Path:
+    """The deploy bundle (`wrangler deploy --dry-run`, the [build] step included), written once per test
+    process: the sources do not change during a session, and every runtime of it serves the same modules."""
+    global _bundle
+    if _bundle is None:
+        import atexit
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix="pz-bundle-"))
+        atexit.register(shutil.rmtree, out, True)
+        lock = ROOT / ".wrangler" / "bundle.lock"  # the one tests/runtime/pyodide.mjs takes: [build] rewrites
+        lock.parent.mkdir(parents=True, exist_ok=True)  # worker/personalizer, so bundlers take turns
+        subprocess.run(["flock", str(lock), str(ROOT / "node_modules/.bin/wrangler"), "deploy", "--dry-run",
+                        "--outdir", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=300,
+                       env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
+        _bundle = out
+    return _bundle
 
 
 @contextmanager
@@ -68,7 +101,7 @@ def edge_runtime(persist: Path, *, seed: Path | None = None, variables: dict[str
     copy of the seeded state, see seeded_state; one with state already is re-seeded by the runtime).
     """
     cmd = ["node", str(ROOT / "tests/runtime/edge.mjs"), "--port", "0", "--persist", str(persist),
-           "--vars-file", os.devnull]
+           "--vars-file", os.devnull, "--bundle", str(deploy_bundle())]
     for flag, value in (flags or {}).items():
         cmd += [f"--{flag}", value]
     if seed is not None and not (persist / "v3").exists():
