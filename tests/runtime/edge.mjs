@@ -16,14 +16,13 @@
 // Usage: node tests/runtime/edge.mjs [--port 8787] [--persist .wrangler/state] [--seed kv-seed/out/kv.json]
 //        [--vars-file .dev.vars] [--var NAME=VALUE ...]
 //        [--max-retries N] [--batch-timeout S]   (tests: the event queue's retries, every consumer's wait)
-//        [--config wrangler.toml] [--bundle DIR]
+//        [--config wrangler.toml] [--bundle DIR] [--options FILE | --write-options FILE]
 // Prints "ready http://127.0.0.1:PORT" on stdout when it accepts requests.
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
-import { unstable_getMiniflareWorkerOptions } from "wrangler";
 import { loadWorkerPython, writeBundle } from "./pyodide.mjs";
 import { kvNamespaceId, loadSeed } from "./kvseed.mjs";
 
@@ -32,8 +31,21 @@ const args = parseArgs(process.argv.slice(2));
 const PORT = Number(args.port ?? 8787);
 const PERSIST = path.resolve(ROOT, args.persist ?? ".wrangler/state");
 // wrangler's own translation of wrangler.toml into Miniflare options, as `wrangler dev` does it.
-// (--config names another file, for tests of its [vars]; the bundle is always the project's.)
-const { workerOptions: fromToml } = unstable_getMiniflareWorkerOptions(path.resolve(ROOT, args.config ?? "wrangler.toml"));
+// (--config names another file, for tests of its [vars]; the bundle is always the project's.
+// --options: the part used here, as `--write-options FILE` wrote it: importing wrangler takes a second, which
+// tests starting many runtimes of one wrangler.toml pay once.)
+const fromToml = args.options ? JSON.parse(fs.readFileSync(args.options, "utf8")) : await tomlOptions();
+if (args["write-options"]) {
+  fs.writeFileSync(args["write-options"], JSON.stringify(fromToml), { mode: 0o600 });  // .dev.vars secrets in it
+  process.exit(0);
+}
+
+async function tomlOptions() {
+  const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
+  const { workerOptions: o } = unstable_getMiniflareWorkerOptions(path.resolve(ROOT, args.config ?? "wrangler.toml"));
+  return { bindings: o.bindings, compatibilityDate: o.compatibilityDate, queueProducers: o.queueProducers,
+           queueConsumers: o.queueConsumers };
+}
 
 function parseArgs(argv) {
   const out = { var: [] };

@@ -79,8 +79,9 @@ def deploy_bundle() -> Path:
         import atexit
         import tempfile
 
-        out = Path(tempfile.mkdtemp(prefix="pz-bundle-"))
-        atexit.register(shutil.rmtree, out, True)
+        scratch = Path(tempfile.mkdtemp(prefix="pz-runtime-"))  # this process's own (mode 0700)
+        atexit.register(shutil.rmtree, scratch, True)
+        out = scratch / "bundle"
         lock = ROOT / ".wrangler" / "bundle.lock"  # the one tests/runtime/pyodide.mjs takes: [build] rewrites
         lock.parent.mkdir(parents=True, exist_ok=True)  # worker/personalizer, so bundlers take turns
         subprocess.run(["flock", str(lock), str(ROOT / "node_modules/.bin/wrangler"), "deploy", "--dry-run",
@@ -88,6 +89,20 @@ def deploy_bundle() -> Path:
                        env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
         _bundle = out
     return _bundle
+
+
+_options: Path | None = None
+
+
+def toml_options() -> Path:
+    """wrangler's reading of wrangler.toml (edge.mjs --write-options), once per test process."""
+    global _options
+    if _options is None:
+        out = deploy_bundle().parent / "wrangler-options.json"
+        subprocess.run(["node", str(ROOT / "tests/runtime/edge.mjs"), "--write-options", str(out)], cwd=ROOT,
+                       check=True, capture_output=True, timeout=120)
+        _options = out
+    return _options
 
 
 @contextmanager
@@ -102,6 +117,8 @@ def edge_runtime(persist: Path, *, seed: Path | None = None, variables: dict[str
     """
     cmd = ["node", str(ROOT / "tests/runtime/edge.mjs"), "--port", "0", "--persist", str(persist),
            "--vars-file", os.devnull, "--bundle", str(deploy_bundle())]
+    if "config" not in (flags or {}):
+        cmd += ["--options", str(toml_options())]
     for flag, value in (flags or {}).items():
         cmd += [f"--{flag}", value]
     if seed is not None and not (persist / "v3").exists():
