@@ -467,6 +467,32 @@ def freshness() -> None:
     print(f"{'event to KV':58} {statistics.median(ms) / 1000:10.2f} {q[18] / 1000:8.2f}")
 
 
+def hot_path_floor(spec: Path) -> None:
+    """Issue 12's view: each kind of request through the SDK against the SDK's own floor (a Worker returning a
+    constant of the page's size and headers) and against a Worker that only reads the same KV keys and returns
+    their bytes, interleaved in one Pyodide; then the cold start, in fresh processes."""
+    n, warmup, colds = 1000, 100, 5
+    out = subprocess.run(["node", str(ROOT / "tests/bench/floor.mjs"), str(spec), str(n), str(warmup), "--cold",
+                          str(colds)], check=True, capture_output=True, text=True, cwd=ROOT)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\nthe hot path and its floor: worker fetch via SDK in Pyodide, {n} rounds (+{warmup} warm-up) of every "
+          "kind, interleaved; kv-echo reads the keys the page read from KV (a warm isolate caches the shared ones)")
+    print(f"{'request':58} {'page ms':>8} {'p99':>7} {'echo ms':>8} {'const ms':>8} {'page/echo':>9} "
+          f"{'echo/const':>10} {'KV reads':>8}")
+    for name, t in result["times"].items():
+        page, p99 = stats(t["page"])
+        echo, const = stats(t["echo"])[0], stats(t["constant"])[0]
+        print(f"{name:58} {page:8.3f} {p99:7.3f} {echo:8.3f} {const:8.3f} {page / echo:9.2f} {echo / const:10.2f} "
+              f"{t['keys']:8.2f}")
+    cold = result["cold"]
+    imp = statistics.median(c["importWorkers"] for c in cold)
+    first = statistics.median(c["firstAnswer"] for c in cold)
+    bundle = statistics.median(c["importBundle"] for c in cold)
+    print(f"cold start ({colds} fresh processes, Pyodide from its baseline snapshot): `import workers` "
+          f"{imp:.0f} ms; + importing the bundle {bundle:.0f} ms; to the first page answered {first:.0f} ms = "
+          f"{first / imp:.2f}x `import workers` alone; the bundle's Python modules: {result['bundleBytes']:,} bytes")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = spec_file(Path(tmp))
@@ -499,6 +525,8 @@ def main() -> None:
     for name, ms in (("page, no session state", without_session), ("page, with session state", with_session)):
         med, p99 = stats(ms)
         print(f"{name:58} {med:10.3f} {p99:8.3f} {med / base_s:10.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        hot_path_floor(spec_file(Path(tmp)))
     ingest_throughput()
     refresh_bench()
     freshness()
