@@ -66,3 +66,84 @@ def test_safe_url_refuses_known_bypasses(url: str) -> None:
 def test_safe_url_keeps_shop_urls(url: str) -> None:
     """Absolute http(s) URLs with a host and single-slash paths pass unchanged."""
     assert safe_url(url) == url
+
+
+# -- the memoised renderer gives the bytes of the plain one -----------------------------------------------------
+def reference_render(ask, decisions, gen):  # type: ignore[no-untyped-def]
+    """The renderer before memoisation: every card escaped and encoded on each request, the body one dumps()."""
+    from html import escape
+
+    from personalizer.render import price_text
+
+    def items_html(c: Carousel) -> str:
+        return "".join(
+            f'<li class="pz-item" data-id="{escape(x.id)}" data-category="{escape(x.category)}">'
+            f'<a href="{escape(safe_url(x.url))}"><img src="{escape(safe_url(x.image))}" alt="{escape(x.title)}"'
+            f' loading="lazy"><span class="pz-title">{escape(x.title)}</span>'
+            f'<span class="pz-price">{price_text(x.price)} {escape(x.currency)}</span></a></li>' for x in c.cards)
+
+    if ask.format == "html":
+        parts = []
+        for s, d in decisions.items():
+            if isinstance(d, BannerChoice):
+                parts.append(banner_html(d, gen, s))
+            else:
+                parts.append(f'<section class="pz-recs" data-slot="{escape(d.slot)}" data-tier="{escape(d.tier)}"'
+                             f' data-generation="{escape(gen)}"><ol class="pz-items">{items_html(d)}</ol></section>')
+        html = "".join(parts)
+        if ask.endpoint == "page":
+            html = f'<div class="pz-page" data-generation="{escape(gen)}">{html}</div>'
+        return html.encode(), "text/html; charset=utf-8"
+    frags = {s: banner_json(d, gen, s) if isinstance(d, BannerChoice) else carousel_json(d, gen)
+             for s, d in decisions.items()}
+    obj = {"generation": gen, "fragments": frags} if ask.endpoint == "page" else next(iter(frags.values()))
+    return dumps(obj), "application/json; charset=utf-8"
+
+
+def test_memoised_fragments_are_byte_identical_for_every_shopper_and_slot(built, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every seeded customer (and a visitor), every slot, JSON and HTML, with prices the inventory overrides and a
+    profile of hostile catalog strings: the same bytes as the plain renderer, with the memo cold and warm."""
+    import asyncio
+
+    from personalizer import InMemoryKV, Personalizer, codec, keys, render, service
+    from tests.conftest import CONFIG, FixedClock, uid_cookie
+    from tests.test_edge import overrides
+
+    records = {**built.records, **overrides(built)}
+    popular = codec.decode(records[keys.popular(built.generation)], expect="popular").data["cards"]
+    inventory = codec.decode(records[keys.INVENTORY], expect="inventory")
+    prices = {**inventory.data["prices"], **{c[0]: c[4] + 100 * (n + 1) for n, c in enumerate(popular[:30])}}
+    records[keys.INVENTORY] = codec.encode("inventory", {**inventory.data, "prices": prices},
+                                           produced_at=inventory.produced_at)
+    people = sorted(k.rsplit(":", 1)[1] for k in records if k.startswith("pz1:p:"))
+    item = popular[0][0]
+    every = f"slots=hero,home,recent,cart,again,item&item={item}"
+    asks = [("/v1/page", every), ("/v1/page", every + "&format=html"), ("/v1/recommendations", "slot=home")]
+    clock = FixedClock()
+
+    def bodies(who: list[str | None]) -> list[bytes]:
+        core = Personalizer(CONFIG, InMemoryKV(records), clock, lambda: "vfixed")
+
+        async def run() -> list[bytes]:
+            out = []
+            for person in who:
+                headers = {"cookie": uid_cookie(person, issued_at=int(clock.t))} if person else {}
+                for path, query in asks:
+                    out.append((await core.handle("GET", path, query, headers)).body)
+            return out
+
+        return asyncio.run(run())
+
+    who: list[str | None] = [*people, None]
+    render._json_memo.clear()
+    render._html_memo.clear()
+    memoised = bodies(who)  # cards met first (cold) and again (warm: popular ones, every few people)
+    assert len(render._json_memo) > 100 and render._html_memo
+    monkeypatch.setattr(service, "_render", reference_render)
+    plain = bodies(who)
+    assert len(plain) == len(who) * len(asks) and len(set(plain)) > len(who)
+    assert memoised == plain
+    assert any(HOSTILE_MARK in b for b in plain)  # the hostile profile's title was rendered (escaped)
+
+
+HOSTILE_MARK = b"&lt;script&gt;alert(&quot;pz&quot;)"

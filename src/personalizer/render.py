@@ -36,6 +36,15 @@ def price_text(cents: int) -> str:
     return f"{sign}{cents // 100}.{cents % 100:02d}"
 
 
+# Each card's rendered JSON object and HTML item, per isolate: the same products are shown to everyone
+# (popular, segments, neighbours) and to the same people again, so a card is escaped, URL-checked and encoded
+# once, not once per request. Keyed by the card's value (a price the inventory overrides is another card);
+# emptied when full, so it stays bounded whatever the catalog.
+MEMO_MAX = 20_000
+_json_memo: dict[Card, str] = {}
+_html_memo: dict[Card, str] = {}
+
+
 def card_json(card: Card) -> dict[str, Any]:
     return {"id": card.id, "title": card.title, "url": safe_url(card.url), "image": safe_url(card.image),
             "price": price_text(card.price), "currency": card.currency, "category": card.category}
@@ -43,6 +52,23 @@ def card_json(card: Card) -> dict[str, Any]:
 
 def carousel_json(c: Carousel, generation: str) -> dict[str, Any]:
     return {"slot": c.slot, "tier": c.tier, "generation": generation, "items": [card_json(x) for x in c.cards]}
+
+
+def card_json_text(card: Card) -> str:
+    """``dumps_text(card_json(card))``, memoised."""
+    text = _json_memo.get(card)
+    if text is None:
+        if len(_json_memo) >= MEMO_MAX:
+            _json_memo.clear()
+        text = _json_memo[card] = dumps_text(card_json(card))
+    return text
+
+
+def carousel_json_text(c: Carousel, generation: str) -> str:
+    """``dumps_text(carousel_json(c, generation))``, from the cards' memoised texts: compact JSON of an object is
+    its members' texts joined, so the bytes are the same."""
+    return (f'{{"slot":{dumps_text(c.slot)},"tier":{dumps_text(c.tier)},"generation":{dumps_text(generation)},'
+            f'"items":[{",".join([card_json_text(x) for x in c.cards])}]}}')
 
 
 def _filled(text: str, fill: tuple[tuple[str, str], ...]) -> str:
@@ -58,13 +84,22 @@ def banner_json(b: BannerChoice, generation: str, slot: str = "hero") -> dict[st
         "url": safe_url(v.url), "image": safe_url(v.image), "variant": v.id}}
 
 
+def card_html(x: Card) -> str:
+    """One carousel item; memoised."""
+    html = _html_memo.get(x)
+    if html is None:
+        if len(_html_memo) >= MEMO_MAX:
+            _html_memo.clear()
+        html = _html_memo[x] = (
+            f'<li class="pz-item" data-id="{escape(x.id)}" data-category="{escape(x.category)}">'
+            f'<a href="{escape(safe_url(x.url))}"><img src="{escape(safe_url(x.image))}" alt="{escape(x.title)}"'
+            f' loading="lazy"><span class="pz-title">{escape(x.title)}</span>'
+            f'<span class="pz-price">{price_text(x.price)} {escape(x.currency)}</span></a></li>')
+    return html
+
+
 def carousel_html(c: Carousel, generation: str) -> str:
-    items = "".join(
-        f'<li class="pz-item" data-id="{escape(x.id)}" data-category="{escape(x.category)}">'
-        f'<a href="{escape(safe_url(x.url))}"><img src="{escape(safe_url(x.image))}" alt="{escape(x.title)}"'
-        f' loading="lazy"><span class="pz-title">{escape(x.title)}</span>'
-        f'<span class="pz-price">{price_text(x.price)} {escape(x.currency)}</span></a></li>'
-        for x in c.cards)
+    items = "".join([card_html(x) for x in c.cards])
     return (f'<section class="pz-recs" data-slot="{escape(c.slot)}" data-tier="{escape(c.tier)}"'
             f' data-generation="{escape(generation)}"><ol class="pz-items">{items}</ol></section>')
 
@@ -81,5 +116,10 @@ def banner_html(b: BannerChoice, generation: str, slot: str = "hero") -> str:
 
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON; ``<``, ``>`` and ``&`` escaped so a JSON body is inert if sniffed as HTML."""
+    return dumps_text(obj).encode()
+
+
+def dumps_text(obj: Any) -> str:
+    """``dumps`` before encoding. The escapes are per character, so texts of parts join into the whole's."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -36,7 +36,7 @@ from .records import (
     Profile,
     Settings,
 )
-from .render import banner_html, banner_json, carousel_html, carousel_json, dumps
+from .render import banner_html, banner_json, carousel_html, carousel_json_text, dumps, dumps_text
 from .request import READ_METHODS, Ask, gpc_opt_out, header, parse_ask, parse_cookies
 
 log = logging.getLogger("personalizer")
@@ -44,6 +44,17 @@ MAX_CART_LOOKUPS = 5
 LIVE_NEIGHBOURS = 2  # "for you" leans towards the neighbours of this many items just viewed
 MAX_BYTES = {"profile": codec.MAX_PROFILE_BYTES}  # decode bounds tighter than the codec's own, by kind
 NOSNIFF = ("x-content-type-options", "nosniff")  # on every answer, errors and /healthz included
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One record a request needs: its key, its kind, how long the isolate may cache it (``None``: never, a
+    person's profile), and whether its absence is a true miss for the origin to fill."""
+
+    key: str
+    kind: str
+    ttl_s: float | None
+    fill: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +102,23 @@ class Personalizer:
         self._outcomes: list[str] = []
 
     # -- reads -----------------------------------------------------------------------------------------
-    async def _read(self, key: str, kind: str, ttl_s: float | None, fill: bool = False) -> Any:
-        """One record, through the isolate cache when ``ttl_s`` is given; ``None`` on miss or failure.
+    def _cached(self, read: Read, now: float) -> tuple[bool, Any]:
+        """``(True, value)`` when ``read`` is answered without KV: a fresh cache entry (``ttl_s`` given), or a
+        key whose value failed a moment ago (``None``: not read, not decoded, not sent to the origin)."""
+        if read.ttl_s is not None:
+            hit, value = self.cache.get(read.key, now)
+            if hit:
+                return True, value
+        if self.cache.is_bad(read.key, now):
+            return True, None
+        return False, None
+
+    async def _fetch(self, read: Read, now: float) -> Any:
+        """One record from KV (through the origin on a true miss when ``read.fill``); ``None`` on miss or failure.
 
         ``fill``: the key is one whose absence is a true miss, so the origin is asked (when configured).
         """
-        now = self.clock.now()
-        if ttl_s is not None:
-            hit, value = self.cache.get(key, now)
-            if hit:
-                return value
-        if self.cache.is_bad(key, now):
-            return None  # its value failed a moment ago: not read, not decoded, and not sent to the origin
+        key, kind, ttl_s = read.key, read.kind, read.ttl_s
         raw: bytes | None
         try:
             raw = await self.kv.get(key)
@@ -118,7 +134,7 @@ class Personalizer:
                 log.warning("bad record key=%s error=%s", key, exc)
                 self.cache.mark_bad(key, now)
                 return None
-        elif fill and self.miss is not None:
+        elif read.fill and self.miss is not None:
             resolved = await self._fill(key, now)
             if resolved.outcome not in ("hit", "shared", "absent", "negative"):
                 return None  # the origin failed: do not cache the gap, the next request may do better
@@ -149,10 +165,29 @@ class Personalizer:
         except Exception as exc:  # a failed write-back only means the next request asks the origin again
             log.warning("write-back failed key=%s error=%s", key, type(exc).__name__)
 
-    async def _timed(self, *reads: Any) -> list[Any]:
+    async def _timed(self, *reads: Read | None) -> list[Any]:
+        """The records of ``reads`` (``None`` for a ``None`` read), KV reads in parallel.
+
+        What the isolate cache answers is answered here, synchronously: only true reads become tasks, and one
+        read alone is awaited without one (under Pyodide each task is scheduled through JavaScript).
+        """
         t0 = self.clock.monotonic_ms()
-        out = list(await asyncio.gather(*reads))
-        self._kv_ms += self.clock.monotonic_ms() - t0
+        now = self.clock.now()
+        out: list[Any] = [None] * len(reads)
+        pending: list[int] = []
+        for i, read in enumerate(reads):
+            if read is not None:
+                hit, out[i] = self._cached(read, now)
+                if not hit:
+                    pending.append(i)
+        if len(pending) == 1:
+            out[pending[0]] = await self._fetch(reads[pending[0]], now)  # type: ignore[arg-type]
+        elif pending:
+            fetched = await asyncio.gather(*(self._fetch(reads[i], now) for i in pending))  # type: ignore[arg-type]
+            for i, value in zip(pending, fetched, strict=True):
+                out[i] = value
+        if pending:
+            self._kv_ms += self.clock.monotonic_ms() - t0
         return out
 
     async def load(self, ask: Ask, visitor: Visitor, live: session.Session | None = None) -> Records:
@@ -161,8 +196,7 @@ class Personalizer:
         The session's item ids are read without asking the origin: they came from the page, so a missing
         one is not a true miss (and a forged beacon must not make the origin work).
         """
-        manifest: Manifest | None = (await self._timed(
-            self._read(keys.MANIFEST, "manifest", self.config.manifest_ttl_s)))[0]
+        manifest: Manifest | None = (await self._timed(Read(keys.MANIFEST, "manifest", self.config.manifest_ttl_s)))[0]
         if manifest is None:
             return Records()
         gen, ttl = manifest.generation, manifest.settings.shared_ttl_s
@@ -174,20 +208,20 @@ class Personalizer:
         profile_key = (keys.profile(person) if customer else keys.visitor(person)) if person else None
         live_ids = _session_ids(ask.slots, live)
         first = await self._timed(
-            self._read(profile_key, "profile", None, fill=customer) if profile_key else _none(),
-            self._read(keys.INVENTORY, "inventory", self.config.manifest_ttl_s),
-            self._read(keys.popular(gen), "popular", ttl) if slots - {"hero"} else _none(),
-            self._read(keys.banners(gen), "banners", ttl) if "hero" in slots else _none(),
-            self._read(keys.item(gen, ask.item), "item", ttl, fill=True) if want_item and ask.item else _none(),
-            *(self._read(keys.item(gen, i), "item", ttl) for i in live_ids))
+            Read(profile_key, "profile", None, fill=customer) if profile_key else None,
+            Read(keys.INVENTORY, "inventory", self.config.manifest_ttl_s),
+            Read(keys.popular(gen), "popular", ttl) if slots - {"hero"} else None,
+            Read(keys.banners(gen), "banners", ttl) if "hero" in slots else None,
+            Read(keys.item(gen, ask.item), "item", ttl, fill=True) if want_item and ask.item else None,
+            *(Read(keys.item(gen, i), "item", ttl) for i in live_ids))
         profile, inventory, popular, banner_set, item = first[:5]
         session_items = {i: r for i, r in zip(live_ids, first[5:], strict=True) if r is not None}
         seg_id = next((s for s in profile.segments if s in manifest.segments), None) if profile else None
         cart_ids = [c.id for c in profile.cart[:MAX_CART_LOOKUPS]] \
             if profile and "cart" in slots and not _live_cart(live) else []
         second = await self._timed(
-            self._read(keys.segment(gen, seg_id), "segment", ttl, fill=True) if seg_id else _none(),
-            *(self._read(keys.item(gen, i), "item", ttl, fill=True) for i in cart_ids))
+            Read(keys.segment(gen, seg_id), "segment", ttl, fill=True) if seg_id else None,
+            *(Read(keys.item(gen, i), "item", ttl, fill=True) for i in cart_ids))
         return Records(manifest, profile, second[0], popular, banner_set, inventory or EMPTY_INVENTORY, item,
                        tuple(r for r in second[1:] if r is not None), session_items)
 
@@ -440,10 +474,6 @@ def _cookie(name: str, value: str, max_age_s: int) -> tuple[str, str]:
     return ("set-cookie", f"{name}={value}; Path=/; Max-Age={max_age_s}; Secure; HttpOnly; SameSite=Lax")
 
 
-async def _none() -> None:
-    return None
-
-
 def _tier(d: Carousel | BannerChoice) -> str:
     return d.tier
 
@@ -458,10 +488,14 @@ def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str) -
         if ask.endpoint == "page":
             html = f'<div class="pz-page" data-generation="{escape(gen)}">{html}</div>'
         return html.encode(), "text/html; charset=utf-8"
-    frags: dict[str, Any] = {s: banner_json(d, gen, s) if isinstance(d, BannerChoice) else carousel_json(d, gen)
-                             for s, d in decisions.items()}
-    obj = {"generation": gen, "fragments": frags} if ask.endpoint == "page" else next(iter(frags.values()))
-    return dumps(obj), "application/json; charset=utf-8"
+    # The JSON is joined from the fragments' texts (cards memoised per isolate); the same bytes as dumps() of
+    # {"generation": gen, "fragments": {slot: fragment}} or of the one fragment.
+    frags = {s: dumps_text(banner_json(d, gen, s)) if isinstance(d, BannerChoice) else carousel_json_text(d, gen)
+             for s, d in decisions.items()}
+    if ask.endpoint != "page":
+        return next(iter(frags.values())).encode(), "application/json; charset=utf-8"
+    members = ",".join([f"{dumps_text(s)}:{text}" for s, text in frags.items()])
+    return f'{{"generation":{dumps_text(gen)},"fragments":{{{members}}}}}'.encode(), "application/json; charset=utf-8"
 
 
 ASSETS = {"pz.js": (assets.SCRIPT, assets.SCRIPT_VERSION, "text/javascript; charset=utf-8"),
