@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .records import Card, Inventory
 
 TIERS = ("user", "item", "segment", "popular", "default")
+_RANK = {t: n for n, t in enumerate(TIERS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,22 +45,28 @@ def assemble(slot: str, sources: Sequence[tuple[str, Sequence[Card]]], *, limit:
     chosen: list[Card] = []
     taken: set[str] = set()
     per_category: dict[str, int] = {}
-    tier: str | None = None
+    best = len(TIERS)  # rank of the best tier that contributed
+    out_of_stock, prices = inventory.out_of_stock, inventory.prices
     for capped in (True, False):
         for source_tier, cards in sources:
+            rank = _RANK[source_tier]
             for card in cards:
                 if len(chosen) >= limit:
                     break
-                if card.id in taken or card.id in exclude or card.id in inventory.out_of_stock:
+                ident = card.id
+                if ident in taken or ident in exclude or ident in out_of_stock:
                     continue
-                if capped and per_category.get(card.category, 0) >= category_cap:
+                count = per_category.get(card.category, 0)
+                if capped and count >= category_cap:
                     continue
-                price = inventory.prices.get(card.id)
-                chosen.append(card if price is None else replace(card, price=price))
-                taken.add(card.id)
-                per_category[card.category] = per_category.get(card.category, 0) + 1
-                if tier is None or TIERS.index(source_tier) < TIERS.index(tier):
-                    tier = source_tier
+                price = prices.get(ident)
+                chosen.append(card if price is None or price == card.price else Card(
+                    ident, card.title, card.url, card.image, price, card.currency, card.category))
+                taken.add(ident)
+                per_category[card.category] = count + 1
+                if rank < best:
+                    best = rank
         if len(chosen) >= limit:
             break
+    tier = TIERS[best] if best < len(TIERS) else None
     return Carousel(slot, tier or sources[-1][0], tuple(chosen))
