@@ -14,6 +14,26 @@ def test_codec_round_trips_a_record() -> None:
     assert env.data == {"name": "popular", "cards": []}
 
 
+def test_a_profile_travels_packed_and_an_unpacked_one_still_decodes() -> None:
+    """A profile's payload is one JSON string inside the envelope (a handful of msgpack objects, not hundreds);
+    decoding gives back the payload; a profile an older build wrote unpacked decodes the same; a packed payload
+    that is not JSON, or not an object, is a DecodeError like any corrupt value."""
+    payload = {"id": "c1", "segments": ["new"], "cards": [["p1", "T\u00e9 <b>", "/p/p1", "/i.jpg", 1999, "EUR", "c"]],
+               "bought": ["p2"], "cart_updated_at": 0, "weight": 1.5}
+    raw = codec.encode("profile", payload)
+    envelope = msgpack.unpackb(raw, raw=False)
+    assert list(envelope["data"]) == ["packed"] and isinstance(envelope["data"]["packed"], str)
+    assert codec.decode(raw, expect="profile").data == payload
+    old = _raw({"v": 1, "kind": "profile", "gen": None, "at": 0, "until": None, "data": payload})
+    assert codec.decode(old, expect="profile").data == payload
+    for bad in ("{not json", "[1, 2]", "[" * 100_000):
+        with pytest.raises(DecodeError):
+            codec.decode(_raw({"v": 1, "kind": "profile", "gen": None, "at": 0, "until": None,
+                               "data": {"packed": bad}}), expect="profile")
+    with pytest.raises(ValueError):  # NaN is not JSON: refused when written, never smuggled in
+        codec.encode("profile", {**payload, "weight": float("nan")})
+
+
 def _raw(obj: object) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
