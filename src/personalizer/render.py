@@ -43,6 +43,7 @@ def price_text(cents: int) -> str:
 MEMO_MAX = 20_000
 _json_memo: dict[Card, str] = {}
 _html_memo: dict[Card, str] = {}
+_string_memo: dict[str, str] = {}
 
 
 def card_json(card: Card) -> dict[str, Any]:
@@ -64,10 +65,20 @@ def card_json_text(card: Card) -> str:
     return text
 
 
+def string_text(value: str) -> str:
+    """``dumps_text(value)`` of a string; memoised (slots, tiers, generations: a handful of values)."""
+    text = _string_memo.get(value)
+    if text is None:
+        if len(_string_memo) >= MEMO_MAX:
+            _string_memo.clear()
+        text = _string_memo[value] = dumps_text(value)
+    return text
+
+
 def carousel_json_text(c: Carousel, generation: str) -> str:
     """``dumps_text(carousel_json(c, generation))``, from the cards' memoised texts: compact JSON of an object is
     its members' texts joined, so the bytes are the same."""
-    return (f'{{"slot":{dumps_text(c.slot)},"tier":{dumps_text(c.tier)},"generation":{dumps_text(generation)},'
+    return (f'{{"slot":{string_text(c.slot)},"tier":{string_text(c.tier)},"generation":{string_text(generation)},'
             f'"items":[{",".join([card_json_text(x) for x in c.cards])}]}}')
 
 

@@ -36,7 +36,7 @@ from .records import (
     Profile,
     Settings,
 )
-from .render import banner_html, banner_json, carousel_html, carousel_json_text, dumps, dumps_text
+from .render import banner_html, banner_json, carousel_html, carousel_json_text, dumps, dumps_text, string_text
 from .request import READ_METHODS, Ask, gpc_opt_out, header, parse_ask, parse_cookies
 
 log = logging.getLogger("personalizer")
@@ -494,8 +494,8 @@ def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str) -
              for s, d in decisions.items()}
     if ask.endpoint != "page":
         return next(iter(frags.values())).encode(), "application/json; charset=utf-8"
-    members = ",".join([f"{dumps_text(s)}:{text}" for s, text in frags.items()])
-    return f'{{"generation":{dumps_text(gen)},"fragments":{{{members}}}}}'.encode(), "application/json; charset=utf-8"
+    members = ",".join([f"{string_text(s)}:{text}" for s, text in frags.items()])
+    return f'{{"generation":{string_text(gen)},"fragments":{{{members}}}}}'.encode(), "application/json; charset=utf-8"
 
 
 ASSETS = {"pz.js": (assets.SCRIPT, assets.SCRIPT_VERSION, "text/javascript; charset=utf-8"),
