@@ -149,3 +149,18 @@ def test_memoised_fragments_are_byte_identical_for_every_shopper_and_slot(built,
 
 
 HOSTILE_MARK = b"&lt;script&gt;alert(&quot;pz&quot;)"
+
+
+def test_the_render_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MEMO_MAX cards the memo starts again: never larger, and the texts stay those of the plain renderer."""
+    from personalizer import render
+
+    monkeypatch.setattr(render, "MEMO_MAX", 3)
+    render._json_memo.clear()
+    render._html_memo.clear()
+    cards = [Card(f"p{n}", f"T{n} <&>", f"/p/p{n}", "/i.jpg", 100 + n, "EUR", "c") for n in range(10)]
+    for card in cards * 2:
+        assert render.card_json_text(card) == dumps(carousel_json(Carousel("s", "t", (card,)), "g"))[
+            len(b'{"slot":"s","tier":"t","generation":"g","items":['):-2].decode()
+        assert render.card_html(card) in carousel_html(Carousel("s", "t", (card,)), "g")
+        assert len(render._json_memo) <= 3 and len(render._html_memo) <= 3

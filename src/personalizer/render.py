@@ -39,8 +39,10 @@ def price_text(cents: int) -> str:
 # Each card's rendered JSON object and HTML item, per isolate: the same products are shown to everyone
 # (popular, segments, neighbours) and to the same people again, so a card is escaped, URL-checked and encoded
 # once, not once per request. Keyed by the card's value (a price the inventory overrides is another card);
-# emptied when full, so it stays bounded whatever the catalog.
-MEMO_MAX = 20_000
+# emptied when full, so it stays bounded whatever the catalog: at most MEMO_MAX cards' texts (a JSON object of
+# ~300 bytes and an HTML item of ~500), about 4 MB beside the 8 MB isolate cache, of the isolate's 128 MB.
+# Only catalog data is held (a product as shown), never who was shown it.
+MEMO_MAX = 5_000
 _json_memo: dict[Card, str] = {}
 _html_memo: dict[Card, str] = {}
 _string_memo: dict[str, str] = {}
