@@ -174,17 +174,18 @@ class Personalizer:
         t0 = self.clock.monotonic_ms()
         now = self.clock.now()
         out: list[Any] = [None] * len(reads)
-        pending: list[int] = []
+        pending: list[tuple[int, Read]] = []
         for i, read in enumerate(reads):
             if read is not None:
                 hit, out[i] = self._cached(read, now)
                 if not hit:
-                    pending.append(i)
+                    pending.append((i, read))
         if len(pending) == 1:
-            out[pending[0]] = await self._fetch(reads[pending[0]], now)  # type: ignore[arg-type]
+            i, read = pending[0]
+            out[i] = await self._fetch(read, now)
         elif pending:
-            fetched = await asyncio.gather(*(self._fetch(reads[i], now) for i in pending))  # type: ignore[arg-type]
-            for i, value in zip(pending, fetched, strict=True):
+            fetched = await asyncio.gather(*(self._fetch(read, now) for _, read in pending))
+            for (i, _), value in zip(pending, fetched, strict=True):
                 out[i] = value
         if pending:
             self._kv_ms += self.clock.monotonic_ms() - t0
