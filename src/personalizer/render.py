@@ -48,6 +48,14 @@ _html_memo: dict[Card, str] = {}
 _string_memo: dict[str, str] = {}
 
 
+def _remember(memo: dict[Any, str], key: Any, text: str) -> str:
+    """Put ``text`` in ``memo`` (emptied first when full) and return it: the miss path of the memos above."""
+    if len(memo) >= MEMO_MAX:
+        memo.clear()
+    memo[key] = text
+    return text
+
+
 def card_json(card: Card) -> dict[str, Any]:
     return {"id": card.id, "title": card.title, "url": safe_url(card.url), "image": safe_url(card.image),
             "price": price_text(card.price), "currency": card.currency, "category": card.category}
@@ -60,21 +68,13 @@ def carousel_json(c: Carousel, generation: str) -> dict[str, Any]:
 def card_json_text(card: Card) -> str:
     """``dumps_text(card_json(card))``, memoised."""
     text = _json_memo.get(card)
-    if text is None:
-        if len(_json_memo) >= MEMO_MAX:
-            _json_memo.clear()
-        text = _json_memo[card] = dumps_text(card_json(card))
-    return text
+    return text if text is not None else _remember(_json_memo, card, dumps_text(card_json(card)))
 
 
 def string_text(value: str) -> str:
     """``dumps_text(value)`` of a string; memoised (slots, tiers, generations: a handful of values)."""
     text = _string_memo.get(value)
-    if text is None:
-        if len(_string_memo) >= MEMO_MAX:
-            _string_memo.clear()
-        text = _string_memo[value] = dumps_text(value)
-    return text
+    return text if text is not None else _remember(_string_memo, value, dumps_text(value))
 
 
 def carousel_json_text(c: Carousel, generation: str) -> str:
@@ -100,15 +100,11 @@ def banner_json(b: BannerChoice, generation: str, slot: str = "hero") -> dict[st
 def card_html(x: Card) -> str:
     """One carousel item; memoised."""
     html = _html_memo.get(x)
-    if html is None:
-        if len(_html_memo) >= MEMO_MAX:
-            _html_memo.clear()
-        html = _html_memo[x] = (
-            f'<li class="pz-item" data-id="{escape(x.id)}" data-category="{escape(x.category)}">'
-            f'<a href="{escape(safe_url(x.url))}"><img src="{escape(safe_url(x.image))}" alt="{escape(x.title)}"'
-            f' loading="lazy"><span class="pz-title">{escape(x.title)}</span>'
-            f'<span class="pz-price">{price_text(x.price)} {escape(x.currency)}</span></a></li>')
-    return html
+    return html if html is not None else _remember(_html_memo, x, (
+        f'<li class="pz-item" data-id="{escape(x.id)}" data-category="{escape(x.category)}">'
+        f'<a href="{escape(safe_url(x.url))}"><img src="{escape(safe_url(x.image))}" alt="{escape(x.title)}"'
+        f' loading="lazy"><span class="pz-title">{escape(x.title)}</span>'
+        f'<span class="pz-price">{price_text(x.price)} {escape(x.currency)}</span></a></li>'))
 
 
 def carousel_html(c: Carousel, generation: str) -> str:

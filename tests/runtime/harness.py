@@ -82,11 +82,8 @@ def deploy_bundle() -> Path:
         scratch = Path(tempfile.mkdtemp(prefix="pz-runtime-"))  # this process's own (mode 0700)
         atexit.register(shutil.rmtree, scratch, True)
         out = scratch / "bundle"
-        lock = ROOT / ".wrangler" / "bundle.lock"  # the one tests/runtime/pyodide.mjs takes: [build] rewrites
-        lock.parent.mkdir(parents=True, exist_ok=True)  # worker/personalizer, so bundlers take turns
-        subprocess.run(["flock", str(lock), str(ROOT / "node_modules/.bin/wrangler"), "deploy", "--dry-run",
-                        "--outdir", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=300,
-                       env={**os.environ, "WRANGLER_SEND_METRICS": "false"})
+        subprocess.run(["node", str(ROOT / "tests/runtime/pyodide.mjs"), "bundle", str(out)], cwd=ROOT, check=True,
+                       capture_output=True, timeout=300)  # writeBundle: wrangler's [build] + dry run, under its lock
         _bundle = out
     return _bundle
 

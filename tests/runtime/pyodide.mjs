@@ -66,3 +66,6 @@ export async function loadWorkerPython({ bundleDir, env = {} }) {
   py.runPython(`import sys; sys.path[:0] = ["/session/bundle", "/session/site"]`);
   return py;
 }
+
+// CLI: node tests/runtime/pyodide.mjs bundle OUTDIR: write the deploy bundle (tests write it once per process).
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === "bundle") writeBundle(path.resolve(process.argv[3]));
