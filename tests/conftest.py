@@ -69,7 +69,7 @@ def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_seed_dir(tmp_path_factory: pytest.TempPathFactory, small_config: Path) -> Path:
+def small_seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("small-seed")
 
 

@@ -68,5 +68,4 @@ def assemble(slot: str, sources: Sequence[tuple[str, Sequence[Card]]], *, limit:
                     best = rank
         if len(chosen) >= limit:
             break
-    tier = TIERS[best] if best < len(TIERS) else None
-    return Carousel(slot, tier or sources[-1][0], tuple(chosen))
+    return Carousel(slot, TIERS[best] if best < len(TIERS) else sources[-1][0], tuple(chosen))
