@@ -53,7 +53,7 @@ def built(seed_dir: Path) -> Built:
 
 
 # The demo shop at a tenth of its size, for tests that push whole builds and rebuild them (push, erase): the
-# same generator and rules, 500 profiles in KV instead of 5,000 (a push to local KV costs ~2 ms a key).
+# same generator and rules, 500 profiles in KV instead of 5,000 (a push to local KV costs ~1 ms a key).
 SMALL_SEED = {"products": 300, "shoppers": 600, "kv_profiles": 500, "exposures": 400}
 
 

@@ -189,7 +189,7 @@ def test_again_through_the_edge_on_real_orders(tmp_path: Path) -> None:
     keep = set(sorted({x.split(",")[0] for x in lines[1:]}, key=lambda p: int(p[1:]))[:60])
     mine = [x for x in lines[1:] if x.split(",")[0] in keep]
     (tmp_path / "orders.csv").write_text("\n".join([lines[0], *mine]))
-    # the catalog cut to the products these people bought (a push to local KV costs ~2 ms a key)
+    # the catalog cut to the products these people bought (a push to local KV costs ~1 ms a key)
     bought = {x.split(",")[1] for x in mine}
     products = catalog.read_text().splitlines()
     catalog = tmp_path / "catalog.csv"

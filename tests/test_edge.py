@@ -20,7 +20,7 @@ from personalizer import InMemoryKV, Personalizer, codec, keys
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.seed import bulk_json
 from tests.conftest import CONFIG, OLD_KEY, TEST_KEY, FixedClock, uid_cookie
-from tests.runtime.harness import edge_runtime, wrangler_kv_get
+from tests.runtime.harness import edge_runtime, local_kv_get, wrangler_kv_get
 
 pytestmark = pytest.mark.edge
 HOSTILE = '<script>alert("pz")</script> & "Co"'
@@ -233,9 +233,14 @@ def test_edge_escapes_catalog_strings_in_html(edge: httpx.Client) -> None:
 
 # -- local KV is the one wrangler reads ----------------------------------------------------------------------
 def test_seeded_values_read_back_byte_identical_with_wrangler(edge: httpx.Client, records: dict[str, bytes]) -> None:
-    """`wrangler kv key get --local` returns exactly the seeded bytes (binary-safe seeding)."""
+    """`wrangler kv key get --local` returns exactly the seeded bytes (binary-safe seeding), and the tests'
+    direct reader of Miniflare's store (local_kv_get) agrees with it, an absent key included."""
     for key in (keys.MANIFEST, keys.profile("c00001"), keys.profile("c00003")):
         assert wrangler_kv_get(edge.persist, key) == records[key], key  # type: ignore[attr-defined]
+        assert local_kv_get(edge.persist, key) == records[key], key  # type: ignore[attr-defined]
+    absent = keys.profile("c99999")
+    assert absent not in records
+    assert wrangler_kv_get(edge.persist, absent) is None and local_kv_get(edge.persist, absent) is None  # type: ignore[attr-defined]
 
 
 # -- degraded runtimes ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from personalizer_adapters.batch.build import Built
 from tests.conftest import TEST_KEY
-from tests.runtime.harness import ROOT, edge_runtime, wrangler_kv_get
+from tests.runtime.harness import ROOT, edge_runtime, local_kv_get, wrangler_kv_get
 from tests.test_edge_origin import shared_seed
 
 pytestmark = pytest.mark.edge
@@ -41,4 +41,4 @@ def test_wrangler_kv_local_writes_as_the_readme_says(tmp_path: Path) -> None:
     assert wrangler_kv_get(tmp_path, "pz1:readme") == b"hello"
     gone = subprocess.run([*base, "delete", "pz1:readme", *where], cwd=ROOT, capture_output=True, text=True, env=env)
     assert gone.returncode == 0, gone.stderr
-    assert wrangler_kv_get(tmp_path, "pz1:readme") is None
+    assert local_kv_get(tmp_path, "pz1:readme") is None

@@ -24,7 +24,7 @@ from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.seed import bulk_json
 from personalizer_adapters.origin.app import create_app
 from tests.conftest import TEST_KEY, uid_cookie
-from tests.runtime.harness import edge_runtime, serve_asgi, wrangler_kv_get
+from tests.runtime.harness import edge_runtime, local_kv_get, serve_asgi
 
 pytestmark = pytest.mark.edge
 SECRET = "edge-origin-secret-0123456789"
@@ -139,7 +139,7 @@ def test_miss_is_filled_by_the_origin_then_served_from_kv(edge: httpx.Client,
             break
         time.sleep(0.05)
     assert outcome(again) is None and again.json() == first.json() and board.calls(user) == 1
-    stored = wrangler_kv_get(edge.persist, keys.profile(user))  # type: ignore[attr-defined]
+    stored = local_kv_get(edge.persist, keys.profile(user))  # type: ignore[attr-defined]
     assert stored is not None and codec.decode(stored, expect="profile").data["id"] == user
 
 

@@ -14,7 +14,7 @@ from personalizer import keys
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.origin.app import Origin
 from tests.conftest import TEST_KEY, uid_cookie
-from tests.runtime.harness import edge_runtime, wrangler_kv_get
+from tests.runtime.harness import edge_runtime, local_kv_get
 from tests.test_push_local import cli
 
 pytestmark = pytest.mark.edge
@@ -49,12 +49,12 @@ def test_erasure_survives_push_build_and_seed(small_built: Built, small_seed_dir
     shutil.copytree(small_seed_dir, a)
     shutil.copytree(small_seed_dir, stale)  # a copy made before the erasure, never scrubbed
     assert cli("push", "--build", str(a), *common, *target).returncode == 0
-    assert wrangler_kv_get(kv, keys.profile(PERSON)) is not None
+    assert local_kv_get(kv, keys.profile(PERSON)) is not None
 
     erased = cli("erase", "--person", PERSON, "--data", str(a / "origin"), "--build", str(a), *common, *target)
     assert erased.returncode == 0, erased.stderr
     assert PERSON in tombstones.read_text().split()
-    assert wrangler_kv_get(kv, keys.profile(PERSON)) is None
+    assert local_kv_get(kv, keys.profile(PERSON)) is None
     assert mentions(a) == []  # kv.json, manifest, digests, inputs, profile store: all scrubbed
     assert Origin(a / "origin").resolve(keys.profile(PERSON)) is None
 
@@ -62,7 +62,7 @@ def test_erasure_survives_push_build_and_seed(small_built: Built, small_seed_dir
     for build in (a, stale):
         pushed = cli("push", "--build", str(build), *common, *target)
         assert pushed.returncode == 0, pushed.stderr
-        assert wrangler_kv_get(kv, keys.profile(PERSON)) is None
+        assert local_kv_get(kv, keys.profile(PERSON)) is None
 
     # a build into a new directory, from inputs that still hold the person
     fresh = tmp_path / "fresh"
@@ -72,12 +72,12 @@ def test_erasure_survives_push_build_and_seed(small_built: Built, small_seed_dir
     assert built.returncode == 0, built.stderr
     assert mentions(fresh) == [] and Origin(fresh / "origin").resolve(keys.profile(PERSON)) is None
     assert cli("push", "--build", str(fresh), *common, *target).returncode == 0
-    assert wrangler_kv_get(kv, keys.profile(PERSON)) is None
+    assert local_kv_get(kv, keys.profile(PERSON)) is None
 
     # the demo seed, regenerated (what `make dev` runs): no trace of the person anywhere in its output
     seeded = tmp_path / "seeded"
     assert cli("seed", "--config", str(small_config), "--out", str(seeded), "--fallback", "", *common).returncode == 0
-    assert mentions(seeded) == [] and wrangler_kv_get(kv, keys.profile("c00003")) is not None
+    assert mentions(seeded) == [] and local_kv_get(kv, keys.profile("c00003")) is not None
 
     with edge_runtime(kv, variables={"PZ_SIGNING_KEYS": TEST_KEY}) as (url, _), \
             httpx.Client(base_url=url, timeout=30) as edge:

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.runtime.harness import ROOT, wrangler_kv_get
+from tests.runtime.harness import ROOT, local_kv_get, wrangler_kv_get
 
 ENV = {**os.environ, "WRANGLER_SEND_METRICS": "false"}
 
@@ -24,10 +24,10 @@ def test_reseeding_replaces_local_kv_and_keeps_bytes_intact(tmp_path: Path) -> N
     """Binary values read back byte-identical through wrangler; a key the new seed lacks is removed."""
     binary = bytes(range(256)) * 3
     seed(tmp_path, {"pz1:keep": binary, "pz1:stale": b"\xff\x00old"})
-    assert wrangler_kv_get(tmp_path / "state", "pz1:stale") == b"\xff\x00old"
+    assert local_kv_get(tmp_path / "state", "pz1:stale") == b"\xff\x00old"
     seed(tmp_path, {"pz1:keep": binary})
     assert wrangler_kv_get(tmp_path / "state", "pz1:keep") == binary
-    assert wrangler_kv_get(tmp_path / "state", "pz1:stale") is None
+    assert local_kv_get(tmp_path / "state", "pz1:stale") is None
 
 
 def test_make_dev_never_reseeds_over_a_pushed_build(tmp_path: Path) -> None:
@@ -37,16 +37,16 @@ def test_make_dev_never_reseeds_over_a_pushed_build(tmp_path: Path) -> None:
 
     seed(tmp_path, {"pz1:manifest": b"demo-1", "pz1:x": b"1"}, "--keep-pushed")
     seed(tmp_path, {"pz1:manifest": b"demo-2", "pz1:x": b"2"}, "--keep-pushed")  # the seed changed: reloaded
-    assert wrangler_kv_get(tmp_path / "state", "pz1:manifest") == b"demo-2"
+    assert local_kv_get(tmp_path / "state", "pz1:manifest") == b"demo-2"
     pushed = LocalKV(tmp_path / "state")
     pushed.put_many([("pz1:manifest", b"my-own-build"), ("pz1:x", b"mine")])
     pushed.close()
     said = seed(tmp_path, {"pz1:manifest": b"demo-3", "pz1:x": b"3"}, "--keep-pushed")
     assert "not reloading the demo seed" in said and "make seed" in said
-    assert wrangler_kv_get(tmp_path / "state", "pz1:manifest") == b"my-own-build"
-    assert wrangler_kv_get(tmp_path / "state", "pz1:x") == b"mine"
+    assert local_kv_get(tmp_path / "state", "pz1:manifest") == b"my-own-build"
+    assert local_kv_get(tmp_path / "state", "pz1:x") == b"mine"
     seed(tmp_path, {"pz1:manifest": b"demo-3", "pz1:x": b"3"})  # make seed: back to the demo
-    assert wrangler_kv_get(tmp_path / "state", "pz1:manifest") == b"demo-3"
+    assert local_kv_get(tmp_path / "state", "pz1:manifest") == b"demo-3"
 
 
 def test_the_seed_command_leaves_committed_sources_alone(tmp_path: Path, small_config: Path) -> None:

@@ -17,7 +17,7 @@ from personalizer_adapters.batch.seed import write_seed
 from personalizer_adapters.origin.app import Origin
 from personalizer_adapters.origin.store import ProfileStore
 from tests.conftest import TEST_KEY, uid_cookie
-from tests.runtime.harness import ROOT, edge_runtime, wrangler_kv_get
+from tests.runtime.harness import ROOT, edge_runtime, local_kv_get
 from tests.test_push import make_build, write_build
 
 pytestmark = pytest.mark.edge
@@ -93,10 +93,10 @@ def test_local_kv_reset_is_drift_and_resync_recovers(tmp_path: Path) -> None:
     shutil.rmtree(persist)
     refused = cli(*common)
     assert refused.returncode == 2 and "no pz1:manifest" in refused.stderr and "--resync" in refused.stderr
-    assert wrangler_kv_get(persist, keys.MANIFEST) is None
+    assert local_kv_get(persist, keys.MANIFEST) is None
     again = cli(*common, "--resync")
     assert again.returncode == 0, again.stderr
     assert "re-synced local: 0 keys" in again.stderr and f"{len(build.records) - 1} to add" in again.stderr
-    assert wrangler_kv_get(persist, keys.MANIFEST) == build.records[keys.MANIFEST]
+    assert local_kv_get(persist, keys.MANIFEST) == build.records[keys.MANIFEST]
     resynced = cli(*common, "--resync")  # with everything there, reading it back plans nothing
     assert resynced.returncode == 0 and "0 to add, 0 to change, 0 to delete" in resynced.stderr, resynced.stderr

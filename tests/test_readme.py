@@ -24,7 +24,7 @@ import pytest
 from personalizer import keys
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.cli import parser
-from tests.runtime.harness import ROOT, wrangler_kv_get
+from tests.runtime.harness import ROOT, local_kv_get
 from tests.test_edge_events import free_port
 
 README = (ROOT / "README.md").read_text()
@@ -110,6 +110,6 @@ def test_bring_your_own_data_runs_as_written(built: Built, seed_dir: Path, tmp_p
     manifest = json.loads((tmp_path / "mydata" / "build" / "manifest.json").read_text())
     assert "likes-dairy-eggs" in json.dumps(manifest)
     assert (tmp_path / "build" / "seed-copy" / "kv.json").exists()
-    pushed = wrangler_kv_get(tmp_path / ".wrangler" / "state", keys.MANIFEST)
+    pushed = local_kv_get(tmp_path / ".wrangler" / "state", keys.MANIFEST)
     assert pushed is not None and report["generation"].encode() in pushed
     assert "push done" in run.stderr and "unknown product" in run.stdout + run.stderr

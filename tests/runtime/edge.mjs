@@ -24,7 +24,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { loadWorkerPython, writeBundle } from "./pyodide.mjs";
-import { kvNamespaceId, loadSeed } from "./kvseed.mjs";
+import { kvNamespaceId, loadSeed, proxyWriter } from "./kvseed.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const args = parseArgs(process.argv.slice(2));
@@ -107,7 +107,7 @@ const mf = new Miniflare({
   serviceBindings: { PYTHON_QUEUE: async (request) => Response.json(await pythonQueue(await request.json())) },
 });
 const kv = await mf.getKVNamespace("PERSONALIZATION");
-if (args.seed) await loadSeed(kv, path.resolve(ROOT, args.seed));
+if (args.seed) await loadSeed(proxyWriter(kv), path.resolve(ROOT, args.seed));
 
 // The binding as workerd hands it to Python: an object whose constructor is named KvNamespace, so the
 // SDK's env wrapper treats it exactly as in production. PZ_RUNTIME_FAULT=kv makes every read fail, to

@@ -1,6 +1,7 @@
 // Apply writes and deletes to local KV (Miniflare, the storage `wrangler kv --local` reads), binary-safe.
 // One JSON request a line on stdin, one JSON answer a line on stdout, so the caller can confirm each batch:
-//   {"op":"put","pairs":[{"key":"k","value":"<base64>","metadata":{...}}]} | {"op":"delete","keys":["k"]}
+//   {"op":"put","pairs":[{"key":"k","value":"<base64>","base64":true,"metadata":{...}}]}
+//   {"op":"delete","keys":["k"]}
 //     -> {"ok":true,"n":1}
 //   {"op":"get","key":"k"} -> {"ok":true,"value":"<base64>"|null}
 //   {"op":"list","prefix":"pz1:","cursor":""} -> {"ok":true,"keys":[{"name","metadata"}],"cursor":"..."|null}
@@ -8,23 +9,19 @@
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
-import { Miniflare } from "miniflare";
-import { kvNamespaceId, toArrayBuffer } from "./kvseed.mjs";
+import { openLocalKV } from "./kvseed.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const pi = process.argv.indexOf("--persist");
 const persist = path.resolve(root, pi > 0 ? process.argv[pi + 1] : ".wrangler/state");
-const mf = new Miniflare({ modules: true, script: "export default {}",
-  kvNamespaces: { PERSONALIZATION: kvNamespaceId(root) }, kvPersist: path.join(persist, "v3", "kv") });
-const kv = await mf.getKVNamespace("PERSONALIZATION");
+const local = await openLocalKV(root, persist);
+const kv = local.kv;
 console.log(JSON.stringify({ ready: true }));
 for await (const line of readline.createInterface({ input: process.stdin })) {
   try {
     const req = JSON.parse(line);
     if (req.op === "put") {
-      for (let i = 0; i < req.pairs.length; i += 64)
-        await Promise.all(req.pairs.slice(i, i + 64).map((p) => kv.put(p.key, toArrayBuffer(Buffer.from(p.value, "base64")),
-                                                                          p.metadata ? { metadata: p.metadata } : {})));
+      await local.putMany(req.pairs);
       console.log(JSON.stringify({ ok: true, n: req.pairs.length }));
     } else if (req.op === "get") {
       const value = await kv.get(req.key, "arrayBuffer");
@@ -34,11 +31,11 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
       console.log(JSON.stringify({ ok: true, keys: page.keys.map((k) => ({ name: k.name, metadata: k.metadata ?? null })),
                                    cursor: page.list_complete ? null : page.cursor }));
     } else if (req.op === "delete") {
-      for (let i = 0; i < req.keys.length; i += 64) await Promise.all(req.keys.slice(i, i + 64).map((k) => kv.delete(k)));
+      await local.deleteMany(req.keys);
       console.log(JSON.stringify({ ok: true, n: req.keys.length }));
     } else console.log(JSON.stringify({ ok: false, error: `unknown op ${req.op}` }));
   } catch (err) {
     console.log(JSON.stringify({ ok: false, error: String(err.message || err) }));
   }
 }
-await mf.dispose();
+await local.dispose();

@@ -42,7 +42,7 @@ class LocalKV:
         return dict(answer)
 
     def put_many(self, pairs: Sequence[tuple[str, bytes]]) -> None:
-        self._call({"op": "put", "pairs": [{"key": k, "value": base64.b64encode(v).decode(),
+        self._call({"op": "put", "pairs": [{"key": k, "value": base64.b64encode(v).decode(), "base64": True,
                                             "metadata": digest_metadata(v)} for k, v in pairs]})
 
     def put_one(self, key: str, value: bytes) -> None:
