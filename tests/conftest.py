@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import importlib.metadata
 import os
+import pickle
 import re
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -46,10 +52,44 @@ def seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("seed")
 
 
+def cached_seed(cache: pytest.Cache | None, config: Path, out: Path) -> Built:
+    """write_seed(config, out), built once for every test process and run while nothing it reads changes.
+
+    The demo build takes about 5 s and is deterministic (its clock is the config's ``now``): the first test
+    process to need it builds it under a lock shared by the xdist workers, into pytest's cache directory,
+    keyed by the config, every source file, the Python version and every installed package's version; every
+    process then copies the written directory to ``out`` and loads the pickled result.
+    """
+    if cache is None:  # -p no:cacheprovider
+        return write_seed(config, out, None)
+    key = hashlib.sha256(config.read_bytes())
+    for source in sorted((ROOT / "src").rglob("*.py")):
+        key.update(str(source.relative_to(ROOT)).encode() + b"\0" + source.read_bytes())
+    versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+    key.update(repr((sys.version, versions)).encode())
+    builds = cache.mkdir("pz-builds")
+    entry = builds / key.hexdigest()[:32]
+    with open(builds / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (entry / "built.pickle").exists():
+            partial = entry.with_suffix(".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            made = write_seed(config, partial / "out", None)
+            (partial / "built.pickle").write_bytes(pickle.dumps(made))
+            partial.rename(entry)
+        os.utime(entry)
+        for old in builds.iterdir():  # builds of other sources, unused for a week
+            if old.is_dir() and old != entry and old.stat().st_mtime < time.time() - 7 * 86400:
+                shutil.rmtree(old, ignore_errors=True)
+    shutil.copytree(entry / "out", out, dirs_exist_ok=True)
+    return pickle.loads((entry / "built.pickle").read_bytes())  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="session")
-def built(seed_dir: Path) -> Built:
+def built(seed_dir: Path, request: pytest.FixtureRequest) -> Built:
     """The seeded shop built from kv-seed/seed.toml (the golden fixture), written as a wrangler bulk file."""
-    return write_seed(ROOT / "kv-seed" / "seed.toml", seed_dir, None)
+    return cached_seed(request.config.cache, ROOT / "kv-seed" / "seed.toml", seed_dir)
 
 
 # The demo shop at a tenth of its size, for tests that push whole builds and rebuild them (push, erase): the
@@ -74,9 +114,9 @@ def small_seed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_built(small_config: Path, small_seed_dir: Path) -> Built:
+def small_built(small_config: Path, small_seed_dir: Path, request: pytest.FixtureRequest) -> Built:
     """The small demo shop (SMALL_SEED) built into ``small_seed_dir``."""
-    return write_seed(small_config, small_seed_dir, None)
+    return cached_seed(request.config.cache, small_config, small_seed_dir)
 
 
 @pytest.fixture()

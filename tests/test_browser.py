@@ -69,7 +69,7 @@ def stack(built: Built, seed_dir: Path, tmp_path_factory: pytest.TempPathFactory
         variables = {"PZ_SIGNING_KEYS": TEST_KEY, "ORIGIN_URL": origin_url, "ORIGIN_SECRET": SECRET,
                      "ALLOWED_ORIGINS": shop_url, "PAGES_ORIGIN": shop_url}
         with edge_runtime(tmp / "state", seed=tmp / "kv.json", variables=variables,
-                          flags={"batch-timeout": "1"}) as (edge_url, logs):
+                          flags={"batch-timeout": "0.2"}) as (edge_url, logs):
             shop = shop_app(seed_dir / "inputs" / "catalog.csv", seed_dir / "inputs" / "shoppers.csv", edge_url,
                             TEST_KEY.encode())
             held = HeldPage(shop)

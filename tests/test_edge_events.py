@@ -75,17 +75,17 @@ def origin(built: Built, seed_dir: Path, tmp_path_factory: pytest.TempPathFactor
 def edge(built: Built, origin: Origin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client,
                                                                                                list[str]]]:
     state = tmp_path_factory.mktemp("edge-events")
-    # Everything but the profiles (customers are misses the origin fills), and a cart reminder after 2 s.
+    # Everything but the profiles (customers are misses the origin fills), and a cart reminder after 1 s.
     records = {k: v for k, v in built.records.items() if not k.startswith("pz1:p:")}
     env = codec.decode(records[keys.MANIFEST], expect="manifest")
-    data = {**env.data, "settings": {**env.data["settings"], "cart_reminder_after_s": 2}}
+    data = {**env.data, "settings": {**env.data["settings"], "cart_reminder_after_s": 1}}
     records[keys.MANIFEST] = codec.encode("manifest", data, produced_at=env.produced_at)
     (state / "kv.json").write_text(bulk_json(records))
     variables = {"PZ_SIGNING_KEYS": TEST_KEY, "ORIGIN_URL": f"http://127.0.0.1:{origin.port}",
                  "ORIGIN_SECRET": SECRET, "EVENTS_RETRY_BASE_S": "1", "EVENTS_RETRY_MAX_S": "2"}
-    # Two retries on the event queue, then its dead-letter queue; every consumer waits at most 1 s for a batch.
+    # Two retries on the event queue, then its dead-letter queue; every consumer waits at most 0.2 s for a batch.
     with edge_runtime(state / "state", seed=state / "kv.json", variables=variables,
-                      flags={"max-retries": "2", "batch-timeout": "1"}) as (url, logs), \
+                      flags={"max-retries": "2", "batch-timeout": "0.2"}) as (url, logs), \
             httpx.Client(base_url=url, timeout=30) as client:
         client.persist = state / "state"  # type: ignore[attr-defined]
         yield client, logs
@@ -163,7 +163,7 @@ def test_an_origin_outage_loses_nothing_and_doubles_nothing(edge: tuple[httpx.Cl
     finally:
         origin.start()
     wait_for(lambda: sum(len(stored(origin, p)) for p in people) == 50, what="every event after the outage")
-    time.sleep(3)  # any late redelivery would show up here
+    time.sleep(2.5)  # a late redelivery would show up here (retries wait at most 2 s, batches 0.2 s)
     for person in people:
         rows = stored(origin, person)
         assert sorted(row["id"] for row in rows) == sorted(e["id"] for e in events_now("outage", GOOD[:5]))
@@ -225,7 +225,7 @@ def test_events_is_post_only(edge: tuple[httpx.Client, list[str]]) -> None:
 def test_the_next_page_knows_what_was_just_done(edge: tuple[httpx.Client, list[str]], built: Built,
                                                 origin: Origin, tmp_path: Path) -> None:
     """A view beacon: the next `recent` starts with it, at once (no refresh). An add to cart: the banner becomes
-    the cart reminder once its delay (2 s in this seed) has passed. The state rides in the signed pz_s cookie.
+    the cart reminder once its delay (1 s in this module) has passed. The state rides in the signed pz_s cookie.
     After `personalizer refresh`, the same holds from KV alone, without the cookie."""
     client, _ = edge
     profiles = {k[len("pz1:p:"):]: Profile.parse(codec.decode(v, expect="profile"))
@@ -244,7 +244,7 @@ def test_the_next_page_knows_what_was_just_done(edge: tuple[httpx.Client, list[s
     both = {"cookie": f"{uid}; {state}"}
     recent = client.get("/v1/recommendations?slot=recent", headers=both).json()
     assert recent["tier"] == "user" and recent["items"][0]["id"] == viewed
-    time.sleep(2.5)
+    time.sleep(1.5)
     hero = client.get("/v1/banner?slot=hero", headers=both).json()
     assert hero["banner"]["id"] == "cart-reminder"
     assert client.get("/v1/banner?slot=hero", headers={"cookie": uid}).json()["banner"]["id"] \
