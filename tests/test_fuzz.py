@@ -176,3 +176,15 @@ def test_beacons_never_fail_and_queue_only_clean_events(body: bytes, ctype: str)
             assert clean_event(json.loads(json.dumps(event)), sink.messages[0]["received"]) == event
     else:
         assert sink.messages == [] and answer["error"]["code"]
+
+
+@FUZZ
+@given(text=st.one_of(junk, st.lists(st.sampled_from(["&", "<", ">", '"', "'", "&amp;", "&#x27;", "a", " ", "é"]),
+                                     max_size=30).map("".join)))
+def test_render_escape_is_the_standard_librarys(text: str) -> None:
+    """render.escape (kept off the html module for cold start) escapes exactly as html.escape does."""
+    import html
+
+    from personalizer.render import escape
+
+    assert escape(text) == html.escape(text)

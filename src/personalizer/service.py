@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from html import escape
 from typing import Any
 
 from . import again, assets, codec, events, fallback, keys, session
@@ -36,7 +35,7 @@ from .records import (
     Profile,
     Settings,
 )
-from .render import banner_html, banner_json, carousel_html, carousel_json_text, dumps, dumps_text, string_text
+from .render import banner_html, banner_json, carousel_html, carousel_json_text, dumps, dumps_text, escape, string_text
 from .request import READ_METHODS, Ask, gpc_opt_out, header, parse_ask, parse_cookies
 
 log = logging.getLogger("personalizer")
