@@ -102,6 +102,19 @@ def test_edge_healthz_and_head(edge: httpx.Client) -> None:
     assert h.status_code == 200 and h.content == b"" and h.headers["x-pz-tier"] == "hero=user,home=user"
 
 
+
+def test_edge_null_body_statuses_and_the_snippet(edge: httpx.Client) -> None:
+    """Through the worker's Response: a preflight is 204 and an unchanged pz.js 304, both with no body at all;
+    the snippet's bytes and its ETag arrive as the core wrote them."""
+    from personalizer import assets
+
+    pre = edge.options("/v1/page", headers={"origin": "https://shop.example", "access-control-request-method": "GET"})
+    assert pre.status_code == 204 and pre.content == b"" and pre.headers["allow"] == "GET, HEAD, OPTIONS"
+    js = edge.get("/v1/pz.js")
+    assert js.status_code == 200 and js.content == assets.SCRIPT and js.headers["etag"]
+    again = edge.get("/v1/pz.js", headers={"if-none-match": js.headers["etag"]})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == js.headers["etag"]
+
 # -- the ladder -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("user,query,tier", [
     pytest.param("c00001", "slot=home", "user", id="user"),
