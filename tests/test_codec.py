@@ -34,6 +34,25 @@ def test_a_profile_travels_packed_and_an_unpacked_one_still_decodes() -> None:
         codec.encode("profile", {**payload, "weight": float("nan")})
 
 
+
+@pytest.mark.parametrize("kind,payload", [
+    ("item", {"id": "p1", "card": ["p1", "T", "/p/p1", "/i.jpg", 100, "EUR", "c"], "also_bought": [],
+              "complements": []}),
+    ("segment", {"name": "s1", "cards": [["p1", "T", "/p/p1", "/i.jpg", 100, "EUR", "c"]], "banners": ["b1"]}),
+    ("popular", {"name": "popular", "cards": [], "again": []}),
+])
+def test_every_card_record_travels_packed(kind: str, payload: dict[str, object]) -> None:
+    """Items, segments and the popular list travel packed like profiles (hundreds of cards' objects, decoded on
+    a request or a cache refresh); one an older build wrote unpacked still decodes to the same payload."""
+    raw = codec.encode(kind, payload, generation="g1")
+    envelope = msgpack.unpackb(raw, raw=False)
+    assert list(envelope["data"]) == ["packed"] and isinstance(envelope["data"]["packed"], str)
+    assert codec.decode(raw, expect=kind).data == payload
+    old = _raw({"v": 1, "kind": kind, "gen": "g1", "at": 0, "until": None, "data": payload})
+    assert codec.decode(old, expect=kind).data == payload
+    assert codec.decode(codec.encode("manifest", {"generation": "g1"}), expect="manifest").data == {"generation": "g1"}
+
+
 def _raw(obj: object) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 

@@ -24,11 +24,13 @@ MAX_METADATA_BYTES = 1024
 MAX_DECODE_BYTES = 8 * 1024 * 1024
 # One person's record: a few dozen cards and a bounded history; the build trims or refuses anything larger.
 MAX_PROFILE_BYTES = 64 * 1024
-# Kinds whose payload travels packed: ``data`` is ``{"packed": "<compact JSON of the payload>"}``. A profile is
-# read on every request of its person and never cached, and it is ~300 small objects: msgpack's pure-Python
-# decoder (the stand-in where its C extension is missing) spends ~3 us on each, the C json module a fraction.
+# Kinds whose payload travels packed: ``data`` is ``{"packed": "<compact JSON of the payload>"}``: the records
+# made of cards. A profile is read on every request of its person and never cached, an item record on most
+# requests that name an item (there are as many as products; few stay in the isolate's cache), a segment or the
+# popular list on every refresh of the cache; each is hundreds of small objects: msgpack's pure-Python decoder
+# (the stand-in where its C extension is missing) spends ~3 us on each, the C json module a fraction.
 # Decoding gives back the same payload either way; a record written unpacked (by an older build) still decodes.
-PACKED_KINDS = frozenset({"profile"})
+PACKED_KINDS = frozenset({"profile", "item", "segment", "popular"})
 
 
 @dataclass(frozen=True, slots=True)
