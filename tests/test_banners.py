@@ -53,6 +53,22 @@ def test_choose_applies_rules_by_priority(prof: Profile | None, inventory: Inven
     assert got is not None and (got.rule.id, got.tier) == (expected, tier)
 
 
+
+def test_choose_takes_the_highest_priority_whatever_the_order_and_the_first_of_a_tie() -> None:
+    """Rules listed in any order: the highest priority that matches wins; of equal ones, the one listed first."""
+    def pick(*rules: BannerRule) -> str:
+        got = choose(BannerSet(rules), profile(categories=("ski",)), "likes-ski", consented=True,
+                     inventory=Inventory(frozenset(), {}), settings=SETTINGS, now=NOW, bucket_key="c1")
+        assert got is not None
+        return got.rule.id
+
+    low, high = rule("seg-ski", "segment", 50, "likes-ski"), rule("back-ski", "returning_category", 60, "ski")
+    assert pick(rule("generic", "generic", 0), low, high) == "back-ski"
+    assert pick(high, low) == "back-ski"
+    tie_a, tie_b = rule("a", "segment", 50, "likes-ski"), rule("b", "returning_category", 50, "ski")
+    assert pick(rule("generic", "generic", 0), tie_a, tie_b) == "a" and pick(tie_b, tie_a) == "b"
+    assert pick(rule("gold", "loyalty", 99, "gold"), tie_b, tie_a) == "b"  # a higher rule that does not match
+
 def test_choose_without_consent_is_generic_and_the_control_variant() -> None:
     """Denied consent: only the generic rule, first variant, whatever the profile says."""
     rules = BannerSet((rule("cart", "cart_reminder", 100),

@@ -55,8 +55,8 @@ def choose(banner_set: BannerSet | None, profile: Profile | None, segment: str |
     """The banner for this visitor, or ``None`` when no rule applies (the caller uses the default)."""
     if banner_set is None:
         return None
-    candidates: list[tuple[BannerRule, tuple[tuple[str, str], ...]]] = []
-    for rule in banner_set.rules:
+    # Highest priority first (equal ones in the set's order): the first rule that matches is the one that wins.
+    for rule in banner_set.ranked:
         fill: tuple[tuple[str, str], ...] | None = None
         if rule.kind == "generic":
             fill = ()
@@ -86,8 +86,5 @@ def choose(banner_set: BannerSet | None, profile: Profile | None, segment: str |
         elif rule.kind == "segment" and segment is not None and segment == rule.match:
             fill = ()
         if fill is not None:
-            candidates.append((rule, fill))
-    if not candidates:
-        return None
-    rule, fill = max(candidates, key=lambda c: c[0].priority)  # first of equal priority wins
-    return BannerChoice(_TIER[rule.kind], rule, pick_variant(rule, bucket_key if consented else None), fill)
+            return BannerChoice(_TIER[rule.kind], rule, pick_variant(rule, bucket_key if consented else None), fill)
+    return None

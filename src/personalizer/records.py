@@ -188,6 +188,12 @@ class BannerRule:
 @dataclass(frozen=True, slots=True)
 class BannerSet:
     rules: tuple[BannerRule, ...]
+    # The rules by priority, highest first, equal ones in their order (a stable sort): made once per decoded set,
+    # so choosing a banner stops at the first rule that matches instead of weighing all of them.
+    ranked: tuple[BannerRule, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ranked", tuple(sorted(self.rules, key=lambda r: -r.priority)))
 
     @classmethod
     def parse(cls, env: Envelope) -> BannerSet:
