@@ -272,9 +272,9 @@ class Personalizer:
                            ("segment", rec.segment.again if rec.segment else ()),
                            ("popular", rec.popular.again if rec.popular else ())]  # no default: only re-buys
             elif slot == "home" and (profile or neighbours):
+                mine = profile.cards if profile else ()
                 # One list needs no merge: assemble keeps the first of any repeated id, as interleave would.
-                personal = interleave([neighbours, profile.cards if profile else ()]) if neighbours else \
-                    profile.cards if profile else ()
+                personal = interleave([neighbours, mine]) if neighbours else mine
                 sources = [("user", personal), *tail]
             elif slot == "recent" and (profile or viewed):
                 sources = [("user", (*viewed, *(profile.recent if profile else ()))), *tail]
