@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -19,7 +18,7 @@ from personalizer import Config, InMemoryKV, Personalizer
 from personalizer.identity import UID, sign
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.seed import write_seed
-from tests.runtime.harness import ROOT
+from tests.runtime.harness import ROOT, cached_dir
 
 TEST_KEY = "test-signing-key-0123456789abcdef"
 OLD_KEY = "retired-signing-key-0123456789abc"
@@ -56,9 +55,9 @@ def cached_seed(cache: pytest.Cache | None, config: Path, out: Path) -> Built:
     """write_seed(config, out), built once for every test process and run while nothing it reads changes.
 
     The demo build takes about 5 s and is deterministic (its clock is the config's ``now``): the first test
-    process to need it builds it under a lock shared by the xdist workers, into pytest's cache directory,
-    keyed by the config, every source file, the Python version and every installed package's version; every
-    process then copies the written directory to ``out`` and loads the pickled result.
+    process to need it builds it (harness.cached_dir: under a lock shared by the xdist workers) into pytest's
+    cache directory, keyed by the config, every source file, the Python version and every installed package's
+    version; every process then copies the written directory to ``out`` and loads the pickled result.
     """
     if cache is None:  # -p no:cacheprovider
         return write_seed(config, out, None)
@@ -67,21 +66,13 @@ def cached_seed(cache: pytest.Cache | None, config: Path, out: Path) -> Built:
         key.update(str(source.relative_to(ROOT)).encode() + b"\0" + source.read_bytes())
     versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
     key.update(repr((sys.version, versions)).encode())
-    builds = cache.mkdir("pz-builds")
-    entry = builds / key.hexdigest()[:32]
-    with open(builds / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (entry / "built.pickle").exists():
-            partial = entry.with_suffix(".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir()
-            made = write_seed(config, partial / "out", None)
-            (partial / "built.pickle").write_bytes(pickle.dumps(made))
-            partial.rename(entry)
-        os.utime(entry)
-        for old in builds.iterdir():  # builds of other sources, unused for a week
-            if old.is_dir() and old != entry and old.stat().st_mtime < time.time() - 7 * 86400:
-                shutil.rmtree(old, ignore_errors=True)
+
+    def make(partial: Path) -> None:
+        partial.mkdir()
+        made = write_seed(config, partial / "out", None)
+        (partial / "built.pickle").write_bytes(pickle.dumps(made))
+
+    entry = cached_dir(cache.mkdir("pz-builds"), key.hexdigest()[:32], make)
     shutil.copytree(entry / "out", out, dirs_exist_ok=True)
     return pickle.loads((entry / "built.pickle").read_bytes())  # type: ignore[no-any-return]
 

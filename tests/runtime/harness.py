@@ -10,14 +10,14 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # Local KV states seeded once per distinct seed file, then copied (see seeded_state).
 TEMPLATES = ROOT / ".wrangler" / "kv-templates"
-TEMPLATE_DAYS = 7
+TEMPLATE_DAYS = 7  # cached entries (templates, demo builds) unused this long are removed
 
 
 def wrangler_kv_get(persist: Path, key: str) -> bytes | None:
@@ -48,6 +48,29 @@ def local_kv_get(persist: Path, key: str) -> bytes | None:
     return blob.read_bytes()
 
 
+def cached_dir(store: Path, key: str, make: Callable[[Path], object]) -> Path:
+    """``store/key``, made once by ``make(directory)`` for every test process and run that asks for the same key.
+
+    Made under a lock shared by the parallel test workers, into a ``.partial`` directory renamed when complete,
+    so an entry that exists is whole. Entries of other keys unused for TEMPLATE_DAYS are removed.
+    """
+    store.mkdir(parents=True, exist_ok=True)
+    entry = store / key
+    with open(store / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not entry.is_dir():
+            partial = entry.with_suffix(".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            make(partial)
+            partial.rename(entry)
+        os.utime(entry)
+        cutoff = time.time() - TEMPLATE_DAYS * 86400
+        for old in store.iterdir():
+            if old.is_dir() and old != entry and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+    return entry
+
+
 def seeded_state(seed: Path, persist: Path) -> None:
     """Give a fresh ``persist`` the local KV state of ``seed`` (a wrangler bulk file).
 
@@ -59,21 +82,9 @@ def seeded_state(seed: Path, persist: Path) -> None:
     key = hashlib.sha256()
     for part in (seed, ROOT / "wrangler.toml", ROOT / "package-lock.json"):
         key.update(hashlib.sha256(part.read_bytes()).digest())
-    template = TEMPLATES / key.hexdigest()[:32]
-    TEMPLATES.mkdir(parents=True, exist_ok=True)
-    with open(TEMPLATES / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (template / "v3").is_dir():
-            partial = template.with_suffix(".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            subprocess.run(["node", str(ROOT / "tests/runtime/kvseed.mjs"), str(seed), "--persist", str(partial)],
-                           cwd=ROOT, check=True, capture_output=True, timeout=300)
-            partial.rename(template)
-        os.utime(template)
-        cutoff = time.time() - TEMPLATE_DAYS * 86400
-        for old in TEMPLATES.iterdir():
-            if old.is_dir() and old != template and old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
+    template = cached_dir(TEMPLATES, key.hexdigest()[:32], lambda partial: subprocess.run(
+        ["node", str(ROOT / "tests/runtime/kvseed.mjs"), str(seed), "--persist", str(partial)],
+        cwd=ROOT, check=True, capture_output=True, timeout=300))
     # Blob files are written once under a fresh id and never changed in place (a new value is a new blob, the
     # old one is unlinked), so the copy links them; the SQLite databases are real copies.
     for path in sorted((template / "v3").rglob("*")):
