@@ -42,13 +42,20 @@ class KVBinding:
 
 
 class EventQueue:
-    """``env.EVENTS`` (a Queue producer binding) as the core's ``EventSink``: one message per beacon."""
+    """``env.EVENTS`` (a Queue producer binding) as the core's ``EventSink``: one message per beacon.
 
-    def __init__(self, binding):
-        self._binding = binding
+    The binding is looked up when a beacon is sent, not per request: the SDK's env wrapper inspects a binding's
+    type on every lookup, and only beacons use this one.
+    """
+
+    def __init__(self, env):
+        self._env = env
 
     async def send(self, message):
-        await self._binding.send(message, {"contentType": "json"})
+        binding = getattr(self._env, "EVENTS", None)
+        if binding is None:
+            raise RuntimeError("no EVENTS queue bound")
+        await binding.send(message, {"contentType": "json"})
 
 
 async def read_body(request, limit):

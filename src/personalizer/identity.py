@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import Config
@@ -80,12 +81,14 @@ def consent_granted(cookies: dict[str, str] | None, gpc: bool, config: Config) -
     return config.consent_default == "granted"
 
 
-def identify(cookies: dict[str, str] | None, gpc: bool, config: Config, now: int, new_id: str) -> Visitor:
-    """Resolve the visitor from cookies; mint ``new_id`` as a visitor id only when consent allows."""
+def identify(cookies: dict[str, str] | None, gpc: bool, config: Config, now: int,
+             mint: Callable[[], str]) -> Visitor:
+    """Resolve the visitor from cookies; ``mint()`` a visitor id only for a new visitor whose consent allows
+    it (called only then: a random id costs an ``os.urandom`` call, and most requests carry one)."""
     if cookies is None or not consent_granted(cookies, gpc, config):
         return Visitor(consented=False)
     uid = verify(UID, cookies.get(UID, ""), config.signing_keys, now, config.uid_max_age_s)
     vid = verify(VID, cookies.get(VID, ""), config.signing_keys, now, config.vid_max_age_s)
     if uid is None and vid is None and config.signing_keys:
-        return Visitor(consented=True, visitor_id=new_id, minted=True)
+        return Visitor(consented=True, visitor_id=mint(), minted=True)
     return Visitor(consented=True, user_id=uid, visitor_id=vid)

@@ -438,7 +438,7 @@ class Personalizer:
         cookies = None
         try:
             cookies = parse_cookies(header(headers, "cookie"))
-            return identify(cookies, gpc_opt_out(header(headers, "sec-gpc")), self.config, now, self.mint()), cookies
+            return identify(cookies, gpc_opt_out(header(headers, "sec-gpc")), self.config, now, self.mint), cookies
         except Exception:  # whatever went wrong, we cannot tell what the visitor allowed: fail closed
             log.exception("identity not understood")
             return Visitor(consented=False), cookies
