@@ -46,6 +46,23 @@ def test_parse_ask_rejects_off_contract_requests(method: str, path: str, query: 
         assert info.value.allow
 
 
+def test_parse_ask_keeps_answers_not_rejections() -> None:
+    """A request line seen again answers the same Ask from the isolate's memo; a rejected line is rejected every
+    time (never kept as an answer); the memo is bounded."""
+    parse_ask.cache_clear()
+    first = parse_ask("GET", "/v1/page", "slots=hero,home")
+    assert parse_ask("GET", "/v1/page", "slots=hero,home") is first
+    assert parse_ask.cache_info().hits == 1
+    for _ in range(2):
+        with pytest.raises(BadRequest):
+            parse_ask("GET", "/v1/page", "slots=hero,hero")
+    assert parse_ask.cache_info().currsize == 1
+    for n in range(600):
+        parse_ask("GET", "/v1/recommendations", f"slot=item&item=p{n}")
+    info = parse_ask.cache_info()
+    assert info.maxsize is not None and info.currsize == info.maxsize <= 512
+
+
 def test_parse_cookies_is_defensive() -> None:
     """Only pz_* pairs are kept; junk is skipped; the first duplicate wins; an unreadable header is None."""
     assert parse_cookies('a=1; junk; =x; pz_uid="2"; pz_uid=3; pz_vid=4') == {"pz_uid": "2", "pz_vid": "4"}

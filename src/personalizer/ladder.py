@@ -47,25 +47,29 @@ def assemble(slot: str, sources: Sequence[tuple[str, Sequence[Card]]], *, limit:
     per_category: dict[str, int] = {}
     best = len(TIERS)  # rank of the best tier that contributed
     out_of_stock, prices = inventory.out_of_stock, inventory.prices
+    n = 0  # len(chosen)
     for capped in (True, False):
         for source_tier, cards in sources:
+            if n >= limit:
+                break
             rank = _RANK[source_tier]
             for card in cards:
-                if len(chosen) >= limit:
-                    break
                 ident = card.id
                 if ident in taken or ident in exclude or ident in out_of_stock:
                     continue
                 count = per_category.get(card.category, 0)
                 if capped and count >= category_cap:
                     continue
-                price = prices.get(ident)
+                price = prices.get(ident) if prices else None
                 chosen.append(card if price is None or price == card.price else Card(
                     ident, card.title, card.url, card.image, price, card.currency, card.category))
                 taken.add(ident)
                 per_category[card.category] = count + 1
                 if rank < best:
                     best = rank
-        if len(chosen) >= limit:
+                n += 1
+                if n >= limit:
+                    break
+        if n >= limit:
             break
     return Carousel(slot, TIERS[best] if best < len(TIERS) else sources[-1][0], tuple(chosen))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from .digits import ascii_digits
@@ -76,6 +77,10 @@ def _item(p: dict[str, str], required: bool) -> str | None:
     return item
 
 
+# An isolate sees the same few request lines again and again (a shop's pages ask for the same slots); the
+# answer is an immutable Ask, so it is kept for the next request (a rejected line is not kept: its exception
+# is raised afresh). Bounded in entries, and the query in characters, so at most ~1 MB whatever is sent.
+@lru_cache(maxsize=512)
 def parse_ask(method: str, path: str, query: str) -> Ask:
     """Validate a request line; raises ``BadRequest`` (404, 405, 4xx) for anything off contract."""
     routes = {"/healthz": "healthz", "/v1/recommendations": "recommendations", "/v1/banner": "banner",

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import again, assets, codec, events, fallback, keys, session
 from .banners import BannerChoice, choose
@@ -45,10 +45,11 @@ MAX_BYTES = {"profile": codec.MAX_PROFILE_BYTES}  # decode bounds tighter than t
 NOSNIFF = ("x-content-type-options", "nosniff")  # on every answer, errors and /healthz included
 
 
-@dataclass(frozen=True, slots=True)
-class Read:
+class Read(NamedTuple):
     """One record a request needs: its key, its kind, how long the isolate may cache it (``None``: never, a
-    person's profile), and whether its absence is a true miss for the origin to fill."""
+    person's profile), and whether its absence is a true miss for the origin to fill.
+
+    A named tuple: a request makes several, and one is made three times as fast as a frozen dataclass."""
 
     key: str
     kind: str
