@@ -40,6 +40,16 @@ def _setup(env):
         _gate = OriginGate.from_config(_config)
 
 
+def respond(status, headers, body):
+    """The SDK's ``Response`` of a JS Response made in one call, body and headers crossing as one Uint8Array copy
+    and one array of pairs: 0.05 ms a response in Pyodide, against 0.10 ms for the SDK's own conversions of a
+    body and headers (its buffer proxy, its checks of each argument). ``body`` ``None``: no body at all."""
+    init = Object.new()
+    init.status = status
+    init.headers = to_js(headers)
+    return Response(JsResponse.new(None if body is None else to_js(body), init))
+
+
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
         _setup(self.env)
@@ -58,13 +68,7 @@ class Default(WorkerEntrypoint):
         body = await read_body(request, MAX_BEACON_BYTES) if request.method == "POST" else b""
         reply = await core.handle(request.method, url.path, url.query, headers, body)
         # 204 (a preflight) and 304 (an asset not changed) are null-body statuses: no body at all.
-        # The JS Response is made in one call, body and headers crossing as one Uint8Array copy and one array of
-        # pairs, and handed to the SDK's Response as it is: 0.05 ms a response in Pyodide, against 0.10 ms for
-        # the SDK's own conversions of a body and headers (its buffer proxy, its checks of each argument).
-        init = Object.new()
-        init.status = reply.status
-        init.headers = to_js(reply.headers)
-        return Response(JsResponse.new(None if reply.status in (204, 304) else to_js(reply.body), init))
+        return respond(reply.status, reply.headers, None if reply.status in (204, 304) else reply.body)
 
     async def queue(self, batch):
         """Consumer of the event queue and of its dead-letter queue (wrangler.toml [[queues.consumers]])."""

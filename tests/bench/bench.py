@@ -468,9 +468,10 @@ def freshness() -> None:
 
 
 def hot_path_floor(spec: Path) -> None:
-    """Issue 12's view: each kind of request through the SDK against the SDK's own floor (a Worker returning a
-    constant of the page's size and headers) and against a Worker that only reads the same KV keys and returns
-    their bytes, interleaved in one Pyodide; then the cold start, in fresh processes."""
+    """Issue 12's view: each kind of request through the SDK against two floors, both answering the way the page
+    answers (``entry.respond``): a Worker returning a constant of the page's size and headers, and a Worker that
+    only reads the same KV keys through the page's KV port and returns their bytes; interleaved in one Pyodide.
+    Then the cold start, in fresh processes."""
     n, warmup, colds = 1000, 100, 5
     out = subprocess.run(["node", str(ROOT / "tests/bench/floor.mjs"), str(spec), str(n), str(warmup), "--cold",
                           str(colds)], check=True, capture_output=True, text=True, cwd=ROOT)

@@ -8,6 +8,8 @@
 //             request, in a steady isolate) and returns their bytes: the floor of a worker that must read
 //             them;
 //   page      the project's worker (worker/entry.py).
+// The floors are as lean as the page where they do the same thing: they answer through the page's own
+// `entry.respond`, kv-echo reads through the page's KV port and its header straight from the JS Headers.
 // Requests of every kind are interleaved, round after round, so all see the same isolate and heap.
 // Cold start: in fresh processes (Pyodide from the same baseline snapshot the offline runtime uses), the time
 // to `import workers` alone against the time to `import workers`, import the bundle and answer one page.
@@ -81,7 +83,7 @@ py.runPython(`import sys; sys.path.insert(0, "/session")`);
 const handlers = await py.runPythonAsync(`
 import entry, workers, core_bench
 from cf import KVBinding
-from workers import Response, WorkerEntrypoint
+from workers import WorkerEntrypoint
 
 _records, _users, _key = core_bench.load("/session/spec.json")
 JAR = core_bench.cookies(_users, _key)
@@ -92,16 +94,17 @@ CONSTANT = {"body": b"", "headers": []}  # set from a real page answer below
 
 class Constant(WorkerEntrypoint):
     async def fetch(self, request):
-        return Response(CONSTANT["body"], status=200, headers=CONSTANT["headers"])
+        return entry.respond(200, CONSTANT["headers"], CONSTANT["body"])  # answered as the page answers
 
 
 class KVEcho(WorkerEntrypoint):
     async def fetch(self, request):
         kv = KVBinding(self.env.PERSONALIZATION)  # read as the worker's own KV port reads
         out = []
-        for key in filter(None, request.headers.get("x-echo-keys").split(",")):
+        # The header read straight from the JS Headers, as the page worker reads its own headers.
+        for key in filter(None, request.js_object.headers.get("x-echo-keys").split(",")):
             out.append(await kv.get(key) or b"")
-        return Response(b"".join(out), status=200, headers=[("content-type", "application/octet-stream")])
+        return entry.respond(200, (("content-type", "application/octet-stream"),), b"".join(out))
 
 
 def make(cls):
