@@ -1,12 +1,15 @@
 // The hot path against its floor, side by side in one Pyodide (issue 12), and the worker's cold start.
 //
-// Three Workers on the same SDK, each called the way the runtime calls the entrypoint (a JS Request in,
+// Four Workers on the same SDK, each called the way the runtime calls the entrypoint (a JS Request in,
 // `WorkerEntrypoint.fetch`, the Response's JS object out), with KV values held in memory by a binding named
 // like workerd's (so the SDK wraps it as in production):
 //   constant  returns a constant body of the page's size with the page's headers: the SDK's own floor;
 //   kv-echo   reads the keys the page worker itself reads from KV for that request (recorded once per kind of
 //             request, in a steady isolate) and returns their bytes: the floor of a worker that must read
 //             them;
+//   kv-decode kv-echo, and each value decoded as the page decodes it (codec.decode: the v1 envelope with
+//             pure-Python msgpack, a packed payload's JSON) but not parsed into records nor used: the floor of a
+//             worker that must read this contract's records;
 //   page      the project's worker (worker/entry.py).
 // The floors are as lean as the page where they do the same thing: they answer through the page's own
 // `entry.respond`, kv-echo reads through the page's KV port and its header straight from the JS Headers.
@@ -82,6 +85,7 @@ py.FS.writeFile("/session/spec.json", fs.readFileSync(specPath));
 py.runPython(`import sys; sys.path.insert(0, "/session")`);
 const handlers = await py.runPythonAsync(`
 import entry, workers, core_bench
+from personalizer import codec, keys
 from cf import KVBinding
 from workers import WorkerEntrypoint
 
@@ -107,6 +111,18 @@ class KVEcho(WorkerEntrypoint):
         return entry.respond(200, (("content-type", "application/octet-stream"),), b"".join(out))
 
 
+class KVDecode(WorkerEntrypoint):
+    async def fetch(self, request):
+        kv = KVBinding(self.env.PERSONALIZATION)
+        out = []
+        for key in filter(None, request.js_object.headers.get("x-echo-keys").split(",")):
+            raw = await kv.get(key) or b""
+            kind = keys.parse(key)[0]
+            codec.decode(raw, expect="profile" if kind == "visitor" else kind, key=key)
+            out.append(raw)
+        return entry.respond(200, (("content-type", "application/octet-stream"),), b"".join(out))
+
+
 def make(cls):
     async def call(js_request, ctx, env):
         return (await cls(ctx, env).fetch(workers.Request(js_request))).js_object
@@ -117,9 +133,9 @@ def set_constant(body, headers):
     CONSTANT["body"], CONSTANT["headers"] = bytes(body.to_py()), [tuple(h) for h in headers.to_py()]
 
 
-[make(Constant), make(KVEcho), make(entry.Default), set_constant]
+[make(Constant), make(KVEcho), make(KVDecode), make(entry.Default), set_constant]
 `).then((p) => p.toJs());
-const [constant, kvEcho, page, setConstant] = handlers;
+const [constant, kvEcho, kvDecode, page, setConstant] = handlers;
 const jar = py.globals.get("JAR").toJs();
 const jarSession = py.globals.get("JAR_S").toJs();
 const items = py.globals.get("ITEMS").toJs();
@@ -157,7 +173,7 @@ const request = (url, cookie, extra = {}) =>
   setConstant(body, headers);
 }
 
-const times = Object.fromEntries(KINDS.map((k) => [k.name, { page: [], echo: [], constant: [], keys: 0 }]));
+const times = Object.fromEntries(KINDS.map((k) => [k.name, { page: [], echo: [], decode: [], constant: [], keys: 0 }]));
 for (let i = 0; i < warmup + n; i++) {
   for (const kind of KINDS) {
     const url = kind.url(i), cookie = kind.cookie(i);
@@ -177,6 +193,12 @@ for (let i = 0; i < warmup + n; i++) {
     t1 = performance.now();
     if (e.status !== 200) throw new Error(`kv-echo: ${e.status}`);
     if (i >= warmup) t.echo.push(t1 - t0);
+    // kv-decode of the same keys
+    t0 = performance.now();
+    const d = await kvDecode(request(url, cookie, { "x-echo-keys": keys.join(",") }), ctx, env);
+    t1 = performance.now();
+    if (d.status !== 200) throw new Error(`kv-decode: ${d.status}`);
+    if (i >= warmup) t.decode.push(t1 - t0);
     // constant
     t0 = performance.now();
     const c = await constant(request(url, cookie), ctx, env);
