@@ -30,9 +30,12 @@ def _list(d: dict[str, Any], name: str) -> list[Any]:
     return v
 
 
+_STR = frozenset({str})
+
+
 def _strs(d: dict[str, Any], name: str) -> tuple[str, ...]:
     out = tuple(_list(d, name))
-    if not all(isinstance(x, str) for x in out):
+    if not _STR.issuperset(map(type, out)):  # one C-level pass; decoded payloads hold exact types
         raise DecodeError(f"field {name!r} is not a list of strings")
     return out
 
@@ -64,14 +67,14 @@ class Card(NamedTuple):
             raise DecodeError("card field is not a string")
         if type(price) is not int:  # bool is not an int here
             raise DecodeError("card price is not an integer")
-        return cls(ident, title, url, image, price, currency, category)
+        return tuple.__new__(cls, d)  # the checked 7 fields as they are, without the generated __new__'s frame
 
     def payload(self) -> list[Any]:
         return list(self)
 
 
 def _cards(d: dict[str, Any], name: str) -> tuple[Card, ...]:
-    return tuple(Card.parse(c) for c in _list(d, name))
+    return tuple(map(Card.parse, _list(d, name)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,8 @@ def card_json_text(card: Card) -> str:
 
 
 def string_text(value: str) -> str:
-    """``dumps_text(value)`` of a string; memoised (slots, tiers, generations: a handful of values)."""
+    """``dumps_text(value)`` of a string; memoised (slots, tiers, generations, and the banners' texts: a rule's
+    strings, filled with a product's title, a loyalty tier or a category)."""
     text = _string_memo.get(value)
     return text if text is not None else _remember(_string_memo, value, dumps_text(value))
 
@@ -102,6 +103,17 @@ def banner_json(b: BannerChoice, generation: str, slot: str = "hero") -> dict[st
     return {"slot": slot, "tier": b.tier, "generation": generation, "banner": {
         "id": b.rule.id, "title": _filled(v.title, b.fill), "body": _filled(v.body, b.fill), "cta": v.cta,
         "url": safe_url(v.url), "image": safe_url(v.image), "variant": v.id}}
+
+
+def banner_json_text(b: BannerChoice, generation: str, slot: str = "hero") -> str:
+    """``dumps_text(banner_json(b, generation, slot))``, joined from its strings' memoised texts (the same bytes,
+    as for carousels): half the time of encoding the object."""
+    v = b.variant
+    return (f'{{"slot":{string_text(slot)},"tier":{string_text(b.tier)},"generation":{string_text(generation)},'
+            f'"banner":{{"id":{string_text(b.rule.id)},"title":{string_text(_filled(v.title, b.fill))},'
+            f'"body":{string_text(_filled(v.body, b.fill))},"cta":{string_text(v.cta)},'
+            f'"url":{string_text(safe_url(v.url))},"image":{string_text(safe_url(v.image))},'
+            f'"variant":{string_text(v.id)}}}}}')
 
 
 def card_html(x: Card) -> str:

@@ -35,7 +35,7 @@ from .records import (
     Profile,
     Settings,
 )
-from .render import banner_html, banner_json, carousel_html, carousel_json_text, dumps, dumps_text, escape, string_text
+from .render import banner_html, banner_json_text, carousel_html, carousel_json_text, dumps, escape, string_text
 from .request import READ_METHODS, Ask, gpc_opt_out, header, parse_ask, parse_cookies
 
 log = logging.getLogger("personalizer")
@@ -493,7 +493,7 @@ def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str) -
         return html.encode(), "text/html; charset=utf-8"
     # The JSON is joined from the fragments' texts (cards memoised per isolate); the same bytes as dumps() of
     # {"generation": gen, "fragments": {slot: fragment}} or of the one fragment.
-    frags = {s: dumps_text(banner_json(d, gen, s)) if isinstance(d, BannerChoice) else carousel_json_text(d, gen)
+    frags = {s: banner_json_text(d, gen, s) if isinstance(d, BannerChoice) else carousel_json_text(d, gen)
              for s, d in decisions.items()}
     if ask.endpoint != "page":
         return next(iter(frags.values())).encode(), "application/json; charset=utf-8"
