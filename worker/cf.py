@@ -13,8 +13,7 @@ import time
 from js import JSON, Headers, Object, TransformStream
 from js import fetch as js_fetch
 from pyodide.ffi import create_proxy, jsnull, to_js
-from workers import Response, fetch
-from workers.rpc import python_to_rpc
+from workers import Response, fetch, python_to_rpc
 
 from personalizer import Config, MissPath, parse_config
 from personalizer.config import VARS
