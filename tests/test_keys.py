@@ -22,6 +22,11 @@ def test_keys_reject_invalid_ids(bad: str) -> None:
     assert not keys.is_valid_id(bad)
     with pytest.raises(ValueError):
         keys.profile(bad)
+    for _ in range(2):  # the shared records' keys are memoised per isolate; a refusal never is
+        for build in (lambda: keys.segment("g1", bad), lambda: keys.segment(bad, "s1"), lambda: keys.popular(bad),
+                      lambda: keys.banners(bad)):
+            with pytest.raises(ValueError):
+                build()
 
 
 def test_keys_enforce_the_kv_key_limit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .errors import LimitError
 
@@ -37,10 +38,14 @@ def generation_prefix(gen: str) -> str:
     return f"{PREFIX}:g:{_id(gen, 'generation')}:"
 
 
+# The shared records' keys are the same for every request of a generation: built and checked once per isolate
+# (a bad id raises every time; exceptions are not cached).
+@lru_cache(maxsize=256)
 def segment(gen: str, segment_id: str) -> str:
     return _checked(generation_prefix(gen) + "seg:" + _id(segment_id, "segment"))
 
 
+@lru_cache(maxsize=16)
 def popular(gen: str) -> str:
     return _checked(generation_prefix(gen) + "popular")
 
@@ -49,6 +54,7 @@ def item(gen: str, item_id: str) -> str:
     return _checked(generation_prefix(gen) + "item:" + _id(item_id, "item"))
 
 
+@lru_cache(maxsize=16)
 def banners(gen: str) -> str:
     return _checked(generation_prefix(gen) + "banners")
 

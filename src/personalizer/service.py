@@ -286,7 +286,7 @@ class Personalizer:
                 sources = [("item", rec.item.also_bought if rec.item else ()), *tail]
             carousel = assemble(slot, sources, limit=ask.limit, exclude=exclude, inventory=rec.inventory,
                                 category_cap=cap)
-            shown.update(c.id for c in carousel.cards)
+            shown.update([c.id for c in carousel.cards])
             out[slot] = carousel
         return out
 
