@@ -3,7 +3,7 @@
 // Four Workers on the same SDK, each called the way the runtime calls the entrypoint (a JS Request in,
 // `WorkerEntrypoint.fetch`, the Response's JS object out), with KV values held in memory by a binding named
 // like workerd's (so the SDK wraps it as in production):
-//   constant  returns a constant body of the page's size with the page's headers: the SDK's own floor;
+//   constant  returns a constant body of the page's size with the page's headers: the floor of any answer;
 //   kv-echo   reads the keys the page worker itself reads from KV for that request (recorded once per kind of
 //             request, in a steady isolate) and returns their bytes: the floor of a worker that must read
 //             them;
@@ -102,25 +102,23 @@ class Constant(WorkerEntrypoint):
 
 
 class KVEcho(WorkerEntrypoint):
+    decode = False  # KVDecode: each value also decoded as the page decodes it, and dropped
+
     async def fetch(self, request):
         kv = KVBinding(self.env.PERSONALIZATION)  # read as the worker's own KV port reads
         out = []
         # The header read straight from the JS Headers, as the page worker reads its own headers.
         for key in filter(None, request.js_object.headers.get("x-echo-keys").split(",")):
-            out.append(await kv.get(key) or b"")
-        return entry.respond(200, (("content-type", "application/octet-stream"),), b"".join(out))
-
-
-class KVDecode(WorkerEntrypoint):
-    async def fetch(self, request):
-        kv = KVBinding(self.env.PERSONALIZATION)
-        out = []
-        for key in filter(None, request.js_object.headers.get("x-echo-keys").split(",")):
             raw = await kv.get(key) or b""
-            kind = keys.parse(key)[0]
-            codec.decode(raw, expect="profile" if kind == "visitor" else kind, key=key)
+            if self.decode:
+                kind = keys.parse(key)[0]
+                codec.decode(raw, expect="profile" if kind == "visitor" else kind, key=key)
             out.append(raw)
         return entry.respond(200, (("content-type", "application/octet-stream"),), b"".join(out))
+
+
+class KVDecode(KVEcho):
+    decode = True
 
 
 def make(cls):
