@@ -6,18 +6,21 @@ Bounded to run in seconds in `make test`; `make fuzz` runs many more examples (P
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 
-from personalizer import Config, InMemoryKV, Personalizer
+from personalizer import Config, InMemoryKV, Personalizer, codec
 from personalizer.events import clean_event
 from personalizer.ports import InMemorySink
 from personalizer.request import parse_cookies
@@ -25,6 +28,8 @@ from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.inputs import InputError, load_shop
 from personalizer_adapters.origin.app import SECRET_HEADER, create_app
 from tests.conftest import CONFIG, FixedClock, uid_cookie
+from tests.runtime import probe
+from tests.runtime.harness import PyodideProbe, pyodide_probe
 
 EXAMPLES = int(os.environ.get("PZ_FUZZ_EXAMPLES", "120"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -188,3 +193,113 @@ def test_render_escape_is_the_standard_librarys(text: str) -> None:
     from personalizer.render import escape
 
     assert escape(text) == html.escape(text)
+
+
+# -- the same parsers inside Pyodide ------------------------------------------------------------------------
+# Each property runs tests/runtime/probe.py in CPython and inside Pyodide (the deploy bundle's modules, as the
+# edge loads them) and wants the same outcome from both. Pyodide's stack overflows where CPython raises a
+# RecursionError, and that is fatal to the whole runtime: a crash only Pyodide has cannot hide here.
+DEPTHS = st.sampled_from([1, 4, 510, 511, 512, 513, 4_000, 5_000, 20_000, 100_000])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _same(value: Any) -> Any:
+    return json.loads(json.dumps(value))  # as the probe's answer travels (tuples become lists)
+
+
+@pytest.fixture(scope="module")
+def pyodide() -> Iterator[PyodideProbe]:
+    with pyodide_probe() as p:
+        yield p
+
+
+def nested(depth: int, inner: str = "0", opener: str = "[", closer: str = "]", closed: bool = True) -> str:
+    return opener * depth + inner + (closer * depth if closed else "")
+
+
+WHERE = ["DEEP", '{"events": DEEP}', '{"events": [DEEP]}', '{"events": [{"id": "e1", "type": "view", "item": DEEP}]}']
+deep_bodies = st.builds(lambda d, closed, where: where.replace("DEEP", nested(d, closed=closed)).encode(),
+                        DEPTHS, st.booleans(), st.sampled_from(WHERE))
+
+
+@FUZZ
+@given(body=st.one_of(beacons.map(lambda b: json.dumps(b).encode()), st.binary(max_size=200), deep_bodies),
+       ctype=st.sampled_from(["text/plain;charset=UTF-8", "application/json", ""]))
+def test_pyodide_reads_beacons_as_cpython_does(pyodide: PyodideProbe, body: bytes, ctype: str) -> None:
+    assert pyodide.call("beacon", ctype, _b64(body), 1_700_000_000) == _same(
+        probe.beacon(ctype, _b64(body), 1_700_000_000))
+
+
+@FUZZ
+@given(header=st.one_of(cookie_headers, st.none()), method=methods, path=paths, query=queries)
+def test_pyodide_reads_cookies_and_request_lines_as_cpython_does(pyodide: PyodideProbe, header: str | None,
+                                                                  method: str, path: str, query: str) -> None:
+    assert pyodide.call("cookies", header) == _same(probe.cookies(header))
+    assert pyodide.call("ask", method, path, query) == _same(probe.ask(method, path, query))
+
+
+def _envelope(kind: str, data: bytes) -> bytes:
+    """A v1 envelope of ``kind`` whose data is the raw msgpack ``data`` (the header packed, data spliced in)."""
+    head = msgpack.packb({"v": 1, "kind": kind, "gen": "g1", "at": 0, "until": None, "data": 0})
+    return head[:-1] + data
+
+
+documents = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53), junk,
+                                   st.floats(allow_nan=False, allow_infinity=False)),
+                         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(junk, inner, max_size=4),
+                         max_leaves=20)
+values = st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda d, k: _envelope(k, b"\x91" * d + b"\xc0"), DEPTHS, st.sampled_from(sorted(codec.KINDS))),
+    st.builds(lambda d, k, closed: _envelope(k, msgpack.packb({"packed": nested(d, closed=closed)})),
+              DEPTHS, st.sampled_from(sorted(codec.PACKED_KINDS)), st.booleans()),
+    st.builds(lambda d, k: _envelope(k, msgpack.packb({"packed": '{"a":' * d + "1" + "}" * d})),
+              DEPTHS, st.sampled_from(sorted(codec.PACKED_KINDS))),
+    st.builds(lambda doc, k: codec.encode(k, {"x": doc}), documents, st.sampled_from(sorted(codec.KINDS))),
+)
+
+
+@FUZZ
+@given(value=values, kind=st.sampled_from(sorted(codec.KINDS)))
+def test_pyodide_decodes_records_as_cpython_does(pyodide: PyodideProbe, value: bytes, kind: str) -> None:
+    assert pyodide.call("decode", kind, _b64(value)) == _same(probe.decode(kind, _b64(value)))
+
+
+page_parts = st.lists(st.one_of(
+    st.sampled_from(['<pz-slot name="home">', '<pz-slot name="hero"></pz-slot>', "</pz-slot>", "</PZ-SLOT >",
+                     '<!--pz-slot name="recent"-->', "<!-- pz-slot", "-->", "<", ">", '"', "<pz-slot", "<pz-slot ",
+                     '<pz-slot name="item" item="p00001">x</pz-slot>', "<p>", "\n"]),
+    junk), max_size=60).map("".join)
+
+
+@FUZZ
+@given(page=page_parts, cuts=st.lists(st.integers(0, 4000), max_size=8))
+def test_pyodide_splices_pages_as_cpython_does_however_they_are_cut(pyodide: PyodideProbe, page: str,
+                                                                    cuts: list[int]) -> None:
+    data = page.encode()
+    bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    chunks = [_b64(data[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    whole = asyncio.run(probe.splice([_b64(data)]))
+    assert asyncio.run(probe.splice(chunks)) == whole  # where the chunks are cut changes nothing
+    assert pyodide.call("splice", chunks) == whole
+
+
+HOSTILE_DEPTHS = [pytest.param(nested(5_000), id="5000"), pytest.param(nested(100_000), id="100000"),
+                  pytest.param("[" * 65_536, id="64KiB-of-[")]
+
+
+@pytest.mark.parametrize("deep", HOSTILE_DEPTHS)
+def test_deep_beacons_and_records_are_refused_inside_pyodide(pyodide: PyodideProbe, deep: str) -> None:
+    """The issue's cases, not left to chance: every one is a clean refusal inside Pyodide, which lives on."""
+    for body in (deep, '{"events": ' + deep + "}", '{"events": [{"id": "e", "type": "view", "item": ' + deep + "}]}"):
+        assert pyodide.call("beacon", "text/plain", _b64(body.encode()), 1)["status"] in (400, 413)  # type: ignore[index]
+    for kind in sorted(codec.KINDS):
+        as_msgpack = _envelope(kind, b"\x91" * len(deep) + b"\xc0")
+        assert pyodide.call("decode", kind, _b64(as_msgpack)) == {"error": "DecodeError"}
+        if kind in codec.PACKED_KINDS:
+            as_json = _envelope(kind, msgpack.packb({"packed": deep}))
+            assert pyodide.call("decode", kind, _b64(as_json)) == {"error": "DecodeError"}
+    assert pyodide.call("cookies", "pz_consent=granted") == {"pz_consent": "granted"}  # still answering

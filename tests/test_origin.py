@@ -102,6 +102,16 @@ def test_origin_requires_the_shared_secret(origin: httpx.Client, secret: str | N
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
 
 
+@pytest.mark.parametrize("body", [b'{"beacons": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", b"[" * 100_000,
+                                  b'{"beacons": [' + b'{"a":' * 600 + b"1" + b"}" * 600 + b"]}"],
+                         ids=["5000", "100000-unclosed", "600-objects"])
+def test_origin_refuses_deep_ingest_bodies_before_parsing(origin: httpx.Client, body: bytes) -> None:
+    """The origin measures nesting before it parses, as the edge does: a deep body is a 400, never a 500."""
+    r = origin.post("/v1/ingest", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_body"
+    assert origin.get("/healthz").status_code == 200
+
+
 def test_origin_wrong_method_and_path(origin: httpx.Client) -> None:
     """GET on the resolve route is a JSON 405 with Allow; an unknown path a JSON 404."""
     r = origin.get("/v1/resolve")

@@ -15,7 +15,7 @@ from js import fetch as js_fetch
 from pyodide.ffi import create_proxy, jsnull, to_js
 from workers import Response, fetch, python_to_rpc
 
-from personalizer import Config, MissPath, parse_config
+from personalizer import Config, MissPath, jsontext, parse_config
 from personalizer.config import VARS
 from personalizer.digits import ascii_digits
 from personalizer.events import retry_delay_s
@@ -146,7 +146,7 @@ async def deliver_events(config, batch):
             INGEST_TIMEOUT_S)
         if response.status != 200:
             raise OriginError(response.status)
-        counts = json.loads(await response.text())
+        counts = jsontext.loads(await response.text())
     except Exception as exc:
         delay = config.events_retry_max_s if dead else retry_delay_s(
             attempts, config.events_retry_base_s, config.events_retry_max_s)

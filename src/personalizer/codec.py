@@ -13,6 +13,7 @@ from typing import Any
 
 import msgpack
 
+from . import jsontext
 from .errors import DecodeError, LimitError
 
 SCHEMA_VERSION = 1
@@ -99,8 +100,8 @@ def decode(value: bytes, *, expect: str, key: str | None = None, now: int | None
     data, gen, at, until = obj.get("data"), obj.get("gen"), obj.get("at"), obj.get("until")
     if expect in PACKED_KINDS and isinstance(data, dict) and len(data) == 1 and isinstance(data.get("packed"), str):
         try:
-            data = json.loads(data["packed"])
-        except Exception as exc:  # ValueError, RecursionError: all mean "corrupt"
+            data = jsontext.loads(data["packed"])  # nesting measured first: a deep record is corrupt, not fatal
+        except Exception as exc:  # ValueError (TooDeep among them), RecursionError: all mean "corrupt"
             raise DecodeError(f"packed payload is not JSON: {type(exc).__name__}", key=key) from None
     if not isinstance(data, dict):
         raise DecodeError("payload is not a map", key=key)

@@ -209,3 +209,50 @@ def serve_asgi(app: object, port: int = 0) -> Iterator[str]:
         server.should_exit = True
         server.force_exit = True  # requests still hanging (a scripted stall) are not waited for
         thread.join(10)
+
+
+class PyodideProbe:
+    """tests/runtime/probe.py's functions called inside Pyodide (tests/runtime/probe.mjs), one line each way."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(["node", str(ROOT / "tests/runtime/probe.mjs"), "--bundle", str(deploy_bundle())],
+                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            logs = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError("the Pyodide probe did not start: " + logs)
+
+    def call(self, fn: str, *args: object) -> object:
+        """The function's result; ``RuntimeError`` when Pyodide itself failed (the process is then gone)."""
+        import json
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"fn": fn, "args": list(args)}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(10)
+            raise RuntimeError(f"Pyodide died (exit {self.proc.returncode}) in {fn}: "
+                               + (self.proc.stderr.read()[-2000:] if self.proc.stderr else ""))
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"{fn} raised inside Pyodide: {answer['error']}")
+        return answer["ok"]
+
+    def close(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@contextmanager
+def pyodide_probe() -> Iterator[PyodideProbe]:
+    probe = PyodideProbe()
+    try:
+        yield probe
+    finally:
+        probe.close()

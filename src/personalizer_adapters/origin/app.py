@@ -11,7 +11,6 @@ Served by uvicorn locally, by Mangum on AWS Lambda (lambda_handler.py).
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
 from collections import Counter
@@ -25,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from personalizer import keys
+from personalizer import jsontext, keys
 from personalizer.digits import ascii_digits
 from personalizer_adapters.batch.model import Model
 from personalizer_adapters.events.eventlog import EventLog
@@ -137,8 +136,8 @@ def create_app(data_dir: Path, secret: str) -> Starlette:
 def _json(body: bytes) -> Any:
     """The parsed body, ``None`` when it is not JSON (deep nesting included: a bad body, not a 500)."""
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return jsontext.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and jsontext.TooDeep are ValueErrors
         return None
 
 
