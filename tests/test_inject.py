@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from personalizer import InMemoryKV, Personalizer
-from personalizer.inject import LOOKAHEAD, Marker, Splicer, splice
+from personalizer.inject import LOOKAHEAD, MAX_FALSE_STARTS, MAX_PLACEHOLDERS, Marker, Splicer, splice
 from personalizer_adapters.batch.build import Built
 from tests.conftest import CONFIG, FixedClock, uid_cookie
 
@@ -151,3 +151,70 @@ def test_core_fragments_one_page_decision(built: Built) -> None:
     broken = dataclasses.replace(page, core=core)
     core.decide = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))  # type: ignore[method-assign]
     assert asyncio.run(broken.fill(markers)) == [None] * 4
+
+
+HOSTILE_PAGES = {
+    "unclosed": b"<pz-slot " * 2_000,
+    "unclosed-named": b'<p>x</p><pz-slot name="home">' * 2_000,
+    "nested": b'<pz-slot name="home">' * 1_000 + b"</pz-slot>" * 1_000,
+    "attribute-stuffed": (b'<pz-slot name="home" ' + b'a="b" ' * 200 + b">x</pz-slot>") * 300,
+    "comments": b"<!-- pz-slot name=" * 2_000,
+    "megabytes": b"<pz-slot" * 230_000,  # 1.8 MB
+}
+
+
+@pytest.mark.parametrize("page", list(HOSTILE_PAGES.values()), ids=list(HOSTILE_PAGES))
+@pytest.mark.parametrize("size", [65_536, 4_096, 7])
+def test_hostile_markup_passes_through_unchanged_within_a_bound(page: bytes, size: int) -> None:
+    """Whatever the markup, every byte comes out once, in order; past the bound on the work per page the rest
+    passes through untouched (a bounded number of starts is ever tried)."""
+    chunks = [page[i:i + size] for i in range(0, len(page), size)] if size > 7 else [page[:70_000]]
+    s = Splicer()
+    out: list[bytes | Marker] = []
+    for c in chunks:
+        out += s.feed(c)
+    out += s.close()
+    assert b"".join(p if isinstance(p, bytes) else p.raw for p in out) == b"".join(chunks)
+    assert sum(isinstance(p, Marker) for p in out) <= MAX_PLACEHOLDERS
+    if len(b"".join(chunks)) > 100_000:
+        assert s.passthrough
+
+
+def test_the_bound_leaves_later_placeholders_as_sent() -> None:
+    """Up to MAX_PLACEHOLDERS are found; the ones after are text, exactly as the origin sent them."""
+    one = b'<pz-slot name="home">f</pz-slot>'
+    parts = parts_of([one * (MAX_PLACEHOLDERS + 5)])
+    assert sum(isinstance(p, Marker) for p in parts) == MAX_PLACEHOLDERS
+    assert b"".join(p for p in parts if isinstance(p, bytes)) == one * 5
+    false_starts = b"<pz-slot>" * (MAX_FALSE_STARTS + 1) + b"x" * 9_000
+    parts = parts_of([false_starts + one])
+    assert not any(isinstance(p, Marker) for p in parts)
+
+
+def test_a_stalled_stream_is_not_held_back() -> None:
+    """A page that stops after a placeholder (a streamed shell, a stalled origin): what arrived is filled and
+    written after the short wait, while the source is still open."""
+    written: list[bytes] = []
+    wrote_rest = asyncio.Event()
+
+    async def source() -> AsyncIterator[bytes]:
+        yield b'<p>head</p><pz-slot name="home">f</pz-slot><p>then</p>'
+        await asyncio.Event().wait()  # never sends more
+        yield b""
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+        if b"then" in data:
+            wrote_rest.set()
+
+    async def fill(markers: Sequence[Marker]) -> list[bytes | None]:
+        return [b"<HOME>" for _ in markers]
+
+    async def run() -> None:
+        task = asyncio.ensure_future(splice(source(), write, fill, wait_s=0.01))
+        await asyncio.wait_for(wrote_rest.wait(), 30)
+        assert not task.done()
+        task.cancel()
+
+    asyncio.run(run())
+    assert b"".join(written) == b"<p>head</p><HOME><p>then</p>"

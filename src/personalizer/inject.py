@@ -15,7 +15,9 @@ and never holds the whole body. A placeholder that cannot be filled is written e
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +27,9 @@ from .request import PAGE_SLOTS
 MAX_ATTRS = 512         # bytes of a placeholder's attributes
 MAX_INNER = 8192        # bytes of an element placeholder's own (fallback) content
 LOOKAHEAD = 64 * 1024   # bytes read past a placeholder to find the page's others before computing
+LOOKAHEAD_WAIT_S = 0.05  # ...but no longer than this: what arrived is then filled and sent (streamed pages)
+MAX_PLACEHOLDERS = 64   # placeholders filled in one page; the rest of it passes through untouched
+MAX_FALSE_STARTS = 256  # starts of placeholders that were not (or not yet) one, likewise
 _MARKER = re.compile(
     rb"<pz-slot\b([^>]{0,%d})>(.{0,%d}?)</pz-slot\s*>|<!--\s*pz-slot\b([^>]{0,%d}?)\s*-->" % (
         MAX_ATTRS, MAX_INNER, MAX_ATTRS), re.IGNORECASE | re.DOTALL)
@@ -53,34 +58,60 @@ def marker(raw: bytes, attrs: bytes) -> Marker:
 
 
 class Splicer:
-    """Byte chunks in, text and ``Marker`` parts out, in order; ``close`` returns what is left as text."""
+    """Byte chunks in, text and ``Marker`` parts out, in order; ``close`` returns what is left as text.
+
+    Linear in the page's bytes whatever its markup: starts are found by one forward search, and each is tried
+    once, anchored, in work bounded by the longest placeholder. The work per page is bounded too: after
+    ``MAX_PLACEHOLDERS`` placeholders, or ``MAX_FALSE_STARTS`` starts that turned out not to be one (unclosed,
+    malformed, or tried again while incomplete), the rest of the page passes through untouched.
+    """
 
     def __init__(self) -> None:
         self._buf = b""
+        self._found = 0
+        self._false = 0
+        self._waiting = False  # the buffer begins with a start that may still complete
+        self.passthrough = False
 
     def feed(self, chunk: bytes) -> list[bytes | Marker]:
+        if self.passthrough:
+            return [chunk] if chunk else []
         buf = self._buf + chunk
+        if self._waiting and b">" not in chunk and len(buf) <= _LONGEST:
+            self._buf = buf  # a placeholder can only complete at a ">": nothing to try again yet
+            return []
+        self._waiting = False
         out: list[bytes | Marker] = []
         pos = 0
+        keep = None
         while True:
-            m = _MARKER.search(buf, pos)
             start = _START.search(buf, pos)
-            if start is not None and (m is None or start.start() < m.start()):
-                # A start before any complete placeholder: incomplete (wait for more) or malformed (text).
-                if len(buf) - start.start() <= _LONGEST:
-                    break
-                end = start.start() + 1
-                out.append(buf[pos:end])
-                pos = end
-                continue
-            if m is None:
+            if start is None:
                 break
-            if m.start() > pos:
-                out.append(buf[pos:m.start()])
-            out.append(marker(m.group(0), m.group(1) if m.group(1) is not None else m.group(3)))
-            pos = m.end()
-        start = _START.search(buf, pos)
-        keep = start.start() if start is not None else max(pos, _tail(buf, pos))
+            at = start.start()
+            m = _MARKER.match(buf, at)
+            if m is None:
+                self._false += 1
+                if len(buf) - at <= _LONGEST and self._false <= MAX_FALSE_STARTS:
+                    keep = at  # it may still complete: wait for more
+                    self._waiting = True
+                    break
+                out.append(buf[pos:at + 1])  # not a placeholder: text
+                pos = at + 1
+            else:
+                if at > pos:
+                    out.append(buf[pos:at])
+                out.append(marker(m.group(0), m.group(1) if m.group(1) is not None else m.group(3)))
+                pos = m.end()
+                self._found += 1
+            if self._found >= MAX_PLACEHOLDERS or self._false > MAX_FALSE_STARTS:
+                self.passthrough = True
+                if pos < len(buf):
+                    out.append(buf[pos:])
+                self._buf = b""
+                return out
+        if keep is None:
+            keep = max(pos, _tail(buf, pos))
         if keep > pos:
             out.append(buf[pos:keep])
         self._buf = buf[keep:]
@@ -101,35 +132,51 @@ Fill = Callable[[Sequence[Marker]], Awaitable[Sequence[bytes | None]]]
 
 
 async def splice(chunks: AsyncIterator[bytes], write: Callable[[bytes], Awaitable[None]], fill: Fill,
-                 lookahead: int = LOOKAHEAD) -> int:
+                 lookahead: int = LOOKAHEAD, wait_s: float = LOOKAHEAD_WAIT_S) -> int:
     """Copy ``chunks`` to ``write``, placeholders replaced by what ``fill`` returns (``None``: left as sent).
 
     Returns the number of placeholders filled. ``fill`` gets every placeholder found within ``lookahead``
-    bytes of the first one not yet written, in page order, and must not raise.
+    bytes of the first one not yet written, or within ``wait_s`` seconds of reaching it (a page streamed in
+    parts, or an origin that stalls, is not held back longer), in page order, and must not raise.
     """
     splicer = Splicer()
     done = False
     filled = 0
+    pending: asyncio.Future[bytes] | None = None  # the next chunk, asked for and not yet arrived
 
-    async def more() -> list[bytes | Marker]:
-        nonlocal done
+    async def more(timeout: float | None = None) -> list[bytes | Marker] | None:
+        """The parts of the next chunk; ``None`` when it has not arrived within ``timeout`` (it is kept)."""
+        nonlocal done, pending
+        if pending is None:
+            pending = asyncio.ensure_future(chunks.__anext__())
+        if timeout is not None:
+            arrived, _ = await asyncio.wait({pending}, timeout=max(timeout, 0))
+            if not arrived:
+                return None
         try:
-            chunk = await chunks.__anext__()
+            chunk = await pending
         except StopAsyncIteration:
             done = True
             return splicer.close()
+        finally:
+            if pending.done():
+                pending = None
         return splicer.feed(chunk)
 
-    parts: list[bytes | Marker] = []
+    parts: deque[bytes | Marker] = deque()
+    loop = asyncio.get_running_loop()
     while True:
         while parts and not isinstance(parts[0], Marker):
-            text = parts.pop(0)
+            text = parts.popleft()
             assert isinstance(text, bytes)
             await write(text)
         if parts:
             ahead = 0
+            deadline = loop.time() + wait_s
             while not done and ahead < lookahead:
-                new = await more()
+                new = await more(deadline - loop.time())
+                if new is None:
+                    break
                 parts += new
                 ahead += sum(len(p) for p in new if isinstance(p, bytes))
             found = [p for p in parts if isinstance(p, Marker)]
@@ -142,7 +189,7 @@ async def splice(chunks: AsyncIterator[bytes], write: Callable[[bytes], Awaitabl
                 html = next(by_marker)
                 filled += html is not None
                 await write(part.raw if html is None else html)
-            parts = []
+            parts.clear()
         if done:
             return filled
-        parts = await more()
+        parts += await more() or ()

@@ -542,6 +542,51 @@ def main() -> None:
     bad_records()
     miss_path()
     injection()
+    splicer_cpu()
+
+
+def splicer_cpu() -> None:
+    """The page splicer's CPU per MB of page, a plain page against hostile markup (issue 24), in CPython (the
+    sans-IO splicer, process time) and inside Pyodide (the splice's own wall time there, tests/runtime/probe.py).
+    Placeholders are left as sent, so only the splicer is measured."""
+    import asyncio
+
+    from tests.runtime import probe
+    from tests.runtime.harness import pyodide_probe
+
+    mb = 1024 * 1024
+    row = b"<li><a href='/p/p00001'>Ridgeline bottle</a> <span>19.99</span></li>\n"
+    plain = (b"<html><body>" + b'<pz-slot name="hero"></pz-slot>' + row * 4000 + b'<pz-slot name="home">f</pz-slot>'
+             + row * (mb // len(row))) [:mb]
+    pages = {"plain (1 MiB, 2 placeholders)": plain,
+             "unclosed <pz-slot (1.8 MB)": b"<pz-slot" * 230_000,
+             "unclosed named, with text (1 MiB)": (b'<p>x</p><pz-slot name="home">' * 40_000)[:mb],
+             "nested (1 MiB)": (b'<pz-slot name="home">' * 25_000 + b"</pz-slot>" * 50_000)[:mb],
+             "attribute-stuffed (1 MiB)": ((b'<pz-slot name="home" ' + b'a="b" ' * 200 + b">x</pz-slot>")
+                                           * 1_000)[:mb]}
+    chunk = 16 * 1024
+
+    def b64_chunks(page: bytes) -> list[str]:
+        return [base64.b64encode(page[i:i + chunk]).decode() for i in range(0, len(page), chunk)]
+
+    print("\npage splicer: CPU per MB of page (16 KiB chunks), plain page against hostile markup")
+    print(f"{'page':40} {'CPython ms/MB':>14} {'x plain':>8} {'Pyodide ms/MB':>14} {'x plain':>8}")
+    results = {}
+    with pyodide_probe() as pyo:
+        for name, page in pages.items():
+            chunks = b64_chunks(page)
+            cpu, wall = [], []
+            for _ in range(3):
+                t = time.process_time()
+                asyncio.run(probe.splice_seconds(chunks))
+                cpu.append((time.process_time() - t) * 1000 / (len(page) / 1e6))
+                seconds = pyo.call("splice_seconds", chunks)
+                assert isinstance(seconds, float)
+                wall.append(seconds * 1000 / (len(page) / 1e6))
+            results[name] = (min(cpu), min(wall))
+    base_c, base_p = results[next(iter(pages))]
+    for name, (c, p) in results.items():
+        print(f"{name:40} {c:14.1f} {c / base_c:8.2f} {p:14.1f} {p / max(base_p, 1e-9):8.2f}")
 
 
 if __name__ == "__main__":
