@@ -166,7 +166,7 @@ def test_visible_fragments_send_impressions(stack: dict[str, Any], context: Any)
     assert seen["home"]["items"] == shown and seen["home"]["tier"] == "user"
 
 
-@pytest.mark.parametrize("how", ["cookie", "gpc"])
+@pytest.mark.parametrize("how", ["cookie", "gpc", "cookie-not-exactly-granted"])
 def test_consent_denied_sends_nothing_and_sets_no_cookie(stack: dict[str, Any], how: str) -> None:
     """Denied before the first page (a consent manager's cookie, or the browser's Global Privacy Control):
     pages are filled, not personally, no beacon leaves the page and the worker sets no cookie."""
@@ -175,7 +175,8 @@ def test_consent_denied_sends_nothing_and_sets_no_cookie(stack: dict[str, Any], 
     if gpc:
         ctx.add_init_script("Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})")
     else:
-        ctx.add_cookies([{"name": "pz_consent", "value": "denied", "url": stack["shop"]}])
+        value = "denied" if how == "cookie" else "DENIED"  # any value but "granted" is a refusal
+        ctx.add_cookies([{"name": "pz_consent", "value": value, "url": stack["shop"]}])
     page = ctx.new_page()
     sent = beacons(page)
     page.goto(stack["shop"] + "/signin/c00004")

@@ -185,8 +185,11 @@ def test_a_new_visitor_gets_an_id_with_the_events() -> None:
 
 
 @pytest.mark.parametrize("headers", [{"cookie": "pz_consent=denied"}, {"sec-gpc": "1"},
-                                     {"cookie": "pz_uid=x; " + "a=b; " * 20_000}],
-                         ids=["cookie-denied", "gpc", "unreadable-cookies"])
+                                     {"cookie": "pz_uid=x; " + "a=b; " * 20_000},
+                                     *({"cookie": f"pz_consent={v}"} for v in ("DENIED", "Denied", "0", "false", "no",
+                                                                               "", "granted2", "Granted"))],
+                         ids=["cookie-denied", "gpc", "unreadable-cookies", "DENIED", "Denied", "0", "false", "no",
+                              "empty", "granted2", "Granted"])
 def test_consent_denied_keeps_nothing(headers: dict[str, str]) -> None:
     sink = InMemorySink()
     headers = {k: (v.replace("pz_uid=x", uid_cookie("c00001", issued_at=NOW)) if k == "cookie" else v)

@@ -53,7 +53,9 @@ def test_forged_or_expired_token_is_an_anonymous_visitor(core: Personalizer, bui
 
 
 @pytest.mark.parametrize("cookie_extra,gpc", [pytest.param("; pz_consent=denied", False, id="cookie-denied"),
-                                              pytest.param("", True, id="sec-gpc")])
+                                              pytest.param("", True, id="sec-gpc"),
+                                              *(pytest.param(f"; pz_consent={v}", False, id=v or "empty")
+                                                for v in ("DENIED", "Denied", "0", "false", "no", ""))])
 def test_denied_consent_is_not_personalized_and_sets_no_cookie(core: Personalizer, cookie_extra: str,
                                                                gpc: bool) -> None:
     """No profile read, popular tier, the generic banner's control variant, no Set-Cookie."""
@@ -182,6 +184,16 @@ def test_a_refusal_we_cannot_miss_or_cannot_read_is_a_refusal(core: Personalizer
     assert status == 200 and "set-cookie" not in headers
     assert not any(k.startswith(("pz1:p:", "pz1:v:")) for k in kv.reads)
     assert body["fragments"]["home"]["tier"] != "user"
+
+
+@pytest.mark.parametrize("value", ["DENIED", "0", "false", "no", "", "yes", "true", "1"])
+def test_only_an_exact_granted_is_consent_for_a_new_visitor(core: Personalizer, value: str) -> None:
+    """Any pz_consent value but exactly ``granted`` is a denial, whatever CONSENT_DEFAULT says: no id minted,
+    no personalization; ``granted`` itself mints one."""
+    status, headers, _ = run(core, "/v1/page", "slots=home", f"pz_consent={value}")
+    assert status == 200 and "set-cookie" not in headers
+    status, headers, _ = run(core, "/v1/page", "slots=home", "pz_consent=granted")
+    assert headers["set-cookie"].startswith("pz_vid=")
 
 
 def test_folded_sec_gpc_opts_out(core: Personalizer) -> None:

@@ -25,8 +25,10 @@
     var m = d.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
     return m ? m[1] : null;
   }
+  // A pz_consent cookie is consent only when it says exactly "granted" (as the worker reads it).
   function denied() {
-    return navigator.globalPrivacyControl === true || cookie("pz_consent") === "denied";
+    var c = cookie("pz_consent");
+    return navigator.globalPrivacyControl === true || (c !== null && c !== "granted");
   }
   function id() {
     if (w.crypto && crypto.randomUUID) return crypto.randomUUID();

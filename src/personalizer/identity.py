@@ -73,12 +73,13 @@ class Visitor:
 
 def consent_granted(cookies: dict[str, str] | None, gpc: bool, config: Config) -> bool:
     """Sec-GPC: 1 is a legal opt-out signal and wins over everything; then the cookie; then the default.
-    ``cookies`` ``None`` (a header that could not be read) is a denial: fail closed."""
+    ``cookies`` ``None`` (a header that could not be read) is a denial: fail closed. A consent cookie counts as
+    consent only when it says exactly ``granted``: any other value present (``DENIED``, ``0``, ``no``, empty) is
+    an answer we cannot read as a yes, so it is a denial, never the default."""
     if gpc or cookies is None:
         return False
-    value = cookies.get(CONSENT)
-    if value in ("granted", "denied"):
-        return value == "granted"
+    if CONSENT in cookies:
+        return cookies[CONSENT] == "granted"
     return config.consent_default == "granted"
 
 
