@@ -93,3 +93,16 @@ def test_the_deepest_allowed_beacon_is_parsed_at_the_edge(edge: httpx.Client) ->
     r = edge.post("/v1/events", content=body.encode(), headers={"content-type": "text/plain;charset=UTF-8"})
     assert r.status_code < 500 and "bad_body" not in r.text
     still_answering(edge)
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "MKCOL", "PATCH", "DELETE", "PUT", "TRACE", "BREW"])
+@pytest.mark.parametrize("path", ["/v1/page", "/v1/events", "/v1/pz.js", "/healthz", "/elsewhere"])
+def test_any_method_on_any_path_is_a_4xx_with_allow_never_a_5xx(edge: httpx.Client, method: str, path: str) -> None:
+    r = edge.request(method, path)
+    if method == "BREW":  # no HTTP parser knows it: the front refuses the request line, as Cloudflare's does
+        assert r.status_code == 400
+    else:
+        assert r.status_code in (404, 405, 501), r.text
+    if r.status_code == 405:
+        assert r.headers["allow"] and r.json()["error"]["code"] == "method_not_allowed"
+    still_answering(edge)

@@ -175,7 +175,7 @@ def defer(ctx, awaitable):
     ctx.waitUntil(proxy)
 
 
-async def inject_page(request, url, core, config, ctx):
+async def inject_page(request, method, url, core, config, ctx):
     """Edge-side injection (``PAGES_ORIGIN``): the shop's page with its placeholders filled, streamed.
 
     Headers go out as soon as the origin answers; the body is spliced chunk by chunk. Anything that is not
@@ -187,8 +187,8 @@ async def inject_page(request, url, core, config, ctx):
     for name, value in request.headers.items():
         if name.lower() not in NOT_FORWARDED:
             forward.append(name, value)
-    init = {"method": request.method, "headers": forward, "redirect": "manual"}
-    if request.method not in ("GET", "HEAD"):
+    init = {"method": method, "headers": forward, "redirect": "manual"}
+    if method not in ("GET", "HEAD"):
         init["body"] = request.js_object.body
         init["duplex"] = "half"
     try:
@@ -199,7 +199,7 @@ async def inject_page(request, url, core, config, ctx):
                         headers={"content-type": "application/json; charset=utf-8", "cache-control": "no-store",
                                  "x-content-type-options": "nosniff"})
     ctype = (upstream.headers.get("content-type") or "").lower()
-    if request.method != "GET" or upstream.status != 200 or not ctype.startswith("text/html") or not upstream.body:
+    if method != "GET" or upstream.status != 200 or not ctype.startswith("text/html") or not upstream.body:
         return Response(upstream)
     page = core.injection({h: request.headers.get(h) for h in ("cookie", "sec-gpc")})
     out = []

@@ -62,11 +62,14 @@ class Default(WorkerEntrypoint):
         kv = KVBinding(self.env.PERSONALIZATION)
         core = Personalizer(_config, kv, WorkersClock(), mint_visitor_id, _cache,
                             miss_path(_config, kv, self.ctx, _gate), EventQueue(self.env))
+        # The method as sent: the SDK's request.method looks it up in its HTTPMethod enum, a KeyError (a 500) for
+        # any method it does not list (PROPFIND, MKCOL, ...); the core answers those 405 with Allow.
+        method = request.js_object.method
         path = core.route(url.path)
         if _config.pages_origin and not (path.startswith("/v1/") or path == "/healthz"):
-            return await inject_page(request, url, core, _config, self.ctx)
-        body = await read_body(request, MAX_BEACON_BYTES) if request.method == "POST" else b""
-        reply = await core.handle(request.method, url.path, url.query, headers, body)
+            return await inject_page(request, method, url, core, _config, self.ctx)
+        body = await read_body(request, MAX_BEACON_BYTES) if method == "POST" else b""
+        reply = await core.handle(method, url.path, url.query, headers, body)
         # 204 (a preflight) and 304 (an asset not changed) are null-body statuses: no body at all.
         return respond(reply.status, reply.headers, None if reply.status in (204, 304) else reply.body)
 

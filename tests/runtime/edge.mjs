@@ -200,8 +200,14 @@ const server = http.createServer(async (req, res) => {
     const headers = new Headers();
     for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
     const hasBody = !["GET", "HEAD"].includes(req.method);
-    const request = new Request(`http://127.0.0.1:${PORT}${req.url}`,
-      { method: req.method, headers, body: hasBody ? Buffer.concat(chunks) : undefined });
+    let request;
+    try {
+      request = new Request(`http://127.0.0.1:${PORT}${req.url}`,
+        { method: req.method, headers, body: hasBody ? Buffer.concat(chunks) : undefined });
+    } catch {
+      // A method fetch refuses to carry (TRACE, CONNECT, TRACK): like Cloudflare's front, the worker never sees it.
+      return reply(501, "not_implemented", "method not supported");
+    }
     const response = await dispatch(request, ctx, env);
     const out = {};
     response.headers.forEach((v, k) => { if (k !== "set-cookie") out[k] = v; });
