@@ -7,6 +7,7 @@ the client while the origin has not sent the rest: the worker streams, fragments
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from tests.runtime.harness import edge_runtime, serve_asgi
 
 pytestmark = pytest.mark.edge
 HEAD = b"<!doctype html><html><head><title>Fresh Market</title></head><body><h1>Welcome</h1>"
+STALLED = b'<p>shell</p><pz-slot name="home">f</pz-slot><p>then</p>'
 BODY = (b'<pz-slot name="hero"><p>Fallback hero</p></pz-slot><section>'
         b'<!--pz-slot name="home"--></section><pz-slot name="unknown">kept</pz-slot></body></html>')
 
@@ -33,6 +35,8 @@ class Shop:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.seen: list[dict[str, str]] = []
+        self.stall = threading.Event()         # /stall and /never wait for it
+        self.disconnected = threading.Event()  # set when the worker hung up on /stall
 
     async def __call__(self, scope, receive, send):  # noqa: ANN001 - a plain ASGI app
         if scope["type"] != "http":
@@ -47,6 +51,48 @@ class Shop:
             await send({"type": "http.response.body", "body": HEAD, "more_body": True})
             await asyncio.to_thread(self.release.wait, 30)
             await send({"type": "http.response.body", "body": BODY})
+        elif path in ("/cdn", "/nostore"):
+            extra = [(b"cdn-cache-control", b"max-age=3600"), (b"cloudflare-cdn-cache-control", b"max-age=3600"),
+                     (b"surrogate-control", b"max-age=3600"), (b"x-accel-expires", b"3600"), (b"pragma", b"cache"),
+                     (b"cache-control", b"public, max-age=600" if path == "/cdn" else b"no-store, private"),
+                     (b"vary", b"Accept-Language")]
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/html"), *extra]})
+            await send({"type": "http.response.body", "body": b'<p>x</p><pz-slot name="home"></pz-slot>'})
+        elif path == "/stall":  # a shell, then a stall (a page streamed in parts, or a stuck origin)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+            await send({"type": "http.response.body", "body": STALLED, "more_body": True})
+            await receive()  # the (empty) request body
+            waiter = asyncio.ensure_future(asyncio.to_thread(self.stall.wait, 30))
+            gone = asyncio.ensure_future(receive())
+            await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if gone.done() and gone.result()["type"] == "http.disconnect":
+                self.disconnected.set()
+                return
+            await send({"type": "http.response.body", "body": b"<p>rest</p>"})
+        elif path == "/never":  # never starts answering (until the test lets it go)
+            await asyncio.to_thread(self.stall.wait, 30)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+            await send({"type": "http.response.body", "body": b"late"})
+        elif path == "/cut":  # the origin's body breaks off after a placeholder
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+            await send({"type": "http.response.body", "body": STALLED + b"x" * 70_000, "more_body": True})
+            raise RuntimeError("the shop's server fell over mid-page")
+        elif path == "/headers":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": json.dumps(headers).encode()})
+        elif path == "/upload":
+            size, more = 0, True
+            while more:
+                message = await receive()
+                size += len(message.get("body", b""))
+                more = message.get("more_body", False)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": str(size).encode()})
+        elif path == "/form":  # answers at once, without reading the request's body (as a GET-only route does)
+            await send({"type": "http.response.start", "status": 405, "headers": [(b"allow", b"GET")]})
+            await send({"type": "http.response.body", "body": b"Method Not Allowed"})
         elif path == "/data.json":
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"application/json"), (b"cache-control", b"public, max-age=60")]})
@@ -71,7 +117,8 @@ def edge(built: Built, shop: tuple[Shop, str], tmp_path_factory: pytest.TempPath
     state = tmp_path_factory.mktemp("inject")
     (state / "kv.json").write_text(bulk_json(built.records))
     with edge_runtime(state / "state", seed=state / "kv.json",
-                      variables={"PZ_SIGNING_KEYS": TEST_KEY, "PAGES_ORIGIN": shop[1]}) as (url, logs), \
+                      variables={"PZ_SIGNING_KEYS": TEST_KEY, "PAGES_ORIGIN": shop[1],
+                                 "PAGES_TIMEOUT_MS": "2000"}) as (url, logs), \
             httpx.Client(base_url=url, timeout=30) as client:
         client.logs = logs  # type: ignore[attr-defined]
         yield client
@@ -149,3 +196,73 @@ def test_pages_origin_down_is_a_502_without_details(built: Built, tmp_path: Path
         r = httpx.get(url + "/page", timeout=30)
     assert r.status_code == 502 and r.json()["error"]["code"] == "bad_gateway"
     assert "127.0.0.1" not in r.text
+
+
+def test_a_personalized_page_is_never_kept_by_a_shared_cache(edge: httpx.Client) -> None:
+    """Every shared-cache directive of the shop is dropped (CDN-Cache-Control may override Cache-Control, RFC
+    9213); the page is private; nosniff as on every answer of ours."""
+    r = edge.get("/cdn", headers={"cookie": uid_cookie("c00001")})
+    assert r.status_code == 200 and b'data-tier="user"' in r.content
+    for name in ("cdn-cache-control", "cloudflare-cdn-cache-control", "surrogate-control", "x-accel-expires",
+                 "pragma", "expires"):
+        assert name not in r.headers, name
+    assert r.headers["cache-control"] == "private, no-cache" and r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["vary"] == "Accept-Language, Cookie, Sec-GPC"
+
+
+def test_the_shops_no_store_is_kept_and_a_minted_cookie_is_no_store(edge: httpx.Client) -> None:
+    r = edge.get("/nostore", headers={"cookie": uid_cookie("c00001")})
+    assert r.headers["cache-control"] == "no-store" and "set-cookie" not in r.headers
+    r = edge.get("/cdn")  # a new visitor: an id is minted with the page
+    assert r.headers["set-cookie"].startswith("pz_vid=") and r.headers["cache-control"] == "no-store"
+
+
+def test_a_stalled_page_has_what_arrived_filled_and_sent(edge: httpx.Client, shop: tuple[Shop, str]) -> None:
+    """The shell and its placeholder reach the browser while the origin still holds the rest; the browser then
+    going away aborts the upstream request (the shop sees the disconnect) instead of leaving it open."""
+    app, _ = shop
+    app.stall.clear()
+    app.disconnected.clear()
+    with httpx.Client(base_url=str(edge.base_url), timeout=30) as client, \
+            client.stream("GET", "/stall", headers={"cookie": uid_cookie("c00001")}) as r:
+        got = b""
+        chunks = r.iter_raw()
+        while b"<p>then</p>" not in got:
+            got += next(chunks)
+        assert got.startswith(b"<p>shell</p><div data-pz-slot=\"home\"") and not app.stall.is_set()
+    assert app.disconnected.wait(30), "the upstream request was left open after the browser went away"
+    app.stall.set()
+
+
+def test_an_origin_that_never_answers_is_a_504_without_details(edge: httpx.Client, shop: tuple[Shop, str]) -> None:
+    shop[0].stall.clear()
+    r = edge.get("/never")
+    shop[0].stall.set()
+    assert r.status_code == 504 and r.json()["error"]["code"] == "gateway_timeout"
+    assert "127.0.0.1" not in r.text and r.headers["cache-control"] == "no-store"
+
+
+def test_a_cut_page_is_an_aborted_response_not_a_short_complete_one(edge: httpx.Client) -> None:
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):  # cut short, or reset
+        edge.get("/cut")
+    assert edge.get("/healthz").status_code == 200, edge.logs  # type: ignore[attr-defined]
+
+
+def test_forwarded_headers_are_the_workers_own_view(edge: httpx.Client, shop: tuple[Shop, str]) -> None:
+    r = edge.get("/headers", headers={"x-forwarded-for": "6.6.6.6", "x-forwarded-host": "evil.example",
+                                      "forwarded": "for=6.6.6.6;host=evil.example", "x-real-ip": "6.6.6.6"})
+    seen = r.json()
+    host = str(edge.base_url).split("://", 1)[1].rstrip("/")
+    assert seen["x-forwarded-for"] == "127.0.0.1" and seen["x-forwarded-host"] == host
+    assert seen["x-forwarded-proto"] == "http" and seen["forwarded"] == f'for=127.0.0.1;host="{host}";proto=http'
+    assert "x-real-ip" not in seen and "6.6.6.6" not in json.dumps(seen)
+
+
+@pytest.mark.parametrize("size", [1024 * 1024 + 1, 3 * 1024 * 1024])
+def test_a_large_post_streams_through_to_the_shop(edge: httpx.Client, size: int) -> None:
+    """Bodies over a MiB reach the shop whole; a shop that answers before reading them (a GET-only route's 405)
+    has its answer passed on, not a 502."""
+    r = edge.post("/upload", content=b"a" * size, headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 200 and r.text == str(size)
+    r = edge.post("/form", content=b"a" * size, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 405 and r.headers["allow"] == "GET"

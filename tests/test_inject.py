@@ -218,3 +218,30 @@ def test_a_stalled_stream_is_not_held_back() -> None:
 
     asyncio.run(run())
     assert b"".join(written) == b"<p>head</p><HOME><p>then</p>"
+
+
+def test_page_headers_drop_every_caching_directive_and_keep_no_store() -> None:
+    from personalizer.inject import page_headers
+
+    shop = [("Content-Type", "text/html"), ("CDN-Cache-Control", "max-age=60"), ("Surrogate-Control", "max-age=9"),
+            ("Cloudflare-CDN-Cache-Control", "max-age=9"), ("X-Accel-Expires", "9"), ("Pragma", "x"),
+            ("Cache-Control", "public, max-age=600"), ("Vary", "Accept"), ("X-Content-Type-Options", "sniff"),
+            ("X-Shop", "1")]
+    assert page_headers(shop, []) == [("Content-Type", "text/html"), ("X-Shop", "1"),
+                                      ("cache-control", "private, no-cache"), ("vary", "Accept, Cookie, Sec-GPC"),
+                                      ("x-content-type-options", "nosniff")]
+    no_store = [("cache-control", "private, No-Store")]
+    assert ("cache-control", "no-store") in page_headers(no_store, [])
+    minted = page_headers([], [("set-cookie", "pz_vid=x")])
+    assert ("cache-control", "no-store") in minted and minted[-1] == ("set-cookie", "pz_vid=x")
+
+
+def test_forward_headers_replace_what_the_client_claims() -> None:
+    from personalizer.inject import forward_headers
+
+    sent = [("Cookie", "a=b"), ("X-Forwarded-For", "6.6.6.6"), ("Forwarded", "for=6.6.6.6"), ("Host", "x"),
+            ("X-Real-IP", "6.6.6.6"), ("X-Forwarded-Host", "evil"), ("Connection", "keep-alive")]
+    assert forward_headers(sent, "2001:db8::1", "shop.example", "https") == [
+        ("Cookie", "a=b"), ("x-forwarded-host", "shop.example"), ("x-forwarded-proto", "https"),
+        ("x-forwarded-for", "2001:db8::1"), ("forwarded", 'for="[2001:db8::1]";host="shop.example";proto=https')]
+    assert ("x-forwarded-for", "6.6.6.6") not in forward_headers(sent, None, "shop.example", "https")

@@ -10,7 +10,8 @@ import logging
 import secrets
 import time
 
-from js import JSON, Headers, Object, TransformStream
+from js import JSON, AbortController, Headers, Object, TransformStream
+from js import Error as JsError
 from js import fetch as js_fetch
 from pyodide.ffi import create_proxy, jsnull, to_js
 from workers import Response, fetch, python_to_rpc
@@ -19,7 +20,7 @@ from personalizer import Config, MissPath, jsontext, parse_config
 from personalizer.config import VARS
 from personalizer.digits import ascii_digits
 from personalizer.events import retry_delay_s
-from personalizer.inject import splice
+from personalizer.inject import forward_headers, page_headers, splice
 
 log = logging.getLogger("personalizer.worker")
 
@@ -158,14 +159,6 @@ async def deliver_events(config, batch):
     batch.ackAll()
 
 
-# Request headers not passed on to the shop's origin (hop-by-hop, or the worker's own business).
-NOT_FORWARDED = frozenset(("host", "connection", "keep-alive", "transfer-encoding", "upgrade", "content-length",
-                           "accept-encoding", "te", "trailer", "proxy-authorization"))
-# Origin headers that would be wrong on a page whose body the worker changed.
-NOT_RETURNED = frozenset(("content-length", "content-encoding", "etag", "last-modified", "cache-control",
-                          "expires", "age", "transfer-encoding", "connection", "keep-alive"))
-
-
 def defer(ctx, awaitable):
     """Run ``awaitable`` in the background, kept alive by ``ctx.waitUntil``, as the SDK does for its own
     tasks: the task crosses as a proxy (a thenable), destroyed once it settles rather than left to leak."""
@@ -175,43 +168,46 @@ def defer(ctx, awaitable):
     ctx.waitUntil(proxy)
 
 
+def _gateway_error(status, code, message):
+    return Response(json.dumps({"error": {"code": code, "message": message}}), status=status,
+                    headers={"content-type": "application/json; charset=utf-8", "cache-control": "no-store",
+                             "x-content-type-options": "nosniff"})
+
+
 async def inject_page(request, method, url, core, config, ctx):
     """Edge-side injection (``PAGES_ORIGIN``): the shop's page with its placeholders filled, streamed.
 
     Headers go out as soon as the origin answers; the body is spliced chunk by chunk. Anything that is not
-    a 200 HTML answer to a GET passes through untouched; an origin that cannot be reached is a 502 with no
-    details; a personalization failure leaves the page as the origin sent it.
+    a 200 HTML answer to a GET passes through untouched (request bodies stream through too); an origin that
+    cannot be reached is a 502 and one that has not started answering within ``PAGES_TIMEOUT_MS`` a 504, both
+    with no details; a personalization failure leaves the page as the origin sent it. When the browser goes
+    away the upstream request is aborted, not left to finish.
     """
     target = config.pages_origin + url.path + (f"?{url.query}" if url.query else "")
     forward = Headers.new()
-    for name, value in request.headers.items():
-        if name.lower() not in NOT_FORWARDED:
-            forward.append(name, value)
-    init = {"method": method, "headers": forward, "redirect": "manual"}
+    for name, value in forward_headers(list(request.headers.items()), request.headers.get("cf-connecting-ip"),
+                                       url.netloc, url.scheme):
+        forward.append(name, value)
+    upstream_call = AbortController.new()
+    init = {"method": method, "headers": forward, "redirect": "manual", "signal": upstream_call.signal}
     if method not in ("GET", "HEAD"):
         init["body"] = request.js_object.body
         init["duplex"] = "half"
     try:
-        upstream = await js_fetch(target, to_js(init, dict_converter=Object.fromEntries))
+        upstream = await asyncio.wait_for(js_fetch(target, to_js(init, dict_converter=Object.fromEntries)),
+                                          config.pages_timeout_ms / 1000)
+    except TimeoutError:
+        upstream_call.abort()
+        log.warning("pages origin timed out after_ms=%d", config.pages_timeout_ms)
+        return _gateway_error(504, "gateway_timeout", "the page did not arrive in time")
     except Exception as exc:
         log.warning("pages origin unreachable error=%s", type(exc).__name__)
-        return Response('{"error":{"code":"bad_gateway","message":"the page is not available"}}', status=502,
-                        headers={"content-type": "application/json; charset=utf-8", "cache-control": "no-store",
-                                 "x-content-type-options": "nosniff"})
+        return _gateway_error(502, "bad_gateway", "the page is not available")
     ctype = (upstream.headers.get("content-type") or "").lower()
     if method != "GET" or upstream.status != 200 or not ctype.startswith("text/html") or not upstream.body:
         return Response(upstream)
     page = core.injection({h: request.headers.get(h) for h in ("cookie", "sec-gpc")})
-    out = []
-    vary = ""
-    for name, value in upstream.headers.entries():
-        lower = name.lower()
-        if lower == "vary":
-            vary = value
-        elif lower not in NOT_RETURNED:
-            out.append((name, value))
-    out += [("cache-control", "private, no-cache"), ("vary", f"{vary}, Cookie, Sec-GPC" if vary else "Cookie, Sec-GPC"),
-            *page.set_cookies]
+    out = page_headers(list(upstream.headers.entries()), page.set_cookies)
     stream = TransformStream.new()
     writer = stream.writable.getWriter()
     reader = upstream.body.getReader()
@@ -229,9 +225,18 @@ async def inject_page(request, method, url, core, config, ctx):
             # The browser sees a cut body, not a complete-looking one; a stream already errored or closed
             # has nothing more to be told.
             with contextlib.suppress(Exception):
-                await writer.abort(type(exc).__name__)
+                await writer.abort(JsError.new(type(exc).__name__))
+
+    async def release_when_gone():
+        """The browser went away (the page's stream was cancelled): abort the upstream request, whose body the
+        pump may be waiting on, so its connection is not held open."""
+        # The outcome as a bool: a promise rejected with a value that is not an Error cannot be awaited in Pyodide
+        # (its future refuses the exception, fatally).
+        if await writer.closed.then(lambda _: False, lambda _: True):
+            upstream_call.abort()
 
     defer(ctx, pump())
+    defer(ctx, release_when_gone())
     return Response(stream.readable, status=200, headers=out)
 
 

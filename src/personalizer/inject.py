@@ -193,3 +193,42 @@ async def splice(chunks: AsyncIterator[bytes], write: Callable[[bytes], Awaitabl
         if done:
             return filled
         parts += await more() or ()
+
+
+# -- the headers of a proxied page ---------------------------------------------------------------------------
+# Request headers not passed on to the shop's origin: hop-by-hop, the worker's own business, and what a client
+# may claim about where it came from (replaced by the worker's own view, as a proxy is expected to).
+NOT_FORWARDED = frozenset(("host", "connection", "keep-alive", "transfer-encoding", "upgrade", "content-length",
+                           "accept-encoding", "te", "trailer", "proxy-authorization", "x-forwarded-for",
+                           "x-forwarded-host", "x-forwarded-proto", "forwarded", "x-real-ip"))
+# Origin headers that would be wrong on a page whose body the worker changed: its length, encoding and validators,
+# and every caching directive, those meant for shared caches included (RFC 9213 lets CDN-Cache-Control override
+# Cache-Control, so a cache in front of the worker could keep one person's page).
+NOT_RETURNED = frozenset(("content-length", "content-encoding", "etag", "last-modified", "cache-control",
+                          "expires", "age", "transfer-encoding", "connection", "keep-alive", "cdn-cache-control",
+                          "cloudflare-cdn-cache-control", "surrogate-control", "x-accel-expires", "pragma",
+                          "x-content-type-options", "vary"))
+
+
+def forward_headers(headers: Sequence[tuple[str, str]], client_ip: str | None, host: str,
+                    scheme: str) -> list[tuple[str, str]]:
+    """The request headers for the shop's origin: the client's, less what is not forwarded, plus where the
+    request really came from (``client_ip``: the connecting address Cloudflare gives, ``CF-Connecting-IP``)."""
+    out = [(n, v) for n, v in headers if n.lower() not in NOT_FORWARDED]
+    out += [("x-forwarded-host", host), ("x-forwarded-proto", scheme)]
+    if client_ip:
+        node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
+        out += [("x-forwarded-for", client_ip), ("forwarded", f'for={node};host="{host}";proto={scheme}')]
+    return out
+
+
+def page_headers(origin: Sequence[tuple[str, str]], set_cookies: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers of a page whose placeholders the worker fills: the origin's, less ``NOT_RETURNED``; never
+    stored by a shared cache (``private, no-cache``), ``no-store`` when the shop said so or a cookie is set."""
+    out = [(n, v) for n, v in origin if n.lower() not in NOT_RETURNED]
+    vary = ", ".join(v for n, v in origin if n.lower() == "vary")
+    no_store = bool(set_cookies) or any(
+        n.lower() == "cache-control" and "no-store" in (d.strip().lower() for d in v.split(",")) for n, v in origin)
+    return [*out, ("cache-control", "no-store" if no_store else "private, no-cache"),
+            ("vary", f"{vary}, Cookie, Sec-GPC" if vary else "Cookie, Sec-GPC"),
+            ("x-content-type-options", "nosniff"), *set_cookies]

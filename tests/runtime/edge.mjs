@@ -182,6 +182,25 @@ pythonQueue = async ({ queue, messages }) => {
   return { verdicts, threw: false };
 };
 
+// A request's body as a stream read on demand. Cancelled (the worker answered without reading it all, e.g. a
+// 413), the rest is read and dropped rather than the connection reset, so the answer reaches the client.
+function bodyStream(req) {
+  let dropped = false;
+  return new ReadableStream({
+    start(controller) {
+      req.on("data", (chunk) => {
+        if (dropped) return;
+        controller.enqueue(new Uint8Array(chunk));
+        if (controller.desiredSize <= 0) req.pause();
+      });
+      req.on("end", () => { if (!dropped) controller.close(); });
+      req.on("error", (err) => { if (!dropped) controller.error(err); });
+    },
+    pull() { req.resume(); },
+    cancel() { dropped = true; req.resume(); },
+  }, { highWaterMark: 4 });
+}
+
 // 4. The HTTP front (HTTP/1.1 keep-alive, bodies streamed both ways as workerd does).
 const server = http.createServer(async (req, res) => {
   const pending = [];
@@ -195,15 +214,16 @@ const server = http.createServer(async (req, res) => {
   // Like Cloudflare's front, only origin-form targets reach the worker ("*", "http://x/...": 400).
   if (!req.url.startsWith("/") || req.url.startsWith("//")) return reply(400, "bad_request", "bad request target");
   try {
-    const chunks = [];
-    for await (const c of req) chunks.push(c);
     const headers = new Headers();
     for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
+    // Like Cloudflare's front: the connecting address, whatever the client claimed.
+    headers.set("cf-connecting-ip", req.socket.remoteAddress ?? "");
     const hasBody = !["GET", "HEAD"].includes(req.method);
     let request;
     try {
-      request = new Request(`http://127.0.0.1:${PORT}${req.url}`,
-        { method: req.method, headers, body: hasBody ? Buffer.concat(chunks) : undefined });
+      // The body streams in as it arrives, as workerd passes it (a proxied upload is never held whole).
+      request = new Request(`http://127.0.0.1:${server.address().port}${req.url}`,
+        { method: req.method, headers, body: hasBody ? bodyStream(req) : undefined, duplex: "half" });
     } catch {
       // A method fetch refuses to carry (TRACE, CONNECT, TRACK): like Cloudflare's front, the worker never sees it.
       return reply(501, "not_implemented", "method not supported");
@@ -216,15 +236,28 @@ const server = http.createServer(async (req, res) => {
     // Streamed as the worker writes it (an injected page's head goes out before its fragments exist).
     res.writeHead(response.status, out);
     if (response.body && req.method !== "HEAD") {
-      for await (const chunk of response.body) res.write(chunk);
+      // Like workerd: a client that goes away cancels the body's stream (the worker sees its writer error).
+      const reader = response.body.getReader();
+      res.on("close", () => { if (!res.writableFinished) reader.cancel(new Error("client went away")).catch(() => {}); });
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        res.write(value);
+      }
     }
     res.end();
   } catch (err) {
-    // Only the glue can fail here; the worker itself never throws for bad input or bad data. The details
-    // go to the log, never into the body.
-    console.error("runtime error:", err);
-    if (!res.headersSent) reply(500, "internal_error", "internal error");
-    else res.end();
+    if (res.headersSent) {
+      // A body the worker cut (its stream errored): the connection is aborted, as workerd does, so the client
+      // sees a short page as incomplete, never as a whole one.
+      console.error("response body errored:", String(err));
+      res.destroy();
+    } else {
+      // Only the glue can fail here; the worker itself never throws for bad input or bad data. The details
+      // go to the log, never into the body.
+      console.error("runtime error:", err);
+      reply(500, "internal_error", "internal error");
+    }
   }
   for (const r of await Promise.allSettled(pending)) if (r.status === "rejected") console.error("waitUntil:", r.reason);
 });
