@@ -64,7 +64,8 @@ def test_local_push_rollback_and_erase(small_built: Built, small_seed_dir: Path,
         mine = edge.get("/v1/recommendations?slot=home", headers={"cookie": uid_cookie("c00002")})
         assert mine.json()["tier"] == "user"
         for _ in range(2):
-            erased = cli("erase", "--person", "c00002", "--data", str(origin_data), *target)
+            erased = cli("erase", "--person", "c00002", "--data", str(origin_data), *target,
+                         "--tombstones", str(tmp_path / "tombstones.txt"))  # its own: later pushes are others
             assert erased.returncode == 0, erased.stderr
         after = edge.get("/v1/recommendations?slot=home", headers={"cookie": uid_cookie("c00002")})
         assert after.json()["tier"] == "popular"

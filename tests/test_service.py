@@ -235,3 +235,30 @@ def test_malformed_tokens_are_anonymous_not_errors(core: Personalizer, token: st
     """Unicode digits or junk in a pz_uid: an anonymous 200, never a 5xx."""
     status, headers, body = run(core, "/v1/recommendations", "slot=home", f"pz_uid={token}")
     assert status == 200 and body["tier"] != "user"
+
+
+def test_an_erased_person_is_served_as_nobody_and_their_cookies_cleared(built: Built) -> None:
+    """The erasure's mark at their key: no personal tier, nothing of their session used, pz_s and pz_vid
+    deleted, no-store; their beacons are answered but not kept."""
+    from personalizer import session
+    from personalizer.ports import InMemorySink
+
+    records = {**built.records, keys.profile("c00001"): codec.erased_mark()}
+    sink = InMemorySink()
+    core = Personalizer(CONFIG, InMemoryKV(records), FixedClock(), lambda: "vnew", sink=sink)
+    state = session.encode(session.Session("c00001", ("p00001",)), int(FixedClock().now()), CONFIG.signing_keys[0])
+    cookie = f"{uid_cookie('c00001')}; pz_s={state}; pz_vid=v1.x.1.y"
+    status, headers, body = run(core, "/v1/page", "slots=hero,home,recent", cookie)
+    assert status == 200 and "user" not in {f["tier"] for f in body["fragments"].values()}
+    assert body["fragments"]["recent"]["items"][0]["id"] != "p00001"
+    reply = asyncio.run(core.handle("GET", "/v1/page", "slots=home", {"cookie": cookie}))
+    gone = "=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Lax"
+    assert sorted(v for k, v in reply.headers if k == "set-cookie") == [f"pz_s{gone}", f"pz_vid{gone}"]
+    assert reply.header("cache-control") == "private, no-store"
+    events = json.dumps({"events": [{"id": "e1", "type": "view", "item": "p00002", "ts": FixedClock().now()}]})
+    beacon = asyncio.run(core.handle("POST", "/v1/events", "", {"cookie": cookie, "content-type": "text/plain",
+                                                               "user-agent": "Mozilla/5.0"}, events.encode()))
+    assert beacon.status == 202 and json.loads(beacon.body)["stored"] == 0 and sink.messages == []
+    # someone else is untouched
+    _, _, other = run(core, "/v1/page", "slots=home", uid_cookie("c00002"))
+    assert other["fragments"]["home"]["tier"] == "user"

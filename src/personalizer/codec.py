@@ -14,10 +14,13 @@ from typing import Any
 import msgpack
 
 from . import jsontext
-from .errors import DecodeError, LimitError
+from .errors import DecodeError, Erased, LimitError
 
 SCHEMA_VERSION = 1
-KINDS = frozenset({"manifest", "segment", "popular", "item", "banners", "profile", "inventory"})
+KINDS = frozenset({"manifest", "segment", "popular", "item", "banners", "profile", "inventory", "erased"})
+# What `personalizer erase` (and every later push) leaves at an erased person's keys: no data, only the mark, so
+# the edge knows to serve them as nobody (their session and visitor cookies cleared, their beacons not kept).
+ERASED = "erased"
 
 MAX_VALUE_BYTES = 25 * 1024 * 1024
 MAX_METADATA_BYTES = 1024
@@ -61,6 +64,22 @@ def encode(kind: str, data: dict[str, Any], *, generation: str | None = None, pr
     return packed
 
 
+def erased_mark(at: int = 0) -> bytes:
+    """The value left at an erased person's profile keys (``at``: when, epoch seconds)."""
+    return encode(ERASED, {}, produced_at=at)
+
+
+def is_erased_mark(value: bytes) -> bool:
+    """Whether ``value`` is an erasure's mark, told without decoding a whole profile (the mark is tiny)."""
+    if len(value) > 64:
+        return False
+    try:
+        obj = msgpack.unpackb(value, raw=False, strict_map_key=True)
+    except Exception:
+        return False
+    return isinstance(obj, dict) and obj.get("v") == SCHEMA_VERSION and obj.get("kind") == ERASED
+
+
 def check_value_size(value: bytes, key: str | None = None) -> None:
     if len(value) > MAX_VALUE_BYTES:
         raise LimitError(f"value of {len(value)} bytes exceeds {MAX_VALUE_BYTES}", key=key, size=len(value))
@@ -95,6 +114,8 @@ def decode(value: bytes, *, expect: str, key: str | None = None, now: int | None
         raise DecodeError("not a map", key=key)
     if obj.get("v") != SCHEMA_VERSION:
         raise DecodeError(f"schema version {obj.get('v')!r}, expected {SCHEMA_VERSION}", key=key)
+    if obj.get("kind") == ERASED and expect == "profile":
+        raise Erased(key)
     if obj.get("kind") != expect:
         raise DecodeError(f"kind {obj.get('kind')!r}, expected {expect!r}", key=key)
     data, gen, at, until = obj.get("data"), obj.get("gen"), obj.get("at"), obj.get("until")

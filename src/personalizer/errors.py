@@ -3,9 +3,11 @@
     PersonalizerError
     ├── BadRequest       a client error; carries the JSON error ``code`` and an HTTP ``status`` (4xx)
     ├── DecodeError      a KV value that is not a valid v1 record (also a ``ValueError``); carries ``key``
+    ├── Erased           a person's key holds the mark of an erasure, not their record; carries ``key``
     └── LimitError       a key, value or metadata over the Workers KV limits (also a ``ValueError``)
 
-Whoever catches a ``DecodeError`` at the edge degrades to the next tier; a ``BadRequest`` becomes a 4xx.
+Whoever catches a ``DecodeError`` at the edge degrades to the next tier; an ``Erased`` serves the request as an
+anonymous visitor's and clears the person's cookies; a ``BadRequest`` becomes a 4xx.
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ class DecodeError(PersonalizerError, ValueError):
 
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(message if key is None else f"{key}: {message}")
+        self.key = key
+
+
+class Erased(PersonalizerError):
+    """A person's key holds the mark ``personalizer erase`` leaves: they must be served as nobody."""
+
+    def __init__(self, key: str | None = None) -> None:
+        super().__init__(f"{key}: erased" if key else "erased")
         self.key = key
 
 

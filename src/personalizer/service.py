@@ -17,7 +17,7 @@ from . import again, assets, codec, events, fallback, keys, session
 from .banners import BannerChoice, choose
 from .cache import SharedCache
 from .config import Config
-from .errors import BadRequest, DecodeError
+from .errors import BadRequest, DecodeError, Erased
 from .identity import VID, Visitor, identify, sign
 from .inject import Marker
 from .ladder import Carousel, assemble, interleave
@@ -43,6 +43,7 @@ MAX_CART_LOOKUPS = 5
 LIVE_NEIGHBOURS = 2  # "for you" leans towards the neighbours of this many items just viewed
 MAX_BYTES = {"profile": codec.MAX_PROFILE_BYTES}  # decode bounds tighter than the codec's own, by kind
 NOSNIFF = ("x-content-type-options", "nosniff")  # on every answer, errors and /healthz included
+ERASED = object()  # what a read of a person's key gives when it holds an erasure's mark
 
 
 class Read(NamedTuple):
@@ -70,6 +71,7 @@ class Records:
     item: ItemRecord | None = None
     cart_items: tuple[ItemRecord, ...] = ()
     session_items: dict[str, ItemRecord] = field(default_factory=dict)  # item records of the session's ids
+    erased: bool = False  # the person was erased: the request is served as an anonymous visitor's
 
 
 def _live_cart(live: session.Session | None) -> bool:
@@ -134,6 +136,8 @@ class Personalizer:
                 log.warning("bad record key=%s error=%s", key, exc)
                 self.cache.mark_bad(key, now)
                 return None
+            except Erased:
+                return ERASED
         elif read.fill and self.miss is not None:
             resolved = await self._fill(key, now)
             if resolved.outcome not in ("hit", "shared", "absent", "negative"):
@@ -217,6 +221,9 @@ class Personalizer:
             *(Read(keys.item(gen, i), "item", ttl) for i in live_ids))
         profile, inventory, popular, banner_set, item = first[:5]
         session_items = {i: r for i, r in zip(live_ids, first[5:], strict=True) if r is not None}
+        if profile is ERASED:  # nothing of theirs is used: not their profile, not what their session names
+            return Records(manifest, None, None, popular, banner_set, inventory or EMPTY_INVENTORY, item, (), {},
+                           erased=True)
         seg_id = next((s for s in profile.segments if s in manifest.segments), None) if profile else None
         cart_ids = [c.id for c in profile.cart[:MAX_CART_LOOKUPS]] \
             if profile and "cart" in slots and not _live_cart(live) else []
@@ -338,6 +345,8 @@ class Personalizer:
         try:
             rec = await self.load(ask, visitor, live)
             t1 = self.clock.monotonic_ms()
+            if rec.erased:
+                visitor, live = ANONYMOUS, None
             decisions = self.decide(ask, visitor, rec, live)
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
             body, ctype = _render(ask, decisions, gen)
@@ -359,6 +368,8 @@ class Personalizer:
         if visitor.minted and visitor.visitor_id:
             hdrs.append(self._visitor_cookie(visitor.visitor_id, now))
             hdrs.append(("cache-control", "private, no-store"))
+        elif visitor is ANONYMOUS:  # an erased person: what their browser carries of us goes too
+            hdrs += [*_forget_cookies(cookies), ("cache-control", "private, no-store")]
         else:
             hdrs.append(("cache-control", f"private, max-age={self.config.browser_max_age_s}"))
         return Reply(200, tuple(hdrs), b"" if ask.head else body)
@@ -386,6 +397,8 @@ class Personalizer:
         ask = Ask("page", slots=slots, item=item, format="html")
         try:
             rec = await self.load(ask, visitor, live)
+            if rec.erased:
+                visitor, live = ANONYMOUS, None
             decisions = self.decide(ask, visitor, rec, live)
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
             html = {s: _fragment_html(s, d, gen) for s, d in decisions.items()}
@@ -411,6 +424,9 @@ class Personalizer:
         hdrs = [("content-type", "application/json; charset=utf-8"), ("cache-control", "no-store"), NOSNIFF]
         stored = 0
         flags: list[str] = []
+        if kept and visitor.consented and await self._erased(visitor):
+            hdrs += _forget_cookies(cookies)
+            return Reply(202, tuple(hdrs), dumps({"accepted": len(kept), "stored": 0, "rejected": rejected}))
         if kept and visitor.consented:
             purpose = header(headers, "sec-purpose") or header(headers, "purpose")
             flags = events.agent_flags(header(headers, "user-agent"), purpose)
@@ -433,6 +449,19 @@ class Personalizer:
         elif not visitor.consented and cookies and session.SESSION in cookies:  # consent denied: no such state
             hdrs.append(_cookie(session.SESSION, "", 0))
         return Reply(202, tuple(hdrs), dumps({"accepted": len(kept), "stored": stored, "rejected": rejected}))
+
+    async def _erased(self, visitor: Visitor) -> bool:
+        """Whether the visitor's person key holds an erasure's mark (one KV read; a new visitor has none). A read
+        that fails counts as not erased: the origin refuses an erased person's events at ingest all the same."""
+        if visitor.person is None or visitor.minted:
+            return False
+        key = keys.profile(visitor.person) if visitor.person == visitor.user_id else keys.visitor(visitor.person)
+        try:
+            raw = await self.kv.get(key)
+        except Exception as exc:
+            log.warning("kv read failed key=%s error=%s", key, type(exc).__name__)
+            return False
+        return raw is not None and codec.is_erased_mark(raw)
 
     def _identify(self, headers: dict[str, str], now: int) -> tuple[Visitor, dict[str, str] | None]:
         """The visitor and their ``pz_*`` cookies (``None`` when the header could not be read)."""
@@ -470,6 +499,14 @@ class Injection:
 
     async def fill(self, markers: Sequence[Marker]) -> list[bytes | None]:
         return await self.core.fragments(markers, self.visitor, self.live)
+
+
+ANONYMOUS = Visitor(consented=False)  # an erased person is served as a visitor who allowed nothing
+
+
+def _forget_cookies(cookies: dict[str, str] | None) -> list[tuple[str, str]]:
+    """Deletions of the session state and visitor id an erased person's browser still carries."""
+    return [_cookie(name, "", 0) for name in (session.SESSION, VID) if cookies and name in cookies]
 
 
 def _cookie(name: str, value: str, max_age_s: int) -> tuple[str, str]:

@@ -67,11 +67,13 @@ class Build:
         return {k: digest(v) for k, v in self.records.items()}
 
     def without(self, people: frozenset[str]) -> Build:
-        """The build less every record about ``people`` (tombstones): a push then deletes those keys too."""
-        from personalizer_adapters.privacy.tombstones import person_keys
+        """The build with every record about ``people`` (tombstones) replaced by an erasure's mark, which holds
+        nothing about them: a push writes the marks, so the edge serves them as nobody (see codec.ERASED)."""
+        from personalizer_adapters.privacy.tombstones import erased_marks
 
-        drop = person_keys(people)
-        return Build(self.generation, {k: v for k, v in self.records.items() if k not in drop}) if drop else self
+        marks = erased_marks(people)
+        return Build(self.generation, {**{k: v for k, v in self.records.items() if k not in marks}, **marks}) \
+            if marks else self
 
 
 @dataclass

@@ -19,7 +19,7 @@ from personalizer_adapters.kv.plan import read_bulk
 from personalizer_adapters.kv.push import Target, forget
 from personalizer_adapters.origin.store import ProfileStore
 
-from .tombstones import Tombstones, person_keys
+from .tombstones import Tombstones, erased_marks, person_keys
 
 
 def _replace(path: Path, text_lines: Iterable[str]) -> None:
@@ -81,9 +81,10 @@ def erase_person(person: str, target: Target, origin_data: Path, state_dir: Path
     tombstones.add(person)
     events = ProfileStore(origin_data / "store.sqlite").erase(person) if origin_data.exists() else 0
     beacons = EventLog(origin_data / "events.sqlite").erase(person) if origin_data.exists() else 0
-    kv_keys = sorted(person_keys({person}))
-    try:
-        target.delete_many(kv_keys)
+    marks = erased_marks({person})
+    kv_keys = sorted(marks)
+    try:  # the person's keys now hold the mark of the erasure: the edge serves them as nobody from here on
+        target.put_many(sorted(marks.items()))
     finally:
         target.close()
     for key in kv_keys:
@@ -91,5 +92,5 @@ def erase_person(person: str, target: Target, origin_data: Path, state_dir: Path
     scrubbed = {str(d): scrub_build(d, frozenset({person})) for d in builds if d.exists()}
     return (f"erased {person}: tombstone in {tombstones.path}; {events} event(s) and the profile-store row "
             f"removed; {beacons} beacon event(s) removed from the event log (later ones are refused); "
-            f"KV keys {', '.join(kv_keys)} deleted on {target.name}; build artifacts scrubbed: "
+            f"KV keys {', '.join(kv_keys)} replaced by the erasure's mark on {target.name}; build artifacts scrubbed: "
             + (", ".join(f"{d} ({n} entries)" for d, n in scrubbed.items()) or "none given"))

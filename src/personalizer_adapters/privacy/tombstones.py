@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from personalizer import keys
+from personalizer import codec, keys
 
 HEADER = "# erased people, one id a line: every personalizer build, seed, push and origin leaves them out\n"
 
@@ -49,3 +49,10 @@ class Tombstones:
 def person_keys(people: frozenset[str] | set[str]) -> set[str]:
     """Every KV key that may hold something about these people (their customer and visitor profiles)."""
     return {k for p in people for k in (keys.profile(p), keys.visitor(p))}
+
+
+def erased_marks(people: frozenset[str] | set[str]) -> dict[str, bytes]:
+    """What an erased person's keys hold from the erasure on: the mark of it, the same bytes every time (so a
+    push writes it once), no data."""
+    mark = codec.erased_mark()
+    return dict.fromkeys(sorted(person_keys(people)), mark)
