@@ -45,3 +45,31 @@ def test_pages_use_only_the_public_snippet(c: httpx.Client) -> None:
     assert 'data-pz-slot="cart"' in c.get("/cart").text
     assert '<pz-slot name="home">' in c.get("/injected").text
     assert c.get("/p/nope").status_code == 404
+
+
+def test_a_port_left_in_time_wait_is_free_and_a_listening_one_taken() -> None:
+    """`make dev` right after `make dev`: the stopped servers' connections in TIME_WAIT do not block a restart
+    (the probe binds as the server does); a port something listens on is reported as taken."""
+    import socket
+    import subprocess
+    import sys
+
+    from personalizer_adapters.cli import _port_taken
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    assert _port_taken("127.0.0.1", port, "SHOP_PORT")
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server closes first: its side of the connection waits in TIME_WAIT
+    client.recv(1)
+    client.close()
+    server.close()
+    states = subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True, text=True).stdout \
+        if sys.platform.startswith("linux") else ""
+    if states:
+        assert "TIME-WAIT" in states  # the case under test is really there
+    assert not _port_taken("127.0.0.1", port, "SHOP_PORT")

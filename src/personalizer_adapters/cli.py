@@ -151,10 +151,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _port_taken(host: str, port: int, make_var: str) -> bool:
-    """A taken port is the user's to fix: say which, and what to set."""
+    """A taken port is the user's to fix: say which, and what to set.
+
+    Probed as the server itself binds (``SO_REUSEADDR``, as uvicorn does): connections of a server just stopped,
+    still in ``TIME_WAIT``, do not make the port taken, so `make dev` right after `make dev` starts; a socket
+    listening there does."""
     import socket
 
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
