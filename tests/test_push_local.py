@@ -101,3 +101,28 @@ def test_local_kv_reset_is_drift_and_resync_recovers(tmp_path: Path) -> None:
     assert local_kv_get(persist, keys.MANIFEST) == build.records[keys.MANIFEST]
     resynced = cli(*common, "--resync")  # with everything there, reading it back plans nothing
     assert resynced.returncode == 0 and "0 to add, 0 to change, 0 to delete" in resynced.stderr, resynced.stderr
+
+
+def test_the_projects_own_seeding_is_not_drift(tmp_path: Path) -> None:
+    """push a build, then `make seed` (the demo seed reloaded into local KV), then push again: the push reads
+    local KV back and goes ahead instead of refusing; a build written there by anyone else is still drift."""
+    from tests.test_kvseed import seed
+
+    build = make_build("gS", profiles=10)
+    build_dir = write_build(tmp_path / "build", build)
+    persist, state = tmp_path / "state", tmp_path / "push-state"  # seed() loads into tmp_path / "state"
+    common = ["push", "--target", "local", "--persist", str(persist), "--build", str(build_dir),
+              "--state-dir", str(state)]
+    assert cli(*common).returncode == 0
+    seed(tmp_path, {"pz1:manifest": b"the-demo-seed", "pz1:x": b"demo"})  # what make seed does
+    again = cli(*common)
+    assert again.returncode == 0, again.stderr
+    assert "holds the demo seed" in again.stderr
+    assert local_kv_get(persist, keys.MANIFEST) == build.records[keys.MANIFEST]
+    from personalizer_adapters.kv.localkv import LocalKV
+
+    other = LocalKV(persist)  # someone else's write: drift, refused as before
+    other.put_many([("pz1:manifest", b"not-ours")])
+    other.close()
+    refused = cli(*common)
+    assert refused.returncode == 2 and "--resync" in refused.stderr

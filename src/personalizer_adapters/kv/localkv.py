@@ -21,6 +21,7 @@ class LocalKV:
     def __init__(self, persist: Path) -> None:
         self.name = "local"
         self.requests = 0
+        self.persist = persist.resolve()
         # Resolved here: the helper runs from the project's directory, the path is the caller's.
         helper = [str(ROOT / "tests/runtime/kvapply.mjs"), "--persist", str(persist.resolve())]
         self._proc = subprocess.Popen(["node", *helper],
@@ -40,6 +41,16 @@ class LocalKV:
         if not (answer.get("ok") or answer.get("ready")):
             raise PushError(f"local KV: {answer.get('error')}")
         return dict(answer)
+
+    def seeded_by_the_project(self) -> bool:
+        """Whether local KV holds what the project's own seeding wrote (`make dev`, `make seed`: kvseed.mjs keeps
+        the sha256 of the manifest it wrote in ``.seeded-manifest``), not a build pushed from elsewhere."""
+        import hashlib
+
+        marker = self.persist / ".seeded-manifest"
+        live = self.get_one("pz1:manifest")
+        return marker.exists() and live is not None and \
+            marker.read_text().strip() == hashlib.sha256(live).hexdigest()
 
     def put_many(self, pairs: Sequence[tuple[str, bytes]]) -> None:
         self._call({"op": "put", "pairs": [{"key": k, "value": base64.b64encode(v).decode(), "base64": True,

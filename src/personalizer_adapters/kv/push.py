@@ -178,7 +178,13 @@ def push(build: Build, target: Target, state_dir: Path, *, out: TextIO = sys.std
                 resync(target, state_dir, out=out)
             else:
                 why = drifted(target, TargetState.load(Paths.of(state_dir, target.name).state))
-                if why:
+                seeded = getattr(target, "seeded_by_the_project", None)
+                if why and seeded is not None and seeded():
+                    # Not drift: the project's own seeding (make seed) wrote local KV. Read it back, push over it.
+                    print(f"{target.name} holds the demo seed the project loaded (make seed), not what was last pushed "
+                          "from here: reading its keys back first", file=out)
+                    resync(target, state_dir, out=out)
+                elif why:
                     print(f"error: {why}. Nothing was pushed: what this machine recorded is not what {target.name} "
                           "holds. Rerun with --resync to read the target's keys back and push what differs.",
                           file=out)
