@@ -173,3 +173,50 @@ def test_lambda_handler_answers_like_the_http_app(origin: httpx.Client, built: B
             assert codec.decode(body, expect="profile").data == codec.decode(over_http.content, expect="profile").data
         else:
             assert body == over_http.content
+
+
+def test_a_read_only_data_directory_serves_resolve_and_defers_ingest(built: Built, seed_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    """The origin on a read-only copy of its data (a Lambda package, a read-only mount), as `personalizer origin`
+    runs it: it starts, /v1/resolve answers from the copy, and /v1/ingest is a 503 with Retry-After (the queue
+    keeps the events) rather than a crash at start. The directory is made read-only by a bind mount in a mount
+    namespace of the test's own (unshare), which holds for root too."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_edge_events import free_port
+
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare cannot make a mount namespace here (needed for a read-only mount)")
+    data = tmp_path / "origin"
+    shutil.copytree(seed_dir / "origin", data, ignore=shutil.ignore_patterns("events.sqlite*"))
+    (tmp_path / "dev.vars").write_text(f"ORIGIN_SECRET={SECRET}\n")
+    port = free_port()
+    script = (f'mount --bind "{data}" "{data}" && mount -o remount,bind,ro "{data}" && exec "{sys.executable}" '
+              f'-m personalizer_adapters.cli origin --data "{data}" --port {port} --dev-vars "{tmp_path}/dev.vars"')
+    proc = subprocess.Popen(["unshare", "-rm", "sh", "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={SECRET_HEADER: SECRET}, timeout=10) as c:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                try:
+                    if c.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the origin did not start on a read-only directory"
+                time.sleep(0.2)
+            r = c.post("/v1/resolve", json={"key": keys.profile("c00001")})
+            assert r.status_code == 200 and r.content == built.records[keys.profile("c00001")]
+            ingest = c.post("/v1/ingest", json={"beacons": []})
+            assert ingest.status_code == 503 and ingest.headers["retry-after"] == "30"
+            assert ingest.json()["error"]["code"] == "unavailable"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert not (data / "events.sqlite").exists()

@@ -9,6 +9,7 @@ one person cannot shadow another's events by reusing an id.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
@@ -36,6 +37,8 @@ CREATE TABLE IF NOT EXISTS beacon_events (
 CREATE INDEX IF NOT EXISTS beacon_events_by_person ON beacon_events (person, ts);
 """
 COLUMNS = "who, person, id, type, ts, received, robot, flags, data"
+# What SQLite says when the file or its directory cannot be written (a read-only file system or copy).
+READ_ONLY = re.compile(r"readonly|read-only|unable to open database file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +54,31 @@ class IngestCounts:
                 "rejected": self.rejected, "bad_beacons": self.bad_beacons}
 
 
+class ReadOnlyLog(RuntimeError):
+    """The log cannot be written here (a read-only data directory): nothing was stored."""
+
+
 class EventLog:
     """WAL mode, one connection per thread, kept open: concurrent ingest writers and readers do not block
     each other, and no call pays for opening the file and checkpointing it on close (measured: half the
-    ingest time when each call opened its own)."""
+    ingest time when each call opened its own).
+
+    In a data directory that cannot be written (a read-only copy shipped for ``/v1/resolve`` alone), the log is
+    read-only: reads see the file if there is one (else nothing), and ``ingest`` raises ``ReadOnlyLog``.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self.read_only = False
+        try:
+            self._create()
+        except sqlite3.OperationalError as exc:
+            if READ_ONLY.search(str(exc)) is None:
+                raise
+            self.read_only = True
+
+    def _create(self) -> None:
         with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
             db.execute("PRAGMA journal_mode=WAL")
             columns = [r[1] for r in db.execute("PRAGMA table_info(beacon_events)")]
@@ -73,6 +93,13 @@ class EventLog:
 
     def _connect(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None and self.read_only:
+            # Nothing written here, ever: an absent file reads as an empty log.
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True) if self.path.exists() \
+                else sqlite3.connect(":memory:")
+            if not self.path.exists():
+                db.executescript(SCHEMA)
+            self._local.db = db
         if db is None:
             db = sqlite3.connect(self.path, timeout=30)
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash, fsync per checkpoint
@@ -84,7 +111,10 @@ class EventLog:
         """Check every beacon and event again, then append the new ones in one transaction.
 
         ``erased(ids)``: which of these ids are tombstoned; their events are refused, never stored.
+        ``ReadOnlyLog`` when this log cannot be written (nothing is stored: the caller answers "try again").
         """
+        if self.read_only:
+            raise ReadOnlyLog(f"the event log {self.path} is read-only here")
         rows: list[tuple[str, str, str, str, float, int, int, str, str]] = []
         rejected = bad = 0
         checked = []

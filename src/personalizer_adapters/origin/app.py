@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from starlette.routing import Route
 from personalizer import jsontext, keys
 from personalizer.digits import ascii_digits
 from personalizer_adapters.batch.model import Model
-from personalizer_adapters.events.eventlog import EventLog
+from personalizer_adapters.events.eventlog import EventLog, ReadOnlyLog
 
 from .history import person_profile
 from .store import ProfileStore
@@ -38,6 +39,7 @@ MAX_BODY = 4096
 MAX_INGEST_BODY = 16 * 1024 * 1024  # 100 queue messages of at most one 64 KiB beacon each, with room
 MAX_INGEST_BEACONS = 1000
 MSGPACK = "application/x-msgpack"
+INGEST_RETRY_AFTER_S = 30  # a 503 from ingest: when the queue may deliver again
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -109,7 +111,13 @@ def create_app(data_dir: Path, secret: str) -> Starlette:
         body = await guarded_body(request, MAX_INGEST_BODY)
         if isinstance(body, Response):
             return body
-        counts = await run_in_threadpool(_ingest, origin, body)
+        try:
+            counts = await run_in_threadpool(_ingest, origin, body)
+        except (ReadOnlyLog, sqlite3.OperationalError) as exc:  # nothing stored: the queue delivers it again
+            log.warning("ingest not stored error=%s", type(exc).__name__)
+            resp = error(503, "unavailable", "events not stored here, deliver them again later")
+            resp.headers["retry-after"] = str(INGEST_RETRY_AFTER_S)
+            return resp
         if counts is None:
             return error(400, "bad_body", f'body must be JSON: {{"beacons": [...]}}, at most {MAX_INGEST_BEACONS}')
         stats: Counter[str] = request.app.state.stats
