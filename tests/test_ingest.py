@@ -30,7 +30,7 @@ class NoKV:
 
     name = "none"
 
-    def delete_many(self, keys: list[str]) -> None:
+    def put_many(self, pairs: list[tuple[str, bytes]]) -> None:
         pass
 
     def close(self) -> None:
