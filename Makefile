@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8787
 ORIGIN_PORT ?= 8788
 SHOP_PORT ?= 8789
-SEED_SOURCES := kv-seed/seed.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
+SEED_SOURCES := kv-seed/seed.toml kv-seed/campaigns.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
 
 .PHONY: dev test bench lint seed fallback assets bundle lambda install clean fuzz
 .DEFAULT_GOAL := dev

@@ -62,6 +62,7 @@ def cached_seed(cache: pytest.Cache | None, config: Path, out: Path) -> Built:
     if cache is None:  # -p no:cacheprovider
         return write_seed(config, out, None)
     key = hashlib.sha256(config.read_bytes())
+    key.update((config.parent / "campaigns.toml").read_bytes())  # the campaigns file beside it
     for source in sorted((ROOT / "src").rglob("*.py")):
         key.update(str(source.relative_to(ROOT)).encode() + b"\0" + source.read_bytes())
     versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
@@ -96,6 +97,7 @@ def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert n == 1, name
     path = tmp_path_factory.mktemp("small-config") / "seed.toml"
     path.write_text(text)
+    shutil.copyfile(ROOT / "kv-seed" / "campaigns.toml", path.parent / "campaigns.toml")
     return path
 
 

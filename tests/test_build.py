@@ -17,7 +17,7 @@ from personalizer_adapters.batch.build import build
 from personalizer_adapters.batch.inputs import InputError, load_shop
 from personalizer_adapters.batch.seed import load_config
 from personalizer_adapters.batch.seedgen import Shop, generate
-from personalizer_adapters.kv.plan import Build, TargetState, make_plan
+from personalizer_adapters.kv.plan import Build, TargetState, make_plan, read_bulk
 from tests.runtime.harness import ROOT
 
 CFG = ROOT / "kv-seed" / "seed.toml"
@@ -236,7 +236,7 @@ def test_an_all_out_of_stock_catalog_warns_loudly(inputs: dict[str, Path], tmp_p
 
 
 def test_categories_with_spaces_become_safe_segment_ids(inputs: dict[str, Path], tmp_path: Path) -> None:
-    """Real category names ("Dairy Eggs", "Children's") build; segment and banner ids are slugs of them."""
+    """Real category names ("Dairy Eggs", "Children's") build; segment ids are slugs of them."""
     names = ("Dairy Eggs", "Children's", "dairy-eggs")
     shop, _ = load_shop(catalog_without_stock(tmp_path, names), inputs["csv"], None, strict=False,
                         now=1_790_100_000)
@@ -244,12 +244,57 @@ def test_categories_with_spaces_become_safe_segment_ids(inputs: dict[str, Path],
     segments = codec.decode(built.records[keys.MANIFEST], expect="manifest").data["segments"]
     assert {g for g in segments if g.startswith("likes-")} <= {"likes-children-s", "likes-dairy-eggs",
                                                                  "likes-dairy-eggs-2"}
-    rules = codec.decode(built.records[keys.banners(built.generation)], expect="banners").data["rules"]
-    by_id = {r["id"]: r for r in rules}
-    assert by_id["seg-dairy-eggs"]["match"] == "likes-dairy-eggs"
-    assert by_id["seg-dairy-eggs-2"]["variants"][0]["title"] == "Made for dairy-eggs fans"
-    assert by_id["back-children-s"]["match"] == "Children's"  # matched against cards' display category
-    assert all(keys.is_valid_id(r["id"]) for r in rules)
+    # without a campaigns file, no banners at all: never another shop's (the demo's) copy
+    assert codec.decode(built.records[keys.banners(built.generation)], expect="banners").data["rules"] == []
+
+
+COFFEE = """
+[[campaigns]]
+id = "everyone"
+kind = "generic"
+  [[campaigns.variants]]
+  id = "beans"
+  title = "Fresh beans, roasted Monday"
+  body = "Single origins from our roastery."
+  cta = "Shop coffee"
+  url = "/c/coffee"
+  image = "https://img.coffee.example/beans.jpg"
+
+[[campaigns]]
+id = "espresso-fans"
+priority = 50
+kind = "segment"
+segment = "likes-dairy-eggs"
+  [[campaigns.variants]]
+  id = "espresso"
+  title = "For your morning cup"
+  body = "Milk-friendly roasts."
+  cta = "See roasts"
+  url = "/c/milk-roasts"
+  image = "https://img.coffee.example/milk.jpg"
+"""
+
+
+def test_a_shops_build_has_only_its_own_campaigns(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """The banner record is the shop's campaigns file, compiled; a segment lists its own campaigns."""
+    (tmp_path / "campaigns.toml").write_text(COFFEE)
+    catalog = str(catalog_without_stock(tmp_path, ("Dairy Eggs",)))
+    made = run_build("--catalog", catalog, "--events", str(inputs["csv"]), "--out", str(tmp_path / "out"),
+                     "--campaigns", str(tmp_path / "campaigns.toml"))
+    assert made.returncode == 0, made.stderr
+    pairs = dict(read_bulk(tmp_path / "out" / "kv.json"))
+    gen = (tmp_path / "out" / "generation.txt").read_text().strip()
+    rules = codec.decode(pairs[keys.banners(gen)], expect="banners").data["rules"]
+    assert [r["id"] for r in rules] == ["everyone", "espresso-fans"]
+    assert not any("pz-demo-shop" in json.dumps(r) or "autumn" in json.dumps(r) for r in rules)
+    segment = codec.decode(pairs[keys.segment(gen, "likes-dairy-eggs")], expect="segment").data
+    assert segment["banners"] == ["espresso-fans"]
+    (tmp_path / "bad.toml").write_text(COFFEE.replace('kind = "segment"', 'kind = "segmnt"'))
+    refused = run_build("--catalog", catalog, "--events", str(inputs["csv"]), "--out", str(tmp_path / "bad"),
+                        "--campaigns", str(tmp_path / "bad.toml"))
+    assert refused.returncode == 2 and "unknown trigger 'segmnt'" in refused.stderr
+    assert "bad.toml:16: campaign 'espresso-fans' kind:" in refused.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize(("names", "ids"), [

@@ -77,6 +77,10 @@ def test_cli_defaults_are_relative_to_the_working_directory(tmp_path: Path, smal
     assert f"{tmp_path / 'kv-seed' / 'seed.toml'}: no such file" in missing.stderr
     (tmp_path / "kv-seed").mkdir()
     (tmp_path / "kv-seed" / "seed.toml").write_text(small_config.read_text())
+    no_campaigns = run("seed", "--tombstones", str(tmp_path / "t.txt"))  # the seed's campaigns live beside it
+    assert no_campaigns.returncode == 2 and f"{tmp_path / 'kv-seed' / 'campaigns.toml'}: no such file" \
+        in no_campaigns.stderr
+    (tmp_path / "kv-seed" / "campaigns.toml").write_text((small_config.parent / "campaigns.toml").read_text())
     made = run("seed", "--tombstones", str(tmp_path / "t.txt"))
     assert made.returncode == 0, made.stderr
     assert (tmp_path / "kv-seed" / "out" / "kv.json").exists()

@@ -76,9 +76,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .batch.build import build
     from .batch.inputs import InputError, load_shop
     from .batch.seed import erased_in, load_config, previous_profiles, write_outputs
+    from .campaigns import CampaignsError, load_campaigns
 
     t0 = time.perf_counter()
     out = Path(args.out)
+    try:
+        campaigns = load_campaigns(Path(args.campaigns)) if args.campaigns else []
+    except CampaignsError as exc:
+        print(f"{exc}\nerror: the campaigns file has {len(exc.problems)} problem(s): nothing built", file=sys.stderr)
+        return 2
+    if not campaigns:
+        print("note: no campaigns (--campaigns FILE): the hero slot shows only the compiled-in default banner",
+              file=sys.stderr)
     try:
         # kv_profiles (the seed's demo split into pushed and store-only shoppers) never applies to real data.
         cfg = {k: v for k, v in load_config(Path(args.config)).items() if k != "kv_profiles"}
@@ -90,7 +99,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         return 2
     print(report.summary(), file=sys.stderr)
     built = build(shop, cfg, None if args.full else previous_profiles(out),
-                  progress=lambda line: print(line, file=sys.stderr, flush=True))
+                  progress=lambda line: print(line, file=sys.stderr, flush=True), campaigns=campaigns)
     for warning in built.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if built.warnings and args.on_bad_row == "fail":
@@ -106,6 +115,21 @@ def cmd_build(args: argparse.Namespace) -> int:
           f"{len(shop.events)} events -> {len(built.records)} records ({built.reused} unchanged profiles "
           f"reused), {size / 1e6:.1f} MB in {out} "
           f"({time.perf_counter() - t0:.1f}s); counts in {(out / 'report.json').resolve()}", file=sys.stderr)
+    return 0
+
+
+def cmd_campaigns(args: argparse.Namespace) -> int:
+    from .campaigns import CampaignsError, load_campaigns
+
+    try:
+        rules = load_campaigns(Path(args.file))
+    except CampaignsError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"{args.file}: {len(exc.problems)} problem(s); nothing is built or pushed from it until they are fixed",
+              file=sys.stderr)
+        return 2
+    variants = sum(len(r["variants"]) for r in rules)
+    print(f"{args.file}: {len(rules)} campaigns, {variants} variants: ok")
     return 0
 
 
@@ -388,6 +412,7 @@ EXAMPLES = {
     "refresh": "personalizer refresh --target local --follow",
     "report": "personalizer report --since 7d --html report.html",
     "shop": "personalizer shop --port 8789 --edge http://127.0.0.1:8787",
+    "campaigns": "personalizer campaigns check kv-seed/campaigns.toml",
 }
 
 
@@ -431,8 +456,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--now", type=int, help="the build's 'now' in epoch seconds (default: the last event)")
     s.add_argument("--full", action="store_true",
                    help="recompute every profile (default: reuse those whose shopper's events did not change)")
+    s.add_argument("--campaigns", help="the shop's campaigns file (campaigns.toml: the hero's banners; checked "
+                                       "first, as `personalizer campaigns check` does); none: no banners")
     _tombstones_flag(s)
     s.set_defaults(func=cmd_build)
+    s = _add(sub, "campaigns", "the shop's campaigns file: `check FILE` reports every problem with its line and "
+                               "field (exit 2), or how many campaigns and variants it holds")
+    s.add_argument("action", choices=("check",))
+    s.add_argument("file")
+    s.set_defaults(func=cmd_campaigns)
     s = _add(sub, "evaluate", "the project's lists against popularity, item-kNN, EASE and ALS (or, for orders, "
                               "P-TopFreq, G-TopFreq and TIFU-KNN) on held-out data")
     s.add_argument("--catalog", help="as for build (default: the seed shop, with its known latent tastes)")

@@ -21,7 +21,6 @@ from .model import (
     PURCHASE,
     Model,
     SegmentRules,
-    category_ids,
     rebought_pairs,
     repurchase_stats,
     top_k,
@@ -42,7 +41,7 @@ class Built:
     records: dict[str, bytes]   # key -> encoded value for KV: shared records, pushed profiles, inventory, manifest
     model: Model
     fallback_cards: list[list[Any]]
-    fallback_banner: dict[str, Any]
+    fallback_banner: dict[str, Any] | None  # the campaigns' generic banner (the compiled-in default tier's)
     digests: dict[str, str]     # shopper -> digest of their events: unchanged next time = profile reused
     reused: int
     warnings: tuple[str, ...] = ()  # lists that came out empty: the build is probably not what was meant
@@ -63,56 +62,6 @@ def positions_by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.ND
 def by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.NDArray[Any]]:
     """Events split per shopper index (no per-event Python work)."""
     return [events[p] for p in positions_by_shopper(events, shoppers)]
-
-
-def banner_rules(categories: list[str]) -> list[dict[str, Any]]:
-    """The seeded banner set: every rule kind, with A/B variants where a retailer would test copy.
-
-    ``categories`` are display names (a card's category, what ``returning_category`` matches); ids and
-    URLs use their safe ids."""
-    def v(vid: str, w: int, title: str, body: str, cta: str, url: str) -> dict[str, Any]:
-        return {"id": vid, "weight": w, "title": title, "body": body, "cta": cta, "url": url,
-                "image": f"https://img.pz-demo-shop.test/banners/{vid}.jpg"}
-    rules = [
-        {"id": "cart-reminder", "kind": "cart_reminder", "priority": 100, "match": "", "variants": [
-            v("cart-a", 50, "Still thinking about the {item}?", "Your cart is saved. Finish your order today.",
-              "Back to cart", "/cart"),
-            v("cart-b", 50, "Your {item} is waiting", "Free returns for 60 days on everything in your cart.",
-              "Complete order", "/cart")]},
-        {"id": "restock", "kind": "restock", "priority": 95, "match": "", "variants": [
-            v("restock-a", 50, "Running low on {item}?", "You usually buy it about now. One tap to reorder.",
-              "Buy again", "/again"),
-            v("restock-b", 50, "Time for more {item}", "Reorder what you buy most, delivered this week.",
-              "Reorder", "/again")]},
-        {"id": "price-drop", "kind": "price_drop", "priority": 90, "match": "", "variants": [
-            v("drop-a", 1, "Price drop: {item}", "Something you looked at just got cheaper.", "See the deal",
-              "/deals/watched")]},
-        {"id": "intro-offer", "kind": "new_visitor", "priority": 40, "match": "", "variants": [
-            v("intro-10", 50, "Welcome: 10% off your first order", "Sign up and save on your first gear.",
-              "Claim 10%", "/welcome"),
-            v("intro-ship", 25, "Free shipping on your first order", "No minimum. Outdoor gear, delivered.",
-              "Start shopping", "/welcome"),
-            v("intro-guide", 25, "New here? Find your gear", "Take the 2-minute quiz for picks made for you.",
-              "Take the quiz", "/quiz")]},
-        {"id": "generic", "kind": "generic", "priority": 0, "match": "", "variants": [
-            v("season", 1, "The autumn edit", "Layers, lights and everything for shorter days.", "Shop now",
-              "/c/autumn")]},
-    ]
-    for tier, prio in (("silver", 70), ("gold", 75), ("platinum", 80)):
-        rules.append({"id": f"loyalty-{tier}", "kind": "loyalty", "priority": prio, "match": tier, "variants": [
-            v(f"loyal-{tier}-a", 50, "Your {tier} rewards are ready", "Members save more this week.",
-              "See rewards", "/rewards"),
-            v(f"loyal-{tier}-b", 50, "Thank you, {tier} member", "Double points on your next order.",
-              "Shop with points", "/rewards")]})
-    for n, (cat, cid) in enumerate(zip(categories, category_ids(categories), strict=True)):
-        if n % 2 == 0:  # "New in X" runs only where there are new arrivals: half the categories
-            rules.append({"id": f"back-{cid}", "kind": "returning_category", "priority": 60, "match": cat,
-                          "variants": [v(f"back-{cid}", 1, "New in {category}",
-                                         "Fresh picks since your last visit.", "Explore", f"/c/{cid}")]})
-        rules.append({"id": f"seg-{cid}", "kind": "segment", "priority": 50, "match": f"likes-{cid}",
-                      "variants": [v(f"seg-{cid}", 1, "Made for {category} fans".replace("{category}", cat),
-                                     "Top rated by shoppers like you.", "Shop the edit", f"/c/{cid}")]})
-    return rules
 
 
 def row_top_k(matrix: sparse.csr_matrix, k: int,
@@ -220,10 +169,12 @@ def cart_products(ev: npt.NDArray[Any], products: int) -> list[int]:
 
 
 def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]] | None = None,
-          progress: Callable[[str], None] = lambda _: None) -> Built:
+          progress: Callable[[str], None] = lambda _: None, campaigns: list[dict[str, Any]] | None = None) -> Built:
     """Records for a new generation. ``previous`` (shopper -> (events digest, profile bytes)) lets a shopper
     whose events did not change keep their profile record byte for byte, so a push of the next build
-    touches only the profiles of people who did something (a full rebuild passes ``None``)."""
+    touches only the profiles of people who did something (a full rebuild passes ``None``). ``campaigns``:
+    the banner rules of the shop's campaigns file (``personalizer_adapters.campaigns``); none, no banners."""
+    campaigns = campaigns or []
     P, S, now = len(shop.products), len(shop.shoppers), shop.now
     ev = shop.events
     cats = sorted({p["category"] for p in shop.products})
@@ -331,13 +282,14 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
                                        "again": [cards[i] for i in top_k(np.asarray(rebuys.sum(0)).ravel(),
                                                                          n_seg, oos)]})
     segment_ids = sorted({g for segs in segments_of for g in segs})
+    by_priority = sorted(campaigns, key=lambda r: -r["priority"])  # a segment's campaigns, best first
     member_rows: dict[str, list[int]] = {seg: [] for seg in segment_ids}
     for s, segs in enumerate(segments_of):
         for seg in segs:
             member_rows[seg].append(s)
     for seg in segment_ids:
         top = top_k(np.asarray(X[member_rows[seg]].sum(0)).ravel(), n_seg, oos)
-        banners = [f"seg-{seg[6:]}"] if seg.startswith("likes-") else []
+        banners = [r["id"] for r in by_priority if r["kind"] == "segment" and r["match"] == seg]
         again = top_k(np.asarray(rebuys[member_rows[seg]].sum(0)).ravel(), n_seg, oos)
         put(keys.segment(gen, seg), "segment", {"name": seg, "cards": [cards[i] for i in top], "banners": banners,
                                                 "again": [cards[i] for i in again]})
@@ -364,13 +316,13 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
         put(keys.item(gen, cards[i][0]), "item", {"item": cards[i][0], "card": cards[i],
                                                   "also_bought": [cards[j] for j in also[i]],
                                                   "complements": [cards[j] for j in comp]})
-    put(keys.banners(gen), "banners", {"rules": banner_rules(cats)})
+    put(keys.banners(gen), "banners", {"rules": campaigns})
     put(keys.INVENTORY, "inventory", {"out_of_stock": [cards[i][0] for i in np.flatnonzero(oos)],
                                       "prices": prices}, generation=None)
     put(keys.MANIFEST, "manifest", {"generation": gen, "built_at": now, "segments": segment_ids,
                                     "settings": {"category_cap": 4, "cart_reminder_after_s": 6 * 3600,
                                                  "shared_ttl_s": 300}}, generation=None)
-    generic = next(r for r in banner_rules(cats) if r["kind"] == "generic")
+    generic = next((r for r in by_priority if r["kind"] == "generic"), None)  # the one that wins
     warnings = []
     if not len(popular_ix):
         warnings.append(f"the popular list is empty: {int(oos.sum()):,} of {P:,} products are out of stock"

@@ -30,17 +30,27 @@ def load_config(path: Path) -> dict[str, Any]:
         return tomllib.load(f)
 
 
+def campaigns_file(config_path: Path, cfg: dict[str, Any]) -> Path:
+    """The demo's campaigns file: the config's ``campaigns``, relative to the config's own directory."""
+    return config_path.resolve().parent / str(cfg.get("campaigns", "campaigns.toml"))
+
+
 def build_seed(config_path: Path, erased: set[str] | frozenset[str] = frozenset()) -> tuple[Shop, Built]:
-    """Generate and build the seed shop, leaving out every event of the ``erased`` people (tombstones)."""
+    """Generate and build the seed shop, leaving out every event of the ``erased`` people (tombstones), with the
+    campaigns of its campaigns file (kv-seed/campaigns.toml)."""
+    from personalizer_adapters.campaigns import load_campaigns
+
     cfg = load_config(config_path)
     shop = generate(cfg).without(erased)
-    return shop, build(shop, cfg)
+    return shop, build(shop, cfg, campaigns=load_campaigns(campaigns_file(config_path, cfg)))
 
 
 def fallback_source(built: Built) -> str:
     """Python source of personalizer/fallback.py: literals only, so importing it costs no decoding."""
     cards = "".join(f"    Card({', '.join(repr(f) for f in c)}),\n" for c in built.fallback_cards)
     b = built.fallback_banner
+    if b is None:
+        raise ValueError("the campaigns have no generic banner to compile in as the default")
     v = b["variants"][0]
     return (FALLBACK_HEADER + f"GENERATION = {'default'!r}\n\nCARDS = (\n{cards})\n\n"
             f"BANNER = BannerChoice(\"default\", BannerRule({b['id']!r}, {b['kind']!r}, 0, \"\", (Variant(\n"

@@ -1,0 +1,134 @@
+"""The campaigns file: the demo's compiles to the seed's banners; broken files name every problem's line and field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from personalizer import codec, keys
+from personalizer_adapters.batch.build import Built
+from personalizer_adapters.campaigns import CampaignsError, check_text, load_campaigns
+from tests.runtime.harness import ROOT
+
+DEMO = ROOT / "kv-seed" / "campaigns.toml"
+
+GOOD = """\
+[[campaigns]]
+id = "cart"
+priority = 100
+kind = "cart_reminder"
+
+  [[campaigns.variants]]
+  id = "cart-a"
+  weight = 2
+  title = "Your {item} is waiting"
+  body = "Finish your order."
+  cta = "Back to cart"
+  url = "/cart"
+  image = "https://img.shop.example/cart.jpg"
+
+[[campaigns]]
+id = "everyone"
+priority = 0
+kind = "generic"
+
+  [[campaigns.variants]]
+  id = "season"
+  title = "The winter edit"
+  body = "Warm things."
+  cta = "Shop now"
+  url = "/c/winter"
+  image = "/img/winter.jpg"
+"""
+
+
+def test_the_demo_file_is_the_seeds_banner_record(built: Built) -> None:
+    """kv-seed/campaigns.toml, compiled, is exactly the banner record the seed pushes."""
+    rules = codec.decode(built.records[keys.banners(built.generation)], expect="banners").data["rules"]
+    assert load_campaigns(DEMO) == rules
+    assert {r["kind"] for r in rules} == {"cart_reminder", "restock", "price_drop", "loyalty", "returning_category",
+                                          "segment", "new_visitor", "generic"}
+
+
+def test_a_good_file_compiles_to_rules() -> None:
+    rules, problems = check_text(GOOD)
+    assert problems == []
+    assert rules[0] == {"id": "cart", "kind": "cart_reminder", "priority": 100, "match": "", "variants": [
+        {"id": "cart-a", "weight": 2, "title": "Your {item} is waiting", "body": "Finish your order.",
+         "cta": "Back to cart", "url": "/cart", "image": "https://img.shop.example/cart.jpg"}]}
+    assert rules[1]["variants"][0]["weight"] == 1  # weight defaults to 1
+
+
+@pytest.mark.parametrize("change,line,where,field,says", [
+    pytest.param(('kind = "cart_reminder"', 'kind = "cart_remind"'), 4, "campaign 'cart'", "kind",
+                 "unknown trigger 'cart_remind'", id="unknown-trigger"),
+    pytest.param(("weight = 2", "weight = 0"), 8, "campaign 'cart' variant 'cart-a'", "weight", "above 0",
+                 id="weight-zero"),
+    pytest.param(("weight = 2", "weight = -3"), 8, "campaign 'cart' variant 'cart-a'", "weight", "above 0",
+                 id="weight-negative"),
+    pytest.param(('title = "Your {item} is waiting"', 'title = "Hi {name}"'), 9, "campaign 'cart' variant 'cart-a'",
+                 "title", "placeholder {name} is not filled", id="unknown-placeholder"),
+    pytest.param(('title = "The winter edit"', 'title = "For {tier} members"'), 22,
+                 "campaign 'everyone' variant 'season'", "title", "placeholder {tier} is not filled for a generic",
+                 id="placeholder-of-another-trigger"),
+    pytest.param(('url = "/cart"', 'url = "javascript:alert(1)"'), 12, "campaign 'cart' variant 'cart-a'", "url",
+                 "must be an https://", id="url-not-allowed"),
+    pytest.param(('image = "/img/winter.jpg"', 'image = "//evil.example/x.jpg"'), 26,
+                 "campaign 'everyone' variant 'season'", "image", "must be an https://", id="image-not-allowed"),
+    pytest.param(('id = "everyone"', 'id = "cart"'), 16, "campaign 'cart'", "id", "used twice (first at line 2)",
+                 id="duplicate-id"),
+    pytest.param(('id = "season"', 'id = "cart-a"'), 21, "campaign 'everyone' variant 'cart-a'", "id",
+                 "already a variant of 'cart'", id="duplicate-variant-id"),
+    pytest.param(("priority = 100", "priority = 100\ncountries = [\"DE\"]"), 4, "campaign 'cart'", "countries",
+                 "unknown field", id="unknown-field"),
+    pytest.param(('kind = "generic"', 'kind = "loyalty"'), 15, "campaign 'everyone'", "tier",
+                 "a loyalty campaign needs its tier", id="missing-parameter"),
+    pytest.param(("priority = 0", "priority = 200"), 3, "campaign 'cart'", "priority",
+                 "can never win: 'everyone'", id="shadowed-by-generic"),
+    pytest.param(('cta = "Shop now"', 'cta = ""'), 24, "campaign 'everyone' variant 'season'", "cta",
+                 "1 to 300 characters", id="empty-text"),
+    pytest.param(("priority = 100", 'priority = "high"'), 3, "campaign 'cart'", "priority", "whole number",
+                 id="priority-not-a-number"),
+])
+def test_every_problem_has_its_line_and_field(change: tuple[str, str], line: int, where: str, field: str,
+                                              says: str) -> None:
+    """The field's own line; a missing field, its table's header; a campaign that can never win, its priority."""
+    text = GOOD.replace(*change, 1)
+    assert text != GOOD
+    _, problems = check_text(text)
+    found = [p for p in problems if p.field == field and says in p.message]
+    assert found, problems
+    assert (found[0].line, found[0].where) == (line, where), found[0]
+
+
+def test_file_level_problems() -> None:
+    _, problems = check_text("[[campaigns]\nid =")
+    assert problems[0].where == "file" and problems[0].line == 1 and "not TOML" in problems[0].message
+    _, problems = check_text("")
+    assert "no [[campaigns]] table" in problems[0].message
+    no_generic = GOOD[:GOOD.index('[[campaigns]]\nid = "everyone"')]
+    _, problems = check_text(no_generic)
+    assert any("no campaign of kind 'generic'" in p.message for p in problems)
+
+
+def test_the_check_command(tmp_path: Path) -> None:
+    """`personalizer campaigns check`: every problem on its own line with file:line, exit 2; a good file: 0."""
+    def check(text: str) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "campaigns.toml"
+        path.write_text(text)
+        return subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", "campaigns", "check", str(path)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    ok = check(GOOD)
+    assert ok.returncode == 0 and "2 campaigns, 2 variants: ok" in ok.stdout
+    bad = check(GOOD.replace("weight = 2", "weight = 0").replace('url = "/cart"', 'url = "ftp://x"'))
+    assert bad.returncode == 2
+    lines = bad.stderr.splitlines()
+    assert f"{tmp_path / 'campaigns.toml'}:8: campaign 'cart' variant 'cart-a' weight: must be" in lines[0]
+    assert ":12: campaign 'cart' variant 'cart-a' url:" in lines[1]
+    assert "2 problem(s)" in lines[-1]
+    with pytest.raises(CampaignsError):
+        load_campaigns(tmp_path / "campaigns.toml")
