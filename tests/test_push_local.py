@@ -126,3 +126,48 @@ def test_the_projects_own_seeding_is_not_drift(tmp_path: Path) -> None:
     other.close()
     refused = cli(*common)
     assert refused.returncode == 2 and "--resync" in refused.stderr
+
+
+def test_push_campaigns_changes_the_banners_without_a_batch(small_built: Built, small_seed_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """push --campaigns: the file is checked, its banner record pushed for the generation the target serves and
+    written into the build (a later push of it keeps the new campaigns); the edge shows them."""
+    from personalizer import codec
+
+    kv, state, build = tmp_path / "kv", tmp_path / "state", tmp_path / "build"
+    shutil.copytree(small_seed_dir, build)
+    target = ["--target", "local", "--persist", str(kv), "--state-dir", str(state)]
+    assert cli("push", "--build", str(build), *target).returncode == 0
+    gen = (build / "generation.txt").read_text().strip()
+    demo = (ROOT / "kv-seed" / "campaigns.toml").read_text()
+    winter = tmp_path / "winter.toml"
+    winter.write_text(demo.replace("The autumn edit", "The winter edit"))
+    pushed = cli("push", "--campaigns", str(winter), "--build", str(build), *target)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "0 to add, 1 to change" in pushed.stderr and f"for generation {gen}" in pushed.stderr
+
+    def generic_title() -> str:
+        raw = local_kv_get(kv, keys.banners(gen))
+        assert raw is not None
+        rules = codec.decode(raw, expect="banners").data["rules"]
+        return str(next(r for r in rules if r["kind"] == "generic")["variants"][0]["title"])
+
+    assert generic_title() == "The winter edit"
+    again = cli("push", "--build", str(build), *target)  # the build was updated too: nothing to put back
+    assert again.returncode == 0 and "0 to add, 0 to change" in again.stderr, again.stderr
+    assert generic_title() == "The winter edit"
+    with edge_runtime(kv, variables={"PZ_SIGNING_KEYS": TEST_KEY}) as (url, _):
+        banner = httpx.get(url + "/v1/banner?slot=hero", headers={"cookie": "pz_consent=denied"}, timeout=30)
+        assert banner.json()["banner"]["title"] == "The winter edit"
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text(demo.replace('kind = "generic"', 'kind = "everyone"'))
+    refused = cli("push", "--campaigns", str(broken), "--build", str(build), *target)
+    assert refused.returncode == 2 and "unknown trigger 'everyone'" in refused.stderr and "nothing pushed" in \
+        refused.stderr
+    other = tmp_path / "other"
+    shutil.copytree(build, other)
+    (other / "generation.txt").write_text("gOther\n")
+    wrong = cli("push", "--campaigns", str(winter), "--build", str(other), *target)
+    assert wrong.returncode == 2 and f"serves generation {gen}" in wrong.stderr
+    assert generic_title() == "The winter edit"

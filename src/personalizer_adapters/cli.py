@@ -267,6 +267,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     from .kv.plan import Build
     from .kv.push import BAD_INPUT, dry_run, push
 
+    if args.campaigns:
+        return _push_campaigns(args)
     try:
         build = Build.load(Path(args.build)).without(_erased(args))  # an erased person is never pushed back
     except (OSError, ValueError, KeyError) as exc:
@@ -280,6 +282,27 @@ def cmd_push(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
     return push(build, target, Path(args.state_dir), sync=args.resync)  # type: ignore[arg-type]
+
+
+def _push_campaigns(args: argparse.Namespace) -> int:
+    from .campaigns.publish import publish
+    from .kv.cloudflare import PushError
+    from .kv.push import BAD_INPUT
+
+    if args.dry_run or args.resync:
+        print("error: --campaigns pushes one record: --dry-run and --resync are for whole builds", file=sys.stderr)
+        return BAD_INPUT
+    build_dir = Path(args.build)
+    if not (build_dir / "generation.txt").exists():
+        print(f"error: {build_dir.resolve()}: not a build (no generation.txt); name the build the target serves "
+              "with --build", file=sys.stderr)
+        return BAD_INPUT
+    try:
+        target = _target(args)
+    except (ValueError, PushError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    return publish(Path(args.campaigns), build_dir, target, Path(args.state_dir))  # type: ignore[arg-type]
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -497,6 +520,8 @@ def parser() -> argparse.ArgumentParser:
     s = _add(sub, "push", "push a build to KV: diff-only, resumable, manifest flipped last")
     s.add_argument("--build", default="kv-seed/out", help="build output (kv.json, generation.txt)")
     s.add_argument("--dry-run", action="store_true", help="print the plan, send nothing")
+    s.add_argument("--campaigns", help="push only this campaigns file's banner record, for the generation the "
+                                       "target serves (checked first; the build in --build is updated too)")
     s.add_argument("--resync", action="store_true",
                    help="first read the target's keys (and the digests their metadata carries) back into this "
                         "machine's record of it, then push what differs: after a KV reset, `make clean`, or a "

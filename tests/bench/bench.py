@@ -543,6 +543,60 @@ def main() -> None:
     miss_path()
     injection()
     splicer_cpu()
+    campaigns_push()
+
+
+def campaigns_push() -> None:
+    """`personalizer push --campaigns` of a 200-campaign file to local KV (issue 25): the check, the build's files
+    rewritten, the one record pushed; beside it `campaigns check` alone, each the median of 5 runs in fresh
+    processes (as a marketer runs them). The build is the demo shop at a tenth of its size, pushed first."""
+    import re
+
+    cli = [sys.executable, "-m", "personalizer_adapters.cli"]
+    demo = (ROOT / "kv-seed" / "campaigns.toml").read_text()
+    extra = "".join(f"""
+[[campaigns]]
+id = "bench-{i}"
+priority = 50
+kind = "segment"
+segment = "bench-segment-{i}"
+  [[campaigns.variants]]
+  id = "bench-{i}-a"
+  weight = 1
+  title = "Picked for you, {i}"
+  body = "A campaign of the benchmark."
+  cta = "Shop"
+  url = "/c/bench-{i}"
+  image = "/img/bench-{i}.jpg"
+""" for i in range(200 - demo.count("[[campaigns]]")))
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        config = (ROOT / "kv-seed" / "seed.toml").read_text()
+        for name, value in {"products": 300, "shoppers": 600, "kv_profiles": 500, "exposures": 400}.items():
+            config = re.sub(rf"(?m)^{name} = \d+", f"{name} = {value}", config)
+        (t / "seed.toml").write_text(config)
+        (t / "campaigns.toml").write_text(demo)
+        (t / "bench.toml").write_text(demo + extra)
+        env = {**os.environ, "PZ_TOMBSTONES": str(t / "tombstones.txt")}
+        run = lambda *a: subprocess.run([*cli, *a], check=True, capture_output=True, text=True, env=env, cwd=ROOT)  # noqa: E731
+        run("seed", "--config", str(t / "seed.toml"), "--out", str(t / "build"), "--fallback", "")
+        target = ["--target", "local", "--persist", str(t / "kv"), "--state-dir", str(t / "state")]
+        run("push", "--build", str(t / "build"), *target)
+        times: dict[str, list[float]] = {"check": [], "push": []}
+        for n in range(5):
+            (t / "bench.toml").write_text(demo + extra.replace("Picked for you", f"Picked for you ({n})"))
+            t0 = time.perf_counter()
+            run("campaigns", "check", str(t / "bench.toml"))
+            t1 = time.perf_counter()
+            run("push", "--campaigns", str(t / "bench.toml"), "--build", str(t / "build"), *target)
+            times["check"].append(t1 - t0)
+            times["push"].append(time.perf_counter() - t1)
+    check, push = statistics.median(times["check"]), statistics.median(times["push"])
+    print("\ncampaigns: 200 campaigns to local KV (the demo shop at a tenth of its size), median of 5, each a fresh "
+          "process")
+    print(f"{'run':58} {'seconds':>10} {'x check':>8}")
+    print(f"{'personalizer campaigns check (200 campaigns)':58} {check:10.2f} {1.0:8.2f}")
+    print(f"{'personalizer push --campaigns (check, build files, push)':58} {push:10.2f} {push / check:8.2f}")
 
 
 def splicer_cpu() -> None:

@@ -105,6 +105,11 @@ class ProfileStore:
             return {str(r[0]) for r in db.execute(f"SELECT id FROM tombstones WHERE id IN ({marks})",
                                                   sorted(people))}
 
+    def put_record(self, key: str, value: bytes) -> None:
+        """Replace one shared record (a campaigns push: the banner record of the active generation)."""
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT OR REPLACE INTO records (key, value) VALUES (?, ?)", (key, value))
+
     def record(self, key: str) -> bytes | None:
         with closing(self._connect()) as db:
             row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()

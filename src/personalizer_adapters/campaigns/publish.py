@@ -1,0 +1,75 @@
+"""`personalizer push --campaigns FILE`: a new campaigns file live without a batch, in seconds.
+
+The file is checked first (nothing is pushed from a file with a problem). Its banner record, for the generation
+the target serves, goes out as a partial push (the same journal, resume and drift check as any push), and the
+build directory it belongs to is brought up to date (kv.json, manifest.json, the origin store's copy), so a
+later push of that build, or the experiments report, sees the new campaigns rather than the old.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from personalizer import codec, keys
+from personalizer.errors import DecodeError
+from personalizer_adapters.batch.seed import bulk_json_lines
+from personalizer_adapters.kv.plan import Build, digest, read_bulk
+from personalizer_adapters.kv.push import BAD_INPUT, Target, push
+from personalizer_adapters.origin.store import ProfileStore
+
+from .file import CampaignsError, load_campaigns
+
+
+def publish(campaigns: Path, build_dir: Path, target: Target, state_dir: Path, *, out: TextIO = sys.stderr) -> int:
+    """Check ``campaigns``, write its banner record into ``build_dir`` and push it to ``target``."""
+    try:
+        rules = load_campaigns(campaigns)
+    except CampaignsError as exc:
+        print(f"{exc}\nerror: {len(exc.problems)} problem(s) in the campaigns file: nothing pushed", file=out)
+        target.close()
+        return BAD_INPUT
+    generation = (build_dir / "generation.txt").read_text().strip()
+    live = target.get_one(keys.MANIFEST)
+    try:
+        serving = codec.decode(live, expect="manifest").data.get("generation") if live is not None else None
+    except DecodeError:
+        serving = None
+    if serving != generation:
+        print(f"error: {target.name} serves generation {serving or '(none)'}, the build in {build_dir} is "
+              f"{generation}: push that build first (or name the build it serves with --build). Nothing pushed.",
+              file=out)
+        target.close()
+        return BAD_INPUT
+    key = keys.banners(generation)
+    value = codec.encode("banners", {"rules": rules}, generation=generation, produced_at=int(time.time()))
+    _rewrite_build(build_dir, key, value)
+    store = build_dir / "origin" / "store.sqlite"
+    if store.exists():
+        ProfileStore(store).put_record(key, value)
+    print(f"campaigns: {len(rules)} campaigns, {sum(len(r['variants']) for r in rules)} variants from {campaigns} "
+          f"for generation {generation}", file=out)
+    return push(Build(generation, {key: value}), target, state_dir, out=out, partial=True)
+
+
+def _rewrite_build(build_dir: Path, key: str, value: bytes) -> None:
+    """The build's kv.json and manifest.json with the new banner record, each replaced atomically."""
+    pairs = dict(read_bulk(build_dir / "kv.json"))
+    pairs[key] = value
+    _replace(build_dir / "kv.json", bulk_json_lines(pairs))
+    manifest_path = build_dir / "manifest.json"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        manifest.setdefault("records", {})[key] = digest(value)
+        _replace(manifest_path, [json.dumps(manifest, indent=0)])
+
+
+def _replace(path: Path, chunks: Iterable[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        f.writelines(chunks)
+    tmp.replace(path)
