@@ -66,8 +66,9 @@ def stack(built: Built, seed_dir: Path, tmp_path_factory: pytest.TempPathFactory
     shop_port, other_port = free_port(), free_port()
     shop_url = f"http://127.0.0.1:{shop_port}"
     with serve_asgi(origin_app(data, SECRET)) as origin_url:
+        # A 1 % holdout: HELD_OUT is in it; the customers the other tests sign in as are not.
         variables = {"PZ_SIGNING_KEYS": TEST_KEY, "ORIGIN_URL": origin_url, "ORIGIN_SECRET": SECRET,
-                     "ALLOWED_ORIGINS": shop_url, "PAGES_ORIGIN": shop_url}
+                     "ALLOWED_ORIGINS": shop_url, "PAGES_ORIGIN": shop_url, "HOLDOUT_PERCENT": "1"}
         with edge_runtime(tmp / "state", seed=tmp / "kv.json", variables=variables,
                           flags={"batch-timeout": "0.2"}) as (edge_url, logs):
             shop = shop_app(seed_dir / "inputs" / "catalog.csv", seed_dir / "inputs" / "shoppers.csv", edge_url,
@@ -164,6 +165,24 @@ def test_visible_fragments_send_impressions(stack: dict[str, Any], context: Any)
     assert seen["hero"]["banner"] == banner.get_attribute("data-banner")
     assert seen["hero"]["variant"] == banner.get_attribute("data-variant")
     assert seen["home"]["items"] == shown and seen["home"]["tier"] == "user"
+
+
+HELD_OUT = "c00075"
+
+
+def test_the_holdouts_impressions_are_marked(stack: dict[str, Any], context: Any) -> None:
+    """A customer in the global holdout: the page is filled, not personally, and the impressions pz.js reports
+    carry holdout, so personalization's lift can be measured against them."""
+    from personalizer.identity import in_holdout
+
+    assert in_holdout(HELD_OUT, 1) and not any(in_holdout(f"c0000{n}", 1) for n in range(1, 6))
+    page = context.new_page()
+    page.goto(stack["shop"] + f"/signin/{HELD_OUT}")
+    page.wait_for_selector('[data-pz-slot="home"][data-pz-filled][data-pz-holdout] section[data-tier="popular"]')
+    events = stored(stack["log"], HELD_OUT, lambda ev: {e.get("slot") for e in ev if e["type"] == "impression"}
+                    >= {"hero", "home"})
+    shown = [e for e in events if e["type"] == "impression"]
+    assert shown and all(e.get("holdout") is True and e["tier"] in ("popular", "default") for e in shown)
 
 
 @pytest.mark.parametrize("how", ["cookie", "gpc", "cookie-not-exactly-granted"])

@@ -262,3 +262,43 @@ def test_an_erased_person_is_served_as_nobody_and_their_cookies_cleared(built: B
     # someone else is untouched
     _, _, other = run(core, "/v1/page", "slots=home", uid_cookie("c00002"))
     assert other["fragments"]["home"]["tier"] == "user"
+
+
+def test_the_global_holdout_is_served_as_nobody_and_says_so(built: Built) -> None:
+    """HOLDOUT_PERCENT: a sticky share of people gets no personal tier and the generic banner on every slot, the
+    answer says holdout (header, JSON, the page's HTML), and everyone else's answer is byte for byte as without."""
+    from dataclasses import replace as with_
+
+    from personalizer.identity import in_holdout
+
+    people = [f"c{n:05d}" for n in range(1, 200)]
+    held = [p for p in people if in_holdout(p, 20)]
+    assert 0.1 < len(held) / len(people) < 0.3 and held == [p for p in people if in_holdout(p, 20)]  # sticky
+    free = next(p for p in people if not in_holdout(p, 20) and p in {"c00001", "c00002", "c00005", "c00006"})
+    plain = Personalizer(CONFIG, InMemoryKV(built.records), FixedClock(), lambda: "vnew")
+    core = Personalizer(with_(CONFIG, holdout_percent=20), InMemoryKV(built.records), FixedClock(), lambda: "vnew")
+    status, headers, body = run(core, "/v1/page", "slots=hero,home,recent", uid_cookie(held[0]))
+    assert status == 200 and headers["x-pz-holdout"] == "1" and body["holdout"] is True
+    assert {f["tier"] for f in body["fragments"].values()} <= {"popular", "default"}
+    assert body["fragments"]["hero"]["banner"]["id"] == "generic"
+    kv: InMemoryKV = core.kv  # type: ignore[assignment]
+    assert not any(k.startswith("pz1:p:") for k in kv.reads)  # their profile is not even read
+    html = asyncio.run(core.handle("GET", "/v1/page", "slots=home&format=html", {"cookie": uid_cookie(held[0])}))
+    assert b'data-pz-holdout=""' in html.body
+    one = asyncio.run(core.handle("GET", "/v1/recommendations", "slot=home", {"cookie": uid_cookie(held[0])}))
+    assert json.loads(one.body)["holdout"] is True
+    for path, query in (("/v1/page", "slots=hero,home,recent"), ("/v1/recommendations", "slot=home")):
+        mine = asyncio.run(core.handle("GET", path, query, {"cookie": uid_cookie(free)}))
+        assert mine.body == asyncio.run(plain.handle("GET", path, query, {"cookie": uid_cookie(free)})).body
+        assert mine.header("x-pz-holdout") is None
+
+
+def test_an_impression_of_the_holdout_keeps_its_mark() -> None:
+    from personalizer.events import Rejected, clean_event
+
+    base = {"id": "e1", "type": "impression", "ts": 1, "slot": "home", "tier": "popular", "generation": "g1",
+            "items": ["p1"]}
+    assert clean_event({**base, "holdout": True}, 10)["holdout"] is True
+    assert "holdout" not in clean_event(base, 10) and "holdout" not in clean_event({**base, "holdout": False}, 10)
+    with pytest.raises(Rejected):
+        clean_event({**base, "holdout": "yes"}, 10)

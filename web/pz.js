@@ -64,6 +64,7 @@
   function impression(section) {
     var f = { slot: section.getAttribute("data-slot"), tier: section.getAttribute("data-tier"),
               generation: section.getAttribute("data-generation") };
+    if (section.closest("[data-pz-holdout]")) f.holdout = true;  // the global holdout: measured, not personalized
     if (f.slot === "hero") {
       f.banner = section.getAttribute("data-banner");
       f.variant = section.getAttribute("data-variant");
@@ -140,11 +141,13 @@
     }).then(function (html) {
       var t = d.createElement("template");
       t.innerHTML = html;
+      var held = !!t.content.querySelector("[data-pz-holdout]");
       holders.forEach(function (h) {
         var s = t.content.querySelector('section[data-slot="' + h.getAttribute("data-pz-slot") + '"]');
         if (!s) return;
         h.replaceChildren(s.cloneNode(true));
         h.setAttribute("data-pz-filled", "");
+        if (held) h.setAttribute("data-pz-holdout", "");
       });
       watch(d);
       done("filled", { slots: slots });

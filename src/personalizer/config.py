@@ -32,6 +32,7 @@ class Config:
     base_path: str = ""                     # the worker's routes under a prefix of the shop's host ("/pz")
     pages_origin: str = ""                  # edge-side injection: the shop's own HTML comes from here
     pages_timeout_ms: int = 10_000          # ...and must start answering within this, or the page is a 504
+    holdout_percent: int = 0                # the global holdout: this share of people is never personalized
 
 
 # Every variable parse_config reads: the worker copies exactly these from its env (vars and secrets).
@@ -39,7 +40,7 @@ VARS = ("PZ_SIGNING_KEYS", "CONSENT_DEFAULT", "UID_MAX_AGE_S", "VID_MAX_AGE_S", 
         "CACHE_MAX_BYTES", "MANIFEST_TTL_S", "ORIGIN_URL", "ORIGIN_TIMEOUT_MS", "ORIGIN_SECRET",
         "ORIGIN_WRITEBACK_TTL_S", "ORIGIN_BREAKER_FAILURES", "ORIGIN_BREAKER_COOLDOWN_S", "ORIGIN_NEGATIVE_TTL_S",
         "EVENTS_RETRY_BASE_S", "EVENTS_RETRY_MAX_S", "SESSION_MAX_AGE_S", "ALLOWED_ORIGINS", "BASE_PATH",
-        "PAGES_ORIGIN", "PAGES_TIMEOUT_MS")
+        "PAGES_ORIGIN", "PAGES_TIMEOUT_MS", "HOLDOUT_PERCENT")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _BASE_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 
@@ -111,6 +112,7 @@ def parse_config(env: Mapping[str, str]) -> Config:
         base_path=_base_path(str(env.get("BASE_PATH", ""))),
         pages_origin=_pages_origin(str(env.get("PAGES_ORIGIN", ""))),
         pages_timeout_ms=_int(env, "PAGES_TIMEOUT_MS", d.pages_timeout_ms, 1, 120_000),
+        holdout_percent=_int(env, "HOLDOUT_PERCENT", d.holdout_percent, 0, 50),
     )
 
 

@@ -112,6 +112,11 @@ def clean_event(raw: Any, received: int) -> dict[str, Any]:
             raise Rejected("bad_tier")
         out["tier"] = raw["tier"]
         out["generation"] = _id(raw, "generation", "bad_generation")
+        held = raw.get("holdout", False)
+        if held is not True and held is not False:
+            raise Rejected("bad_holdout")
+        if held:
+            out["holdout"] = True  # shown to someone in the global holdout (the page said so)
         if slot == "hero":
             out["banner"] = _id(raw, "banner", "bad_banner")
             out["variant"] = _id(raw, "variant", "bad_variant")

@@ -94,3 +94,12 @@ def identify(cookies: dict[str, str] | None, gpc: bool, config: Config, now: int
     if uid is None and vid is None and config.signing_keys:
         return Visitor(consented=True, visitor_id=mint(), minted=True)
     return Visitor(consented=True, user_id=uid, visitor_id=vid)
+
+
+def in_holdout(person: str | None, percent: int) -> bool:
+    """Whether ``person`` is in the global holdout of ``percent`` % of people: sticky (a hash of the id alone,
+    the same on every request and isolate), independent of every banner's A/B bucket. No id: never held out."""
+    if not person or percent <= 0:
+        return False
+    bucket = int.from_bytes(hashlib.sha256(b"pz-holdout|" + person.encode()).digest()[:8], "big") % 10_000
+    return bucket < percent * 100

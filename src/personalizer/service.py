@@ -18,7 +18,7 @@ from .banners import BannerChoice, choose
 from .cache import SharedCache
 from .config import Config
 from .errors import BadRequest, DecodeError, Erased
-from .identity import VID, Visitor, identify, sign
+from .identity import VID, Visitor, identify, in_holdout, sign
 from .inject import Marker
 from .ladder import Carousel, assemble, interleave
 from .miss import MissPath, Resolved
@@ -342,20 +342,22 @@ class Personalizer:
             return await self.beacon(headers, body, now)
         visitor, cookies = self._identify(headers, now)
         live = self._session(visitor, cookies, now)
+        held = in_holdout(visitor.person, self.config.holdout_percent)
+        seen, live = (ANONYMOUS, None) if held else (visitor, live)  # the holdout: served as nobody, still counted
         try:
-            rec = await self.load(ask, visitor, live)
+            rec = await self.load(ask, seen, live)
             t1 = self.clock.monotonic_ms()
             if rec.erased:
-                visitor, live = ANONYMOUS, None
-            decisions = self.decide(ask, visitor, rec, live)
+                visitor, seen, live = ANONYMOUS, ANONYMOUS, None
+            decisions = self.decide(ask, seen, rec, live)
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
-            body, ctype = _render(ask, decisions, gen)
+            body, ctype = _render(ask, decisions, gen, held)
         except Exception:  # the one broad catch of the core: a bug or bad data must not become a 5xx
             log.exception("request failed, serving the default tier path=%s", path)
             t1 = self.clock.monotonic_ms()
-            decisions = self.decide(ask, visitor, Records())
+            decisions = self.decide(ask, seen, Records())
             gen = fallback.GENERATION
-            body, ctype = _render(ask, decisions, gen)
+            body, ctype = _render(ask, decisions, gen, held)
         t2 = self.clock.monotonic_ms()
         hdrs = [("content-type", ctype),
                 ("x-pz-tier", ",".join(f"{s}={_tier(d)}" for s, d in decisions.items())
@@ -365,6 +367,8 @@ class Personalizer:
                                   + f", render;dur={t2 - t1:.2f}, total;dur={t2 - t0:.2f}"),
                 ("vary", "Cookie, Sec-GPC"),
                 NOSNIFF]
+        if held:
+            hdrs.append(("x-pz-holdout", "1"))
         if visitor.minted and visitor.visitor_id:
             hdrs.append(self._visitor_cookie(visitor.visitor_id, now))
             hdrs.append(("cache-control", "private, no-store"))
@@ -382,10 +386,12 @@ class Personalizer:
         visitor, cookies = self._identify(headers, now)
         live = self._session(visitor, cookies, now)
         set_cookies = (self._visitor_cookie(visitor.visitor_id, now),) if visitor.minted and visitor.visitor_id else ()
+        if in_holdout(visitor.person, self.config.holdout_percent):
+            return Injection(self, ANONYMOUS, None, set_cookies, holdout=True)
         return Injection(self, visitor, live, set_cookies)
 
     async def fragments(self, markers: Sequence[Marker], visitor: Visitor,
-                        live: session.Session | None) -> list[bytes | None]:
+                        live: session.Session | None, holdout: bool = False) -> list[bytes | None]:
         """The HTML fragment of each placeholder (one page decision: no card twice); ``None`` leaves it as
         the origin sent it: an unknown slot, or a failure of any kind."""
         usable = [m for m in markers if m.slot is not None]
@@ -405,8 +411,9 @@ class Personalizer:
         except Exception:  # the page goes out as the shop made it
             log.exception("injection failed, placeholders left as sent slots=%s", ",".join(slots))
             return [None] * len(markers)
+        held = ' data-pz-holdout=""' if holdout else ""  # pz.js reports the page's impressions as the holdout's
         return [None if m.slot is None or (m.slot == "item" and m.item != item) else
-                f'<div data-pz-slot="{m.slot}" data-pz-filled="">{html[m.slot]}</div>'.encode()
+                f'<div data-pz-slot="{m.slot}" data-pz-filled=""{held}>{html[m.slot]}</div>'.encode()
                 for m in markers]
 
     # -- beacons ---------------------------------------------------------------------------------------
@@ -496,12 +503,14 @@ class Injection:
     visitor: Visitor
     live: session.Session | None
     set_cookies: tuple[tuple[str, str], ...]
+    holdout: bool = False  # the person is in the global holdout: the fragments say so (data-pz-holdout)
 
     async def fill(self, markers: Sequence[Marker]) -> list[bytes | None]:
-        return await self.core.fragments(markers, self.visitor, self.live)
+        return await self.core.fragments(markers, self.visitor, self.live, self.holdout)
 
 
-ANONYMOUS = Visitor(consented=False)  # an erased person is served as a visitor who allowed nothing
+# An erased person, or one in the global holdout, is served as a visitor who allowed nothing.
+ANONYMOUS = Visitor(consented=False)
 
 
 def _forget_cookies(cookies: dict[str, str] | None) -> list[tuple[str, str]]:
@@ -522,20 +531,27 @@ def _fragment_html(slot: str, d: Carousel | BannerChoice, gen: str) -> str:
     return banner_html(d, gen, slot) if isinstance(d, BannerChoice) else carousel_html(d, gen)
 
 
-def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str) -> tuple[bytes, str]:
+def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str,
+            holdout: bool = False) -> tuple[bytes, str]:
+    """The answer's body. ``holdout``: the visitor is in the global holdout, which the body says (a page's
+    ``data-pz-holdout``, a JSON ``"holdout": true``) so the impressions pz.js reports say it too."""
     if ask.format == "html":
         html = "".join(_fragment_html(s, d, gen) for s, d in decisions.items())
         if ask.endpoint == "page":
-            html = f'<div class="pz-page" data-generation="{escape(gen)}">{html}</div>'
+            held = ' data-pz-holdout=""' if holdout else ""
+            html = f'<div class="pz-page" data-generation="{escape(gen)}"{held}>{html}</div>'
         return html.encode(), "text/html; charset=utf-8"
     # The JSON is joined from the fragments' texts (cards memoised per isolate); the same bytes as dumps() of
     # {"generation": gen, "fragments": {slot: fragment}} or of the one fragment.
     frags = {s: banner_json_text(d, gen, s) if isinstance(d, BannerChoice) else carousel_json_text(d, gen)
              for s, d in decisions.items()}
+    held = '"holdout":true,' if holdout else ""
     if ask.endpoint != "page":
-        return next(iter(frags.values())).encode(), "application/json; charset=utf-8"
+        one = next(iter(frags.values()))
+        return ("{" + held + one[1:] if held else one).encode(), "application/json; charset=utf-8"
     members = ",".join([f"{string_text(s)}:{text}" for s, text in frags.items()])
-    return f'{{"generation":{string_text(gen)},"fragments":{{{members}}}}}'.encode(), "application/json; charset=utf-8"
+    return (f'{{"generation":{string_text(gen)},{held}"fragments":{{{members}}}}}'.encode(),
+            "application/json; charset=utf-8")
 
 
 ASSETS = {"pz.js": (assets.SCRIPT, assets.SCRIPT_VERSION, "text/javascript; charset=utf-8"),
