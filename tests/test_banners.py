@@ -92,3 +92,23 @@ def test_pick_variant_is_sticky_and_follows_the_weights() -> None:
     counts = Counter(pick_variant(r, f"c{i}").id for i in range(8000))
     assert counts["off"] == 0
     assert 0.72 < counts["a"] / 8000 < 0.78
+
+
+def test_a_newer_builds_rule_is_skipped_not_the_whole_set() -> None:
+    """A rule with a field this worker cannot evaluate (targeting from a newer build) or a kind it does not know
+    never matches; the rest of the record works as before."""
+    from personalizer import codec
+
+    def as_dict(r: BannerRule) -> dict[str, object]:
+        return {"id": r.id, "kind": r.kind, "priority": r.priority, "match": r.match, "variants": [
+            {"id": v.id, "weight": v.weight, "title": v.title, "body": v.body, "cta": v.cta, "url": v.url,
+             "image": v.image} for v in r.variants]}
+
+    newer = [{**as_dict(rule("de-only", "generic", 500)), "target": {"countries": ["DE"]}},
+             {**as_dict(rule("future", "generic", 400)), "kind": "weather"},
+             *(as_dict(r) for r in RULES.rules)]
+    parsed = BannerSet.parse(codec.decode(codec.encode("banners", {"rules": newer}), expect="banners"))
+    assert [r.id for r in parsed.rules] == [r.id for r in RULES.rules]
+    chosen = choose(parsed, None, None, consented=False, inventory=Inventory(frozenset(), {}), settings=SETTINGS,
+                    now=NOW, bucket_key=None)
+    assert chosen is not None and chosen.rule.id == "generic"

@@ -160,6 +160,7 @@ class Variant:
                    _str(d, "url"), _str(d, "image"))
 
 
+RULE_FIELDS = frozenset({"id", "kind", "priority", "match", "variants"})
 BANNER_KINDS = (
     "cart_reminder", "restock", "price_drop", "loyalty", "returning_category", "segment", "new_visitor", "generic",
 )
@@ -200,10 +201,12 @@ class BannerSet:
 
     @classmethod
     def parse(cls, env: Envelope) -> BannerSet:
-        # A rule of a kind this worker does not know (a newer build) is skipped, not the whole set.
+        # A rule this worker does not fully understand (a newer build's: a kind it does not know, or a field
+        # such as targeting it cannot evaluate) is skipped, so it never matches: not the whole set, never a 5xx.
         rules = _list(env.data, "rules")
         return cls(tuple(BannerRule.parse(r) for r in rules
-                         if not (isinstance(r, dict) and r.get("kind") not in BANNER_KINDS)))
+                         if not (isinstance(r, dict) and (r.get("kind") not in BANNER_KINDS
+                                                          or not RULE_FIELDS.issuperset(r)))))
 
 
 @dataclass(frozen=True, slots=True)
