@@ -95,8 +95,8 @@ def test_pick_variant_is_sticky_and_follows_the_weights() -> None:
 
 
 def test_a_newer_builds_rule_is_skipped_not_the_whole_set() -> None:
-    """A rule with a field this worker cannot evaluate (targeting from a newer build) or a kind it does not know
-    never matches; the rest of the record works as before."""
+    """A rule with a field or a targeting key this worker cannot evaluate (a newer build's), or a kind it does not
+    know, never matches; the rest of the record works as before."""
     from personalizer import codec
 
     def as_dict(r: BannerRule) -> dict[str, object]:
@@ -104,11 +104,61 @@ def test_a_newer_builds_rule_is_skipped_not_the_whole_set() -> None:
             {"id": v.id, "weight": v.weight, "title": v.title, "body": v.body, "cta": v.cta, "url": v.url,
              "image": v.image} for v in r.variants]}
 
-    newer = [{**as_dict(rule("de-only", "generic", 500)), "target": {"countries": ["DE"]}},
+    newer = [{**as_dict(rule("sunny", "generic", 500)), "target": {"weather": ["sun"]}},
              {**as_dict(rule("future", "generic", 400)), "kind": "weather"},
+             {**as_dict(rule("odd", "generic", 300)), "target": {"device": "watch"}},
+             {**as_dict(rule("later", "generic", 200)), "fatigue": 3},
              *(as_dict(r) for r in RULES.rules)]
     parsed = BannerSet.parse(codec.decode(codec.encode("banners", {"rules": newer}), expect="banners"))
     assert [r.id for r in parsed.rules] == [r.id for r in RULES.rules]
     chosen = choose(parsed, None, None, consented=False, inventory=Inventory(frozenset(), {}), settings=SETTINGS,
                     now=NOW, bucket_key=None)
     assert chosen is not None and chosen.rule.id == "generic"
+
+
+def targeted(rid: str, prio: int, **target: object) -> BannerRule:
+    from personalizer.records import Target
+
+    return BannerRule(rid, "generic", prio, "", (variant(rid),), Target.parse(target))
+
+
+@pytest.mark.parametrize("target,context,matches", [
+    pytest.param({"countries": ["DE", "AT"]}, {"country": "DE"}, True, id="country"),
+    pytest.param({"countries": ["DE"]}, {"country": "FR"}, False, id="other-country"),
+    pytest.param({"countries": ["DE"]}, {}, False, id="country-unknown"),
+    pytest.param({"regions": ["DE-BY"]}, {"country": "DE", "region": "DE-BY"}, True, id="region"),
+    pytest.param({"regions": ["DE-BY"]}, {"country": "DE", "region": "DE-BE"}, False, id="other-region"),
+    pytest.param({"device": "mobile"}, {"mobile": True}, True, id="mobile"),
+    pytest.param({"device": "mobile"}, {"mobile": False}, False, id="desktop-is-not-mobile"),
+    pytest.param({"device": "desktop"}, {"mobile": None}, False, id="device-unknown"),
+    pytest.param({"start": NOW, "end": NOW + 10}, {}, True, id="schedule-starts-now"),
+    pytest.param({"start": NOW + 1}, {}, False, id="schedule-not-yet"),
+    pytest.param({"end": NOW}, {}, False, id="schedule-ended-now"),
+    pytest.param({"utm_campaign": ["Xmas"]}, {"utm": (("utm_campaign", "xmas"),)}, True, id="utm"),
+    pytest.param({"utm_campaign": ["xmas"]}, {"utm": (("utm_source", "xmas"),)}, False, id="utm-other-param"),
+    pytest.param({"countries": ["DE"], "device": "mobile"}, {"country": "DE", "mobile": False}, False,
+                 id="all-must-hold"),
+])
+def test_targeting_is_evaluated_at_the_edge(target: dict[str, object], context: dict[str, object],
+                                             matches: bool) -> None:
+    """Each condition of a campaign's targeting, with the request's own facts; all given must hold; what cannot
+    be told (no country, no device hint) does not match."""
+    from personalizer.records import Context
+
+    rules = BannerSet((targeted("aimed", 10, **target), rule("generic", "generic", 0)))
+    chosen = choose(rules, None, None, consented=False, inventory=Inventory(frozenset(), {}), settings=SETTINGS,
+                    now=NOW, bucket_key=None, context=Context(NOW, **context))  # type: ignore[arg-type]
+    assert chosen is not None and (chosen.rule.id == "aimed") is matches
+
+
+def test_segment_and_tier_targeting_need_the_profile() -> None:
+    from personalizer.records import Context
+
+    rules = BannerSet((targeted("gold-ski", 10, tiers=["gold"], segments=["likes-ski"]), rule("generic", "generic", 0)))
+    ctx = Context(NOW)
+    pick = lambda p: choose(rules, p, None, consented=p is not None, inventory=Inventory(frozenset(), {}),  # noqa: E731
+                            settings=SETTINGS, now=NOW, bucket_key="c1", context=ctx).rule.id  # type: ignore[union-attr]
+    assert pick(profile(loyalty="gold")) == "gold-ski"
+    assert pick(profile(loyalty="silver")) == "generic"
+    assert pick(profile(loyalty="gold", segments=("likes-golf",))) == "generic"
+    assert pick(None) == "generic"

@@ -82,7 +82,7 @@ def test_a_good_file_compiles_to_rules() -> None:
                  id="duplicate-id"),
     pytest.param(('id = "season"', 'id = "cart-a"'), 21, "campaign 'everyone' variant 'cart-a'", "id",
                  "already a variant of 'cart'", id="duplicate-variant-id"),
-    pytest.param(("priority = 100", "priority = 100\ncountries = [\"DE\"]"), 4, "campaign 'cart'", "countries",
+    pytest.param(("priority = 100", "priority = 100\nfatigue = 3"), 4, "campaign 'cart'", "fatigue",
                  "unknown field", id="unknown-field"),
     pytest.param(('kind = "generic"', 'kind = "loyalty"'), 15, "campaign 'everyone'", "tier",
                  "a loyalty campaign needs its tier", id="missing-parameter"),
@@ -132,3 +132,67 @@ def test_the_check_command(tmp_path: Path) -> None:
     assert "2 problem(s)" in lines[-1]
     with pytest.raises(CampaignsError):
         load_campaigns(tmp_path / "campaigns.toml")
+
+
+TARGETED = GOOD.replace('''[[campaigns]]
+id = "everyone"''', '''[[campaigns]]
+id = "xmas-de"
+priority = 30
+kind = "generic"
+countries = ["DE", "AT"]
+regions = ["DE-BY"]
+device = "mobile"
+start = 2026-12-01T00:00:00+01:00
+end = "2026-12-27T00:00:00Z"
+utm_campaign = ["Xmas"]
+segments = ["likes-ski"]
+tiers = ["gold"]
+
+  [[campaigns.variants]]
+  id = "xmas-a"
+  title = "Merry Christmas"
+  body = "Gifts delivered by the 24th."
+  cta = "Shop gifts"
+  url = "/c/gifts"
+  image = "/img/xmas.jpg"
+
+[[campaigns]]
+id = "everyone"''')
+
+
+def test_targeting_compiles_to_the_record_in_epoch_seconds() -> None:
+    rules, problems = check_text(TARGETED)
+    assert problems == []
+    target = next(r for r in rules if r["id"] == "xmas-de")["target"]
+    assert target == {"segments": ["likes-ski"], "tiers": ["gold"], "countries": ["DE", "AT"], "regions": ["DE-BY"],
+                      "utm_campaign": ["xmas"], "device": "mobile", "start": 1796079600, "end": 1798329600}
+    assert "target" not in next(r for r in rules if r["id"] == "everyone")  # no targeting: the record as before
+
+
+@pytest.mark.parametrize("change,field,says", [
+    pytest.param(('countries = ["DE", "AT"]', 'countries = ["DE", "XX"]'), "countries", "not an ISO 3166-1",
+                 id="bad-country"),
+    pytest.param(('countries = ["DE", "AT"]', 'countries = ["de"]'), "countries", "upper case", id="lower-country"),
+    pytest.param(('regions = ["DE-BY"]', 'regions = ["Bavaria"]'), "regions", "ISO 3166-2", id="bad-region"),
+    pytest.param(('device = "mobile"', 'device = "tablet"'), "device", "mobile or desktop", id="bad-device"),
+    pytest.param(('end = "2026-12-27T00:00:00Z"', 'end = "2026-11-27T00:00:00Z"'), "end", "not after start",
+                 id="end-before-start"),
+    pytest.param(("start = 2026-12-01T00:00:00+01:00", "start = 2026-12-01T00:00:00"), "start", "with its offset",
+                 id="start-without-offset"),
+    pytest.param(('utm_campaign = ["Xmas"]', 'utm_campaign = "xmas"'), "utm_campaign", "a list", id="utm-not-a-list"),
+    pytest.param(('tiers = ["gold"]', 'tiers = ["gold tier"]'), "tiers", "letters, digits", id="bad-tier"),
+])
+def test_targeting_problems_name_their_line_and_field(change: tuple[str, str], field: str, says: str) -> None:
+    text = TARGETED.replace(*change, 1)
+    assert text != TARGETED
+    _, problems = check_text(text)
+    found = [p for p in problems if p.field == field and says in p.message]
+    assert found, problems
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if t.startswith(f"{field} ="))
+    assert found[0].line == line and found[0].where == "campaign 'xmas-de'"
+
+
+def test_a_targeted_campaign_shadows_nothing() -> None:
+    """A generic campaign with targeting does not always match, so the ones below it can still win."""
+    _, problems = check_text(TARGETED.replace("priority = 30", "priority = 300"))
+    assert problems == []

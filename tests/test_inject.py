@@ -245,3 +245,28 @@ def test_forward_headers_replace_what_the_client_claims() -> None:
         ("Cookie", "a=b"), ("x-forwarded-host", "shop.example"), ("x-forwarded-proto", "https"),
         ("x-forwarded-for", "2001:db8::1"), ("forwarded", 'for="[2001:db8::1]";host="shop.example";proto=https')]
     assert ("x-forwarded-for", "6.6.6.6") not in forward_headers(sent, None, "shop.example", "https")
+
+
+def test_injected_pages_target_campaigns_by_the_pages_own_landing_parameters(built: Built) -> None:
+    """Edge-side injection reads utm_* from the page's own URL and the request's facts (cf-ipcountry from the
+    worker), as /v1/page does from its query."""
+    from personalizer import codec, keys
+
+    rules = codec.decode(built.records[keys.banners(built.generation)], expect="banners").data["rules"]
+    aimed = {"id": "xmas-link", "kind": "generic", "priority": 20, "match": "", "target": {"utm_campaign": ["xmas"]},
+             "variants": [{"id": "x", "weight": 1, "title": "From the newsletter", "body": "b", "cta": "c",
+                           "url": "/x", "image": "/x.jpg"}]}
+    records = {**built.records, keys.banners(built.generation): codec.encode(
+        "banners", {"rules": [*rules, aimed]}, generation=built.generation)}
+    core = Personalizer(CONFIG, InMemoryKV(records), FixedClock(), lambda: "vnew")
+    denied = {"cookie": "pz_consent=denied"}
+
+    def hero(query: str) -> bytes:
+        page = core.injection(denied, query)
+        (html,) = asyncio.run(page.fill([Marker(b"", "hero")]))
+        assert html is not None
+        return html
+
+    assert b'data-banner="xmas-link"' in hero("utm_campaign=Xmas&utm_source=mail")
+    assert b'data-banner="generic"' in hero("utm_campaign=summer")
+    assert b'data-banner="generic"' in hero("%%%&&=")  # a page's query it cannot read targets nothing

@@ -171,3 +171,85 @@ def test_push_campaigns_changes_the_banners_without_a_batch(small_built: Built, 
     wrong = cli("push", "--campaigns", str(winter), "--build", str(other), *target)
     assert wrong.returncode == 2 and f"serves generation {gen}" in wrong.stderr
     assert generic_title() == "The winter edit"
+
+
+AIMED = """
+[[campaigns]]
+id = "de-only"
+priority = 30
+kind = "generic"
+countries = ["DE"]
+  [[campaigns.variants]]
+  id = "de-a"
+  title = "Hallo Deutschland"
+  body = "Versandkostenfrei."
+  cta = "Los"
+  url = "/de"
+  image = "/img/de.jpg"
+
+[[campaigns]]
+id = "xmas-link"
+priority = 20
+kind = "generic"
+utm_campaign = ["xmas"]
+  [[campaigns.variants]]
+  id = "xmas-a"
+  title = "From the newsletter"
+  body = "Your Christmas picks."
+  cta = "Open"
+  url = "/xmas"
+  image = "/img/xmas.jpg"
+
+[[campaigns]]
+id = "phones"
+priority = 10
+kind = "generic"
+device = "mobile"
+  [[campaigns.variants]]
+  id = "app-a"
+  title = "Get the app"
+  body = "Faster on your phone."
+  cta = "Install"
+  url = "/app"
+  image = "/img/app.jpg"
+
+[[campaigns]]
+id = "last-year"
+priority = 90
+kind = "generic"
+start = 2025-12-01T00:00:00Z
+end = 2025-12-27T00:00:00Z
+  [[campaigns.variants]]
+  id = "old-a"
+  title = "Last year's sale"
+  body = "Over."
+  cta = "Gone"
+  url = "/old"
+  image = "/img/old.jpg"
+"""
+
+
+def test_targeted_campaigns_through_the_live_edge(small_built: Built, small_seed_dir: Path, tmp_path: Path) -> None:
+    """Campaigns pushed with targeting are chosen at the edge from the request alone: the country Cloudflare
+    gives (offline: cf-ipcountry), the page's utm_campaign, the device hint, the schedule."""
+    kv, state, build = tmp_path / "kv", tmp_path / "state", tmp_path / "build"
+    shutil.copytree(small_seed_dir, build)
+    target = ["--target", "local", "--persist", str(kv), "--state-dir", str(state)]
+    assert cli("push", "--build", str(build), *target).returncode == 0
+    aimed = tmp_path / "aimed.toml"
+    aimed.write_text((ROOT / "kv-seed" / "campaigns.toml").read_text() + AIMED)
+    pushed = cli("push", "--campaigns", str(aimed), "--build", str(build), *target)
+    assert pushed.returncode == 0, pushed.stderr
+    denied = {"cookie": "pz_consent=denied", "user-agent": "Mozilla/5.0 (X11; Linux x86_64)"}  # generic only
+    with edge_runtime(kv, variables={"PZ_SIGNING_KEYS": TEST_KEY}) as (url, _), \
+            httpx.Client(base_url=url, timeout=30) as edge:
+        def banner(query: str = "", **headers: str) -> str:
+            answer = edge.get(f"/v1/page?slots=hero{query}", headers={**denied, **headers})
+            return str(answer.json()["fragments"]["hero"]["banner"]["id"])
+
+        assert banner(**{"cf-ipcountry": "DE"}) == "de-only"
+        assert banner(**{"cf-ipcountry": "FR"}) == "generic"
+        assert banner("&utm_campaign=XMAS", **{"cf-ipcountry": "FR"}) == "xmas-link"
+        assert banner(**{"cf-ipcountry": "FR", "sec-ch-ua-mobile": "?1"}) == "phones"
+        assert banner(**{"sec-ch-ua-mobile": "?0", "user-agent": "Mozilla/5.0 (iPhone) Mobile"}) == "generic"
+        assert banner(**{"user-agent": "Mozilla/5.0 (Linux; Android 14) Mobile Safari"}) == "phones"

@@ -135,6 +135,11 @@
     var limit = script && script.getAttribute("data-pz-limit");
     var url = base + "/v1/page?format=html&slots=" + slots.join(",") +
       (item ? "&item=" + encodeURIComponent(item) : "") + (limit ? "&limit=" + encodeURIComponent(limit) : "");
+    // The page's landing parameters, which campaigns may target.
+    var here = new URLSearchParams(w.location.search);
+    ["utm_campaign", "utm_source", "utm_medium"].forEach(function (k) {
+      if (here.get(k)) url += "&" + k + "=" + encodeURIComponent(here.get(k));
+    });
     return fetch(url, { credentials: "include" }).then(function (r) {
       if (!r.ok) throw new Error("pz: " + r.status);
       return r.text();

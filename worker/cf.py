@@ -206,7 +206,10 @@ async def inject_page(request, method, url, core, config, ctx):
     ctype = (upstream.headers.get("content-type") or "").lower()
     if method != "GET" or upstream.status != 200 or not ctype.startswith("text/html") or not upstream.body:
         return Response(upstream)
-    page = core.injection({h: request.headers.get(h) for h in ("cookie", "sec-gpc")})
+    facts = {h: v for h in ("cookie", "sec-gpc", "user-agent", "sec-ch-ua-mobile")
+             if type(v := request.js_object.headers.get(h)) is str}
+    where_from(request, facts)
+    page = core.injection(facts, url.query)
     out = page_headers(list(upstream.headers.entries()), page.set_cookies)
     stream = TransformStream.new()
     writer = stream.writable.getWriter()
@@ -238,6 +241,20 @@ async def inject_page(request, method, url, core, config, ctx):
     defer(ctx, pump())
     defer(ctx, release_when_gone())
     return Response(stream.readable, status=200, headers=out)
+
+
+def where_from(request, headers):
+    """Cloudflare's own geolocation of the request (``request.cf``) as the core reads it: ``cf-ipcountry`` and
+    ``cf-region`` (ISO 3166-2, ``DE-BY``). Only from ``request.cf``, never a header a client sent."""
+    cf = getattr(request.js_object, "cf", None)
+    if cf is None or cf is jsnull:
+        return
+    country = getattr(cf, "country", None)
+    region = getattr(cf, "regionCode", None)
+    if type(country) is str:
+        headers["cf-ipcountry"] = country
+        if type(region) is str:
+            headers["cf-region"] = f"{country}-{region}"
 
 
 def miss_path(config, kv, ctx, gate):

@@ -12,6 +12,7 @@ from cf import (
     mint_visitor_id,
     miss_path,
     read_body,
+    where_from,
 )
 from js import Object
 from js import Response as JsResponse
@@ -29,7 +30,8 @@ _gate = None
 
 
 # The request headers the core reads; no other header reaches it.
-HEADERS = ("cookie", "sec-gpc", "content-type", "user-agent", "sec-purpose", "purpose", "origin", "if-none-match")
+HEADERS = ("cookie", "sec-gpc", "content-type", "user-agent", "sec-purpose", "purpose", "origin", "if-none-match",
+           "sec-ch-ua-mobile")
 
 
 def _setup(env):
@@ -59,6 +61,7 @@ class Default(WorkerEntrypoint):
         # A header that is absent is JS null (Pyodide's jsnull, not None): only strings are kept.
         js_headers = request.js_object.headers
         headers = {h: v for h in HEADERS if type(v := js_headers.get(h)) is str}
+        where_from(request, headers)
         kv = KVBinding(self.env.PERSONALIZATION)
         core = Personalizer(_config, kv, WorkersClock(), mint_visitor_id, _cache,
                             miss_path(_config, kv, self.ctx, _gate), EventQueue(self.env))

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from .again import most_due
-from .records import BannerRule, BannerSet, Card, Inventory, Profile, Settings, Variant
+from .records import BannerRule, BannerSet, Card, Context, Inventory, Profile, Settings, Variant
 
 # Rule kind -> tier reported when it is chosen.
 _TIER = {"cart_reminder": "user", "restock": "user", "price_drop": "user", "loyalty": "user",
@@ -51,12 +51,20 @@ def _price_drop(profile: Profile, inventory: Inventory) -> Card | None:
 
 
 def choose(banner_set: BannerSet | None, profile: Profile | None, segment: str | None, *, consented: bool,
-           inventory: Inventory, settings: Settings, now: int, bucket_key: str | None) -> BannerChoice | None:
-    """The banner for this visitor, or ``None`` when no rule applies (the caller uses the default)."""
+           inventory: Inventory, settings: Settings, now: int, bucket_key: str | None,
+           context: Context | None = None) -> BannerChoice | None:
+    """The banner for this visitor, or ``None`` when no rule applies (the caller uses the default).
+
+    ``context``: the request's own facts for targeting (when, country, device, landing parameters); targeting
+    on segments or tiers needs the profile, so it never matches a visitor who did not consent.
+    """
     if banner_set is None:
         return None
+    ctx = context if context is not None else Context(now)
     # Highest priority first (equal ones in the set's order): the first rule that matches is the one that wins.
     for rule in banner_set.ranked:
+        if rule.target is not None and not rule.target.admits(ctx, profile):
+            continue
         fill: tuple[tuple[str, str], ...] | None = None
         if rule.kind == "generic":
             fill = ()

@@ -160,7 +160,65 @@ class Variant:
                    _str(d, "url"), _str(d, "image"))
 
 
-RULE_FIELDS = frozenset({"id", "kind", "priority", "match", "variants"})
+RULE_FIELDS = frozenset({"id", "kind", "priority", "match", "variants", "target"})
+TARGET_SETS = ("segments", "tiers", "countries", "regions")
+UTM = ("utm_campaign", "utm_source", "utm_medium")
+TARGET_FIELDS = frozenset({*TARGET_SETS, *UTM, "device", "start", "end"})
+
+
+class Context(NamedTuple):
+    """What the edge knows of the request itself, with no profile: when, where from, on what, from which link."""
+
+    now: int
+    country: str = ""              # ISO 3166-1 alpha-2, from Cloudflare's request.cf
+    region: str = ""               # ISO 3166-2, "DE-BY"
+    mobile: bool | None = None     # Sec-CH-UA-Mobile, else the user agent; None: cannot tell
+    utm: tuple[tuple[str, str], ...] = ()  # the page's utm_campaign, utm_source, utm_medium (lower case)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A campaign's targeting: every condition given must hold (each list: any of its values)."""
+
+    segments: frozenset[str] = frozenset()
+    tiers: frozenset[str] = frozenset()
+    countries: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()
+    device: str = ""                   # "mobile" | "desktop" | "" (any)
+    start: int | None = None           # epoch seconds, from (inclusive)
+    end: int | None = None             # epoch seconds, until (exclusive)
+    utm: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    @classmethod
+    def parse(cls, d: Any) -> Target:
+        """``DecodeError`` for a field this worker does not know or a value it cannot read (the rule is skipped)."""
+        if not isinstance(d, dict) or not TARGET_FIELDS.issuperset(d):
+            raise DecodeError("targeting this worker cannot evaluate")
+        sets = {name: frozenset(_strs(d, name)) for name in TARGET_SETS}
+        utm = tuple((name, frozenset(v.lower() for v in _strs(d, name))) for name in UTM if name in d)
+        device = _str(d, "device", "")
+        if device not in ("", "mobile", "desktop"):
+            raise DecodeError(f"unknown device {device!r}")
+        start, end = d.get("start"), d.get("end")
+        for value in (start, end):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise DecodeError("schedule is not in epoch seconds")
+        return cls(sets["segments"], sets["tiers"], sets["countries"], sets["regions"], device, start, end, utm)
+
+    def admits(self, ctx: Context, profile: Profile | None) -> bool:
+        if self.start is not None and ctx.now < self.start or self.end is not None and ctx.now >= self.end:
+            return False
+        if self.countries and ctx.country not in self.countries or self.regions and ctx.region not in self.regions:
+            return False
+        if self.device and ctx.mobile is not (self.device == "mobile"):
+            return False
+        if self.utm:
+            given = dict(ctx.utm)
+            if any(given.get(name) not in values for name, values in self.utm):
+                return False
+        if self.segments and not (profile is not None and self.segments.intersection(profile.segments)):
+            return False
+        return not self.tiers or (profile is not None and profile.loyalty in self.tiers)
 BANNER_KINDS = (
     "cart_reminder", "restock", "price_drop", "loyalty", "returning_category", "segment", "new_visitor", "generic",
 )
@@ -175,6 +233,7 @@ class BannerRule:
     priority: int
     match: str
     variants: tuple[Variant, ...]
+    target: Target | None = None
 
     @classmethod
     def parse(cls, d: Any) -> BannerRule:
@@ -186,7 +245,8 @@ class BannerRule:
         variants = tuple(Variant.parse(v) for v in _list(d, "variants"))
         if not variants:
             raise DecodeError("banner rule without variants")
-        return cls(_str(d, "id"), kind, _int(d, "priority", 0), _str(d, "match", ""), variants)
+        target = Target.parse(d["target"]) if "target" in d else None
+        return cls(_str(d, "id"), kind, _int(d, "priority", 0), _str(d, "match", ""), variants, target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +263,17 @@ class BannerSet:
     def parse(cls, env: Envelope) -> BannerSet:
         # A rule this worker does not fully understand (a newer build's: a kind it does not know, or a field
         # such as targeting it cannot evaluate) is skipped, so it never matches: not the whole set, never a 5xx.
-        rules = _list(env.data, "rules")
-        return cls(tuple(BannerRule.parse(r) for r in rules
-                         if not (isinstance(r, dict) and (r.get("kind") not in BANNER_KINDS
-                                                          or not RULE_FIELDS.issuperset(r)))))
+        rules = []
+        for r in _list(env.data, "rules"):
+            if isinstance(r, dict) and (r.get("kind") not in BANNER_KINDS or not RULE_FIELDS.issuperset(r)):
+                continue
+            if isinstance(r, dict) and "target" in r:
+                try:
+                    Target.parse(r["target"])
+                except DecodeError:
+                    continue  # targeting of a newer build: this campaign never matches here
+            rules.append(BannerRule.parse(r))
+        return cls(tuple(rules))
 
 
 @dataclass(frozen=True, slots=True)

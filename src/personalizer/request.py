@@ -35,6 +35,7 @@ class Ask:
     item: str | None = None
     format: str = "json"
     version: str | None = None  # an asset's ?v=: the version the page links to (long-cacheable when current)
+    utm: tuple[tuple[str, str], ...] = ()  # the page's landing parameters (campaign targeting), lower case
 
 
 def _params(query: str) -> dict[str, str]:
@@ -50,6 +51,16 @@ def _params(query: str) -> dict[str, str]:
             raise BadRequest("bad_query", f"parameter {name!r} given more than once")
         out[name] = value
     return out
+
+
+UTM_PARAMS = ("utm_campaign", "utm_source", "utm_medium")
+MAX_UTM_CHARS = 100
+
+
+def utm_of(p: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The landing parameters of a page (``pz.js`` passes its own; injection reads the page's URL), lower case;
+    an over-long one is left out rather than refused (it is the shop's link, not the client's fault)."""
+    return tuple((name, p[name].lower()) for name in UTM_PARAMS if name in p and 0 < len(p[name]) <= MAX_UTM_CHARS)
 
 
 def _format(p: dict[str, str]) -> str:
@@ -118,7 +129,7 @@ def parse_ask(method: str, path: str, query: str) -> Ask:
             raise BadRequest("missing_slot", "slot is required")
         if slot not in BANNER_SLOTS:
             raise BadRequest("bad_slot", "slot must be hero")
-        return Ask(endpoint, head, (slot,), format=fmt)
+        return Ask(endpoint, head, (slot,), format=fmt, utm=utm_of(p))
     raw = p.get("slots")
     if not raw:
         raise BadRequest("missing_slot", "slots is required")
@@ -127,7 +138,7 @@ def parse_ask(method: str, path: str, query: str) -> Ask:
         raise BadRequest("bad_slot", f"slots must be drawn from {', '.join(PAGE_SLOTS)}")
     if len(set(slots)) != len(slots):
         raise BadRequest("bad_slot", "a slot is listed twice")
-    return Ask(endpoint, head, slots, _limit(p), _item(p, "item" in slots), fmt)
+    return Ask(endpoint, head, slots, _limit(p), _item(p, "item" in slots), fmt, utm=utm_of(p))
 
 
 def parse_cookies(header: str | None) -> dict[str, str] | None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
 
 from . import again, assets, codec, events, fallback, keys, session
 from .banners import BannerChoice, choose
@@ -29,6 +31,7 @@ from .records import (
     BannerSet,
     Card,
     CardList,
+    Context,
     Inventory,
     ItemRecord,
     Manifest,
@@ -36,7 +39,7 @@ from .records import (
     Settings,
 )
 from .render import banner_html, banner_json_text, carousel_html, carousel_json_text, dumps, escape, string_text
-from .request import READ_METHODS, Ask, gpc_opt_out, header, parse_ask, parse_cookies
+from .request import MAX_QUERY_CHARS, READ_METHODS, Ask, gpc_opt_out, header, parse_ask, parse_cookies, utm_of
 
 log = logging.getLogger("personalizer")
 MAX_CART_LOOKUPS = 5
@@ -234,8 +237,8 @@ class Personalizer:
                        tuple(r for r in second[1:] if r is not None), session_items)
 
     # -- decisions ---------------------------------------------------------------------------------------
-    def decide(self, ask: Ask, visitor: Visitor, rec: Records,
-               live: session.Session | None = None) -> dict[str, Carousel | BannerChoice]:
+    def decide(self, ask: Ask, visitor: Visitor, rec: Records, live: session.Session | None = None,
+               context: Context | None = None) -> dict[str, Carousel | BannerChoice]:
         """One decision per slot, in the order asked; no card repeats across the page's carousels.
 
         ``live``: the session state; what was just viewed leads ``recent`` and leans ``home``, and its cart
@@ -268,7 +271,8 @@ class Personalizer:
             if slot == "hero":
                 out[slot] = choose(rec.banners, profile, rec.segment.name if rec.segment else None,
                                    consented=visitor.consented, inventory=rec.inventory, settings=settings,
-                                   now=int(self.clock.now()), bucket_key=visitor.person) or fallback.BANNER
+                                   now=int(self.clock.now()), bucket_key=visitor.person,
+                                   context=context) or fallback.BANNER
                 continue
             sources: list[tuple[str, Any]] = tail
             exclude = set(personal_excl) | shown
@@ -349,7 +353,7 @@ class Personalizer:
             t1 = self.clock.monotonic_ms()
             if rec.erased:
                 visitor, seen, live = ANONYMOUS, ANONYMOUS, None
-            decisions = self.decide(ask, seen, rec, live)
+            decisions = self.decide(ask, seen, rec, live, request_context(headers, ask.utm, now))
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
             body, ctype = _render(ask, decisions, gen, held)
         except Exception:  # the one broad catch of the core: a bug or bad data must not become a 5xx
@@ -379,19 +383,25 @@ class Personalizer:
         return Reply(200, tuple(hdrs), b"" if ask.head else body)
 
     # -- edge-side injection --------------------------------------------------------------------------------
-    def injection(self, headers: dict[str, str]) -> Injection:
+    def injection(self, headers: dict[str, str], query: str = "") -> Injection:
         """Who the page is for, decided once before its first byte is sent (a minted visitor id's cookie
-        must go out with the page's headers); ``Injection.fill`` then computes its placeholders' fragments."""
+        must go out with the page's headers); ``Injection.fill`` then computes its placeholders' fragments.
+        ``query``: the page's own query string (its landing parameters target campaigns)."""
         now = int(self.clock.now())
         visitor, cookies = self._identify(headers, now)
         live = self._session(visitor, cookies, now)
         set_cookies = (self._visitor_cookie(visitor.visitor_id, now),) if visitor.minted and visitor.visitor_id else ()
+        try:
+            utm = utm_of(dict(parse_qsl(query[:MAX_QUERY_CHARS], max_num_fields=64)))
+        except ValueError:  # a page's query that cannot be read targets nothing
+            utm = ()
+        context = request_context(headers, utm, now)
         if in_holdout(visitor.person, self.config.holdout_percent):
-            return Injection(self, ANONYMOUS, None, set_cookies, holdout=True)
-        return Injection(self, visitor, live, set_cookies)
+            return Injection(self, ANONYMOUS, None, set_cookies, holdout=True, context=context)
+        return Injection(self, visitor, live, set_cookies, context=context)
 
-    async def fragments(self, markers: Sequence[Marker], visitor: Visitor,
-                        live: session.Session | None, holdout: bool = False) -> list[bytes | None]:
+    async def fragments(self, markers: Sequence[Marker], visitor: Visitor, live: session.Session | None,
+                        holdout: bool = False, context: Context | None = None) -> list[bytes | None]:
         """The HTML fragment of each placeholder (one page decision: no card twice); ``None`` leaves it as
         the origin sent it: an unknown slot, or a failure of any kind."""
         usable = [m for m in markers if m.slot is not None]
@@ -405,7 +415,7 @@ class Personalizer:
             rec = await self.load(ask, visitor, live)
             if rec.erased:
                 visitor, live = ANONYMOUS, None
-            decisions = self.decide(ask, visitor, rec, live)
+            decisions = self.decide(ask, visitor, rec, live, context)
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
             html = {s: _fragment_html(s, d, gen) for s, d in decisions.items()}
         except Exception:  # the page goes out as the shop made it
@@ -504,9 +514,28 @@ class Injection:
     live: session.Session | None
     set_cookies: tuple[tuple[str, str], ...]
     holdout: bool = False  # the person is in the global holdout: the fragments say so (data-pz-holdout)
+    context: Context | None = None  # the request's own facts, for campaign targeting
 
     async def fill(self, markers: Sequence[Marker]) -> list[bytes | None]:
-        return await self.core.fragments(markers, self.visitor, self.live, self.holdout)
+        return await self.core.fragments(markers, self.visitor, self.live, self.holdout, self.context)
+
+
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_REGION = re.compile(r"[A-Z]{2}-[A-Z0-9]{1,3}")
+
+
+def request_context(headers: dict[str, str], utm: tuple[tuple[str, str], ...], now: int) -> Context:
+    """The request's own facts for targeting. ``cf-ipcountry`` and ``cf-region`` are the worker's, taken from
+    Cloudflare's ``request.cf`` (never a client's header); the device from ``Sec-CH-UA-Mobile``, else the user
+    agent (``Mobi``, as the browsers' own convention has it); nothing readable: unknown, and no match."""
+    country = (header(headers, "cf-ipcountry") or "").upper()
+    region = (header(headers, "cf-region") or "").upper()
+    hint = header(headers, "sec-ch-ua-mobile")
+    agent = header(headers, "user-agent")
+    mobile = (True if hint.strip() == "?1" else False if hint.strip() == "?0" else None) if hint else \
+        (("Mobi" in agent) if agent else None)
+    return Context(now, country if _COUNTRY.fullmatch(country) else "",
+                   region if _REGION.fullmatch(region) else "", mobile, utm)
 
 
 # An erased person, or one in the global holdout, is served as a visitor who allowed nothing.

@@ -219,6 +219,13 @@ const server = http.createServer(async (req, res) => {
     // Like Cloudflare's front: the connecting address, whatever the client claimed.
     headers.set("cf-connecting-ip", req.socket.remoteAddress ?? "");
     const hasBody = !["GET", "HEAD"].includes(req.method);
+    // Cloudflare's request.cf, which cannot be had offline: filled from cf-ipcountry, cf-region-code and
+    // cf-timezone request headers (local only: so geo targeting can be tried with curl and tested end to end).
+    const cf = {};
+    for (const [header, field] of [["cf-ipcountry", "country"], ["cf-region-code", "regionCode"],
+                                   ["cf-timezone", "timezone"]]) {
+      if (headers.has(header)) cf[field] = headers.get(header);
+    }
     let request;
     try {
       // The body streams in as it arrives, as workerd passes it (a proxied upload is never held whole).
@@ -228,6 +235,7 @@ const server = http.createServer(async (req, res) => {
       // A method fetch refuses to carry (TRACE, CONNECT, TRACK): like Cloudflare's front, the worker never sees it.
       return reply(501, "not_implemented", "method not supported");
     }
+    Object.defineProperty(request, "cf", { value: cf });
     const response = await dispatch(request, ctx, env);
     const out = {};
     response.headers.forEach((v, k) => { if (k !== "set-cookie") out[k] = v; });

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,20 @@ TRIGGERS: dict[str, tuple[str | None, frozenset[str]]] = {
     "new_visitor": (None, frozenset()),                    # consenting, with no profile yet
     "generic": (None, frozenset()),                        # everyone, consenting or not
 }
-CAMPAIGN_FIELDS = frozenset({"id", "priority", "kind", "variants", "tier", "category", "segment"})
+TARGETING = ("segments", "tiers", "countries", "regions", "device", "start", "end", "utm_campaign", "utm_source",
+             "utm_medium")
+CAMPAIGN_FIELDS = frozenset({"id", "priority", "kind", "variants", "tier", "category", "segment", *TARGETING})
+# ISO 3166-1 alpha-2: the codes Cloudflare's request.cf.country gives.
+_ISO_3166_1 = """
+AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC
+CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD
+GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH
+KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW
+MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC
+SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY
+UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW"""
+COUNTRIES = frozenset(_ISO_3166_1.split())
+_REGION = re.compile(r"([A-Z]{2})-[A-Z0-9]{1,3}")
 VARIANT_FIELDS = frozenset({"id", "weight", "title", "body", "cta", "url", "image"})
 TEXT_FIELDS = ("title", "body", "cta")
 MAX_TEXT = 300
@@ -176,6 +190,7 @@ def _campaign(n: int, raw: Any, where: _Lines, problems: list[Problem], ids: dic
             match = value
             if param in ("tier", "segment") and not is_valid_id(value):
                 bad(param, "must be 1 to 64 letters, digits or . _ : -")
+    target = _target(raw, bad)
     variants = raw.get("variants")
     if not isinstance(variants, list) or not variants:
         bad("variants", "at least one [[campaigns.variants]] is needed")
@@ -220,7 +235,58 @@ def _campaign(n: int, raw: Any, where: _Lines, problems: list[Problem], ids: dic
                             | {"weight": weight})
     if len(problems) > before:
         return None
-    return {"id": name, "kind": kind, "priority": priority, "match": match, "variants": out_variants}
+    rule = {"id": name, "kind": kind, "priority": priority, "match": match, "variants": out_variants}
+    return {**rule, "target": target} if target else rule
+
+
+def _target(raw: dict[str, Any], bad: Any) -> dict[str, Any]:
+    """The campaign's targeting as the banner record carries it (only what is given; schedule in epoch seconds)."""
+    out: dict[str, Any] = {}
+    for field in ("segments", "tiers", "countries", "regions", "utm_campaign", "utm_source", "utm_medium"):
+        if field not in raw:
+            continue
+        values = raw[field]
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+            bad(field, "must be a list of one or more texts")
+            continue
+        if field in ("segments", "tiers") and not all(is_valid_id(v) for v in values):
+            bad(field, "each must be 1 to 64 letters, digits or . _ : -")
+        elif field == "countries" and not COUNTRIES.issuperset(values):
+            wrong = sorted(set(values) - COUNTRIES)
+            bad(field, f"not an ISO 3166-1 country code (upper case, two letters): {', '.join(wrong)}")
+        elif field == "regions" and not all((m := _REGION.fullmatch(v)) and m.group(1) in COUNTRIES for v in values):
+            bad(field, "each must be an ISO 3166-2 code: country, dash, subdivision (DE-BY, US-CA)")
+        elif field.startswith("utm_") and not all(len(v) <= 100 for v in values):
+            bad(field, "each must be at most 100 characters")
+        else:
+            out[field] = [v.lower() for v in values] if field.startswith("utm_") else list(values)
+    if "device" in raw:
+        if raw["device"] not in ("mobile", "desktop"):
+            bad("device", "must be mobile or desktop")
+        else:
+            out["device"] = raw["device"]
+    for field in ("start", "end"):
+        if field in raw:
+            at = _instant(raw[field])
+            if at is None:
+                bad(field, "must be an RFC 3339 instant with its offset: 2026-12-24T18:00:00+01:00 (or Z)")
+            else:
+                out[field] = at
+    if "start" in out and "end" in out and out["end"] <= out["start"]:
+        bad("end", "is not after start")
+    return out
+
+
+def _instant(value: Any) -> int | None:
+    """Epoch seconds of a TOML offset date-time or an RFC 3339 text; ``None`` without an offset (ambiguous)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        return None
+    return int(value.timestamp())
 
 
 def _never_win(rules: list[dict[str, Any]], where: _Lines) -> list[Problem]:
@@ -231,6 +297,8 @@ def _never_win(rules: list[dict[str, Any]], where: _Lines) -> list[Problem]:
     ranked = sorted(rules, key=lambda r: -r["priority"])  # stable: file order among equals, as the edge ranks
     for i, rule in enumerate(ranked):
         for better in ranked[:i]:
+            if "target" in better:
+                continue  # a targeted campaign does not always match: it shadows nothing
             if better["kind"] == "generic" or (better["kind"], better["match"]) == (rule["kind"], rule["match"]):
                 problems.append(Problem(where.of(index[rule["id"]], None, "priority"), f"campaign {rule['id']!r}",
                                         "priority", f"can never win: {better['id']!r} (line "
