@@ -162,3 +162,34 @@ def test_segment_and_tier_targeting_need_the_profile() -> None:
     assert pick(profile(loyalty="silver")) == "generic"
     assert pick(profile(loyalty="gold", segments=("likes-golf",))) == "generic"
     assert pick(None) == "generic"
+
+
+@pytest.mark.parametrize("utc,matches", [
+    pytest.param("2026-03-22T08:30:00+00:00", True, id="sunday-before-dst-09:30-cet"),
+    pytest.param("2026-03-29T08:30:00+00:00", False, id="sunday-dst-started-10:30-cest"),
+    pytest.param("2026-03-29T07:30:00+00:00", True, id="sunday-dst-started-09:30-cest"),
+    pytest.param("2026-03-28T08:30:00+00:00", False, id="saturday"),
+    pytest.param("2026-10-25T08:30:00+00:00", True, id="sunday-dst-ended-09:30-cet"),
+    pytest.param("2026-10-25T07:30:00+00:00", False, id="sunday-dst-ended-08:30-cet"),
+])
+def test_local_hours_follow_the_visitors_zone_across_daylight_saving(utc: str, matches: bool) -> None:
+    """Sundays 09:00-10:00 in Berlin: the same UTC time matches before the clocks change and not after."""
+    from datetime import datetime
+
+    from personalizer.records import Context
+    from personalizer.service import zoneinfo_local
+
+    now = int(datetime.fromisoformat(utc).timestamp())
+    rules = BannerSet((targeted("brunch", 10, weekdays=[6], hours=[[540, 600]]), rule("generic", "generic", 0)))
+    ctx = Context(now, timezone="Europe/Berlin", local=zoneinfo_local)
+    chosen = choose(rules, None, None, consented=False, inventory=Inventory(frozenset(), {}), settings=SETTINGS,
+                    now=now, bucket_key=None, context=ctx)
+    assert chosen is not None and (chosen.rule.id == "brunch") is matches
+    across = BannerSet((targeted("late", 10, hours=[[1320, 120]]), rule("generic", "generic", 0)))  # 22:00-02:00
+    at = lambda hhmm: choose(across, None, None, consented=False, inventory=Inventory(frozenset(), {}),  # noqa: E731
+                             settings=SETTINGS, now=NOW, bucket_key=None,
+                             context=Context(NOW, timezone="UTC", local=lambda z, n: (0, hhmm))).rule.id  # type: ignore[union-attr]
+    assert [at(m) for m in (1319, 1320, 0, 119, 120)] == ["generic", "late", "late", "late", "generic"]
+    unknown = Context(now, timezone="Not/A_Zone", local=zoneinfo_local)
+    assert choose(rules, None, None, consented=False, inventory=Inventory(frozenset(), {}), settings=SETTINGS,
+                  now=now, bucket_key=None, context=unknown).rule.id == "generic"  # type: ignore[union-attr]

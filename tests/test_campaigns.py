@@ -196,3 +196,18 @@ def test_a_targeted_campaign_shadows_nothing() -> None:
     """A generic campaign with targeting does not always match, so the ones below it can still win."""
     _, problems = check_text(TARGETED.replace("priority = 30", "priority = 300"))
     assert problems == []
+
+
+def test_local_hours_and_weekdays_compile_and_are_checked() -> None:
+    local = 'weekdays = ["Sat", "sun"]\nhours = ["09:00-12:30", "22:00-02:00"]'
+    text = TARGETED.replace('tiers = ["gold"]', 'tiers = ["gold"]\n' + local)
+    rules, problems = check_text(text)
+    assert problems == []
+    target = next(r for r in rules if r["id"] == "xmas-de")["target"]
+    assert target["weekdays"] == [5, 6] and target["hours"] == [[540, 750], [1320, 120]]
+    for bad_days in ('["someday"]', '"sat"', "[]"):
+        _, problems = check_text(text.replace('weekdays = ["Sat", "sun"]', f"weekdays = {bad_days}"))
+        assert [p.field for p in problems] == ["weekdays"], bad_days
+    for bad_hours in ('["9-17"]', '["25:00-26:00"]', '["10:00-10:00"]', '"09:00-12:00"'):
+        _, problems = check_text(text.replace('hours = ["09:00-12:30", "22:00-02:00"]', f"hours = {bad_hours}"))
+        assert [p.field for p in problems] == ["hours"], bad_hours

@@ -237,7 +237,7 @@ def test_targeted_campaigns_through_the_live_edge(small_built: Built, small_seed
     target = ["--target", "local", "--persist", str(kv), "--state-dir", str(state)]
     assert cli("push", "--build", str(build), *target).returncode == 0
     aimed = tmp_path / "aimed.toml"
-    aimed.write_text((ROOT / "kv-seed" / "campaigns.toml").read_text() + AIMED)
+    aimed.write_text((ROOT / "kv-seed" / "campaigns.toml").read_text() + AIMED + tokyo_campaigns())
     pushed = cli("push", "--campaigns", str(aimed), "--build", str(build), *target)
     assert pushed.returncode == 0, pushed.stderr
     denied = {"cookie": "pz_consent=denied", "user-agent": "Mozilla/5.0 (X11; Linux x86_64)"}  # generic only
@@ -253,3 +253,41 @@ def test_targeted_campaigns_through_the_live_edge(small_built: Built, small_seed
         assert banner(**{"cf-ipcountry": "FR", "sec-ch-ua-mobile": "?1"}) == "phones"
         assert banner(**{"sec-ch-ua-mobile": "?0", "user-agent": "Mozilla/5.0 (iPhone) Mobile"}) == "generic"
         assert banner(**{"user-agent": "Mozilla/5.0 (Linux; Android 14) Mobile Safari"}) == "phones"
+        # local hours in the visitor's own zone, by the worker's Intl clock inside Pyodide
+        assert banner(**{"cf-ipcountry": "JP", "cf-timezone": "Asia/Tokyo"}) == "tokyo-now"
+        assert banner(**{"cf-ipcountry": "JP", "cf-timezone": "America/Los_Angeles"}) == "generic"
+        assert banner(**{"cf-ipcountry": "JP", "cf-timezone": "Not/A_Zone"}) == "generic"
+
+
+def tokyo_campaigns() -> str:
+    """Two campaigns on Tokyo's local hours: one around its time now (an hour either side), one twelve hours
+    away; the zone's time is computed here independently of the edge (zoneinfo, not Intl)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    tokyo = datetime.now(ZoneInfo("Asia/Tokyo"))
+    minute = tokyo.hour * 60 + tokyo.minute
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[tokyo.weekday()]
+
+    def span(start: int, end: int) -> str:
+        return f"{start // 60 % 24:02d}:{start % 60:02d}-{end // 60 % 24:02d}:{end % 60:02d}"
+
+    def campaign(cid: str, priority: int, hours: str, days: str) -> str:
+        return f"""
+[[campaigns]]
+id = "{cid}"
+priority = {priority}
+kind = "generic"
+hours = ["{hours}"]
+weekdays = [{days}]
+  [[campaigns.variants]]
+  id = "{cid}-a"
+  title = "Tokyo"
+  body = "b"
+  cta = "c"
+  url = "/t"
+  image = "/t.jpg"
+"""
+    every = ", ".join(f'"{d}"' for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
+    return (campaign("tokyo-later", 26, span(minute + 600, minute + 720), every)
+            + campaign("tokyo-now", 25, span(minute - 60, minute + 60), f'"{day}"' if 60 <= minute < 1380 else every))

@@ -10,7 +10,7 @@ import logging
 import secrets
 import time
 
-from js import JSON, AbortController, Headers, Object, TransformStream
+from js import JSON, AbortController, Date, Headers, Intl, Object, TransformStream
 from js import Error as JsError
 from js import fetch as js_fetch
 from pyodide.ffi import create_proxy, jsnull, to_js
@@ -251,10 +251,35 @@ def where_from(request, headers):
         return
     country = getattr(cf, "country", None)
     region = getattr(cf, "regionCode", None)
+    zone = getattr(cf, "timezone", None)
     if type(country) is str:
         headers["cf-ipcountry"] = country
         if type(region) is str:
             headers["cf-region"] = f"{country}-{region}"
+    if type(zone) is str:
+        headers["cf-timezone"] = zone
+
+
+_ZONE_FORMATS = {}  # a zone's Intl.DateTimeFormat, made once per isolate (a few dozen zones at most)
+_WEEKDAYS = {"Mon": 0, "Tue": 1, "Wed": 2, "Thu": 3, "Fri": 4, "Sat": 5, "Sun": 6}
+
+
+def intl_local_time(zone, now):
+    """(weekday, minute of the day) at ``now`` in ``zone``, by JavaScript's Intl: the runtime's own time zone
+    data, daylight-saving changes included, with nothing to bundle (Python's zoneinfo needs the tzdata package
+    under Pyodide). ``ValueError`` for a zone Intl does not know."""
+    fmt = _ZONE_FORMATS.get(zone)
+    if fmt is None:
+        if len(_ZONE_FORMATS) >= 256:
+            _ZONE_FORMATS.clear()
+        options = {"timeZone": zone, "weekday": "short", "hour": "2-digit", "minute": "2-digit", "hourCycle": "h23"}
+        try:
+            fmt = Intl.DateTimeFormat.new("en-US", to_js(options, dict_converter=Object.fromEntries))
+        except Exception:
+            raise ValueError(f"unknown time zone {zone!r}") from None
+        _ZONE_FORMATS[zone] = fmt
+    values = {part.type: part.value for part in fmt.formatToParts(Date.new(now * 1000))}
+    return _WEEKDAYS[values["weekday"]], int(values["hour"]) % 24 * 60 + int(values["minute"])
 
 
 def miss_path(config, kv, ctx, gate):

@@ -9,6 +9,7 @@ from cf import (
     config_from_env,
     deliver_events,
     inject_page,
+    intl_local_time,
     mint_visitor_id,
     miss_path,
     read_body,
@@ -64,7 +65,7 @@ class Default(WorkerEntrypoint):
         where_from(request, headers)
         kv = KVBinding(self.env.PERSONALIZATION)
         core = Personalizer(_config, kv, WorkersClock(), mint_visitor_id, _cache,
-                            miss_path(_config, kv, self.ctx, _gate), EventQueue(self.env))
+                            miss_path(_config, kv, self.ctx, _gate), EventQueue(self.env), intl_local_time)
         # The method as sent: the SDK's request.method looks it up in its HTTPMethod enum, a KeyError (a 500) for
         # any method it does not list (PROPFIND, MKCOL, ...); the core answers those 405 with Allow.
         method = request.js_object.method

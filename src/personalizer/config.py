@@ -33,6 +33,7 @@ class Config:
     pages_origin: str = ""                  # edge-side injection: the shop's own HTML comes from here
     pages_timeout_ms: int = 10_000          # ...and must start answering within this, or the page is a 504
     holdout_percent: int = 0                # the global holdout: this share of people is never personalized
+    timezone: str = "UTC"                   # campaigns' local hours where request.cf has no time zone
 
 
 # Every variable parse_config reads: the worker copies exactly these from its env (vars and secrets).
@@ -40,7 +41,7 @@ VARS = ("PZ_SIGNING_KEYS", "CONSENT_DEFAULT", "UID_MAX_AGE_S", "VID_MAX_AGE_S", 
         "CACHE_MAX_BYTES", "MANIFEST_TTL_S", "ORIGIN_URL", "ORIGIN_TIMEOUT_MS", "ORIGIN_SECRET",
         "ORIGIN_WRITEBACK_TTL_S", "ORIGIN_BREAKER_FAILURES", "ORIGIN_BREAKER_COOLDOWN_S", "ORIGIN_NEGATIVE_TTL_S",
         "EVENTS_RETRY_BASE_S", "EVENTS_RETRY_MAX_S", "SESSION_MAX_AGE_S", "ALLOWED_ORIGINS", "BASE_PATH",
-        "PAGES_ORIGIN", "PAGES_TIMEOUT_MS", "HOLDOUT_PERCENT")
+        "PAGES_ORIGIN", "PAGES_TIMEOUT_MS", "HOLDOUT_PERCENT", "TIMEZONE")
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _BASE_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 
@@ -113,7 +114,15 @@ def parse_config(env: Mapping[str, str]) -> Config:
         pages_origin=_pages_origin(str(env.get("PAGES_ORIGIN", ""))),
         pages_timeout_ms=_int(env, "PAGES_TIMEOUT_MS", d.pages_timeout_ms, 1, 120_000),
         holdout_percent=_int(env, "HOLDOUT_PERCENT", d.holdout_percent, 0, 50),
+        timezone=_timezone(str(env.get("TIMEZONE", "")).strip() or d.timezone),
     )
+
+
+def _timezone(name: str) -> str:
+    """An IANA zone name's shape (``Europe/Berlin``, ``UTC``); whether the zone exists, the runtime's clock says."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}", name) is None:
+        raise ValueError(f"TIMEZONE must be an IANA time zone such as Europe/Berlin, got {name!r}")
+    return name
 
 
 def _base_path(raw: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -163,7 +164,9 @@ class Variant:
 RULE_FIELDS = frozenset({"id", "kind", "priority", "match", "variants", "target"})
 TARGET_SETS = ("segments", "tiers", "countries", "regions")
 UTM = ("utm_campaign", "utm_source", "utm_medium")
-TARGET_FIELDS = frozenset({*TARGET_SETS, *UTM, "device", "start", "end"})
+TARGET_FIELDS = frozenset({*TARGET_SETS, *UTM, "device", "start", "end", "weekdays", "hours"})
+# (time zone, epoch seconds) -> (weekday 0 = Monday, minutes since local midnight); ValueError: unknown zone.
+LocalTime = Callable[[str, int], tuple[int, int]]
 
 
 class Context(NamedTuple):
@@ -174,6 +177,17 @@ class Context(NamedTuple):
     region: str = ""               # ISO 3166-2, "DE-BY"
     mobile: bool | None = None     # Sec-CH-UA-Mobile, else the user agent; None: cannot tell
     utm: tuple[tuple[str, str], ...] = ()  # the page's utm_campaign, utm_source, utm_medium (lower case)
+    timezone: str = ""             # the visitor's IANA zone (request.cf.timezone), else the configured one
+    local: LocalTime | None = None  # the runtime's clock of zones (JS Intl in the worker, zoneinfo in CPython)
+
+    def local_time(self) -> tuple[int, int] | None:
+        """(weekday, minute of the day) in the visitor's zone; ``None`` when it cannot be told."""
+        if self.local is None or not self.timezone:
+            return None
+        try:
+            return self.local(self.timezone, self.now)
+        except (ValueError, KeyError):
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +202,8 @@ class Target:
     start: int | None = None           # epoch seconds, from (inclusive)
     end: int | None = None             # epoch seconds, until (exclusive)
     utm: tuple[tuple[str, frozenset[str]], ...] = ()
+    weekdays: frozenset[int] = frozenset()       # 0 = Monday, in the visitor's own zone
+    hours: tuple[tuple[int, int], ...] = ()      # local [from, until) in minutes; until < from: across midnight
 
     @classmethod
     def parse(cls, d: Any) -> Target:
@@ -203,7 +219,14 @@ class Target:
         for value in (start, end):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                 raise DecodeError("schedule is not in epoch seconds")
-        return cls(sets["segments"], sets["tiers"], sets["countries"], sets["regions"], device, start, end, utm)
+        weekdays = _list(d, "weekdays")
+        hours = _list(d, "hours")
+        if not all(type(w) is int and 0 <= w <= 6 for w in weekdays) or not all(
+                isinstance(h, list) and len(h) == 2 and all(type(m) is int and 0 <= m <= 1440 for m in h)
+                for h in hours):
+            raise DecodeError("local hours or weekdays this worker cannot read")
+        return cls(sets["segments"], sets["tiers"], sets["countries"], sets["regions"], device, start, end, utm,
+                   frozenset(weekdays), tuple((h[0], h[1]) for h in hours))
 
     def admits(self, ctx: Context, profile: Profile | None) -> bool:
         if self.start is not None and ctx.now < self.start or self.end is not None and ctx.now >= self.end:
@@ -215,6 +238,16 @@ class Target:
         if self.utm:
             given = dict(ctx.utm)
             if any(given.get(name) not in values for name, values in self.utm):
+                return False
+        if self.weekdays or self.hours:
+            local = ctx.local_time()
+            if local is None:
+                return False
+            weekday, minute = local
+            if self.weekdays and weekday not in self.weekdays:
+                return False
+            if self.hours and not any(a <= minute < b if a <= b else minute >= a or minute < b
+                                      for a, b in self.hours):
                 return False
         if self.segments and not (profile is not None and self.segments.intersection(profile.segments)):
             return False

@@ -34,6 +34,7 @@ from .records import (
     Context,
     Inventory,
     ItemRecord,
+    LocalTime,
     Manifest,
     Profile,
     Settings,
@@ -99,8 +100,9 @@ def _session_ids(slots: tuple[str, ...], live: session.Session | None) -> tuple[
 class Personalizer:
     def __init__(self, config: Config, kv: KVReader, clock: Clock, mint: IdMinter,
                  cache: SharedCache | None = None, miss: MissPath | None = None,
-                 sink: EventSink | None = None) -> None:
+                 sink: EventSink | None = None, local: LocalTime | None = None) -> None:
         self.config, self.kv, self.clock, self.mint, self.miss, self.sink = config, kv, clock, mint, miss, sink
+        self.local = local if local is not None else zoneinfo_local  # the worker passes JS Intl's
         self.cache = cache if cache is not None else SharedCache(config.cache_max_bytes)
         self._kv_ms = self._origin_ms = 0.0
         self._origin_deadline = 0.0
@@ -353,7 +355,7 @@ class Personalizer:
             t1 = self.clock.monotonic_ms()
             if rec.erased:
                 visitor, seen, live = ANONYMOUS, ANONYMOUS, None
-            decisions = self.decide(ask, seen, rec, live, request_context(headers, ask.utm, now))
+            decisions = self.decide(ask, seen, rec, live, self._context(headers, ask.utm, now))
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
             body, ctype = _render(ask, decisions, gen, held)
         except Exception:  # the one broad catch of the core: a bug or bad data must not become a 5xx
@@ -395,7 +397,7 @@ class Personalizer:
             utm = utm_of(dict(parse_qsl(query[:MAX_QUERY_CHARS], max_num_fields=64)))
         except ValueError:  # a page's query that cannot be read targets nothing
             utm = ()
-        context = request_context(headers, utm, now)
+        context = self._context(headers, utm, now)
         if in_holdout(visitor.person, self.config.holdout_percent):
             return Injection(self, ANONYMOUS, None, set_cookies, holdout=True, context=context)
         return Injection(self, visitor, live, set_cookies, context=context)
@@ -467,6 +469,10 @@ class Personalizer:
             hdrs.append(_cookie(session.SESSION, "", 0))
         return Reply(202, tuple(hdrs), dumps({"accepted": len(kept), "stored": stored, "rejected": rejected}))
 
+    def _context(self, headers: dict[str, str], utm: tuple[tuple[str, str], ...], now: int) -> Context:
+        zone = header(headers, "cf-timezone") or self.config.timezone
+        return request_context(headers, utm, now)._replace(timezone=zone, local=self.local)
+
     async def _erased(self, visitor: Visitor) -> bool:
         """Whether the visitor's person key holds an erasure's mark (one KV read; a new visitor has none). A read
         that fails counts as not erased: the origin refuses an erased person's events at ingest all the same."""
@@ -536,6 +542,16 @@ def request_context(headers: dict[str, str], utm: tuple[tuple[str, str], ...], n
         (("Mobi" in agent) if agent else None)
     return Context(now, country if _COUNTRY.fullmatch(country) else "",
                    region if _REGION.fullmatch(region) else "", mobile, utm)
+
+
+def zoneinfo_local(zone: str, now: int) -> tuple[int, int]:
+    """(weekday, minute of the day) at ``now`` in ``zone``, by the standard library's zoneinfo (CPython, tests;
+    in Pyodide its data is a package the worker does without: the worker passes JS Intl's clock instead)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    local = datetime.fromtimestamp(now, ZoneInfo(zone))
+    return local.weekday(), local.hour * 60 + local.minute
 
 
 # An erased person, or one in the global holdout, is served as a visitor who allowed nothing.

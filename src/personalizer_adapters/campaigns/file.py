@@ -43,8 +43,10 @@ TRIGGERS: dict[str, tuple[str | None, frozenset[str]]] = {
     "new_visitor": (None, frozenset()),                    # consenting, with no profile yet
     "generic": (None, frozenset()),                        # everyone, consenting or not
 }
-TARGETING = ("segments", "tiers", "countries", "regions", "device", "start", "end", "utm_campaign", "utm_source",
-             "utm_medium")
+TARGETING = ("segments", "tiers", "countries", "regions", "device", "start", "end", "weekdays", "hours",
+             "utm_campaign", "utm_source", "utm_medium")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")
 CAMPAIGN_FIELDS = frozenset({"id", "priority", "kind", "variants", "tier", "category", "segment", *TARGETING})
 # ISO 3166-1 alpha-2: the codes Cloudflare's request.cf.country gives.
 _ISO_3166_1 = """
@@ -274,7 +276,31 @@ def _target(raw: dict[str, Any], bad: Any) -> dict[str, Any]:
                 out[field] = at
     if "start" in out and "end" in out and out["end"] <= out["start"]:
         bad("end", "is not after start")
+    if "weekdays" in raw:
+        days = raw["weekdays"]
+        if not isinstance(days, list) or not days or not all(isinstance(d, str) and d.lower() in WEEKDAYS
+                                                              for d in days):
+            bad("weekdays", f"must be a list of days from: {', '.join(WEEKDAYS)}")
+        else:
+            out["weekdays"] = sorted({WEEKDAYS.index(d.lower()) for d in days})
+    if "hours" in raw:
+        spans = raw["hours"]
+        windows = [_window(h) for h in spans] if isinstance(spans, list) and spans else [None]
+        if any(w is None for w in windows):
+            bad("hours", 'must be a list of local times "HH:MM-HH:MM" (24-hour; "22:00-02:00" runs past '
+                         "midnight; the two ends differ)")
+        else:
+            out["hours"] = [list(w) for w in windows if w is not None]
     return out
+
+
+def _window(text: Any) -> tuple[int, int] | None:
+    """``"08:30-20:00"`` as minutes of the day [from, until); ``None`` when it is not one."""
+    m = _HOURS.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        return None
+    start, end = int(m.group(1)) * 60 + int(m.group(2)), int(m.group(3)) * 60 + int(m.group(4))
+    return None if start == end or end > 1440 else (start, end)
 
 
 def _instant(value: Any) -> int | None:
