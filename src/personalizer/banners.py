@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from .again import most_due
-from .records import BannerRule, BannerSet, Card, Context, Inventory, Profile, Settings, Variant
+from .records import BannerRule, BannerSet, Card, Context, Inventory, LocalTime, Profile, Settings, Variant
 
 # Rule kind -> tier reported when it is chosen.
 _TIER = {"cart_reminder": "user", "restock": "user", "price_drop": "user", "loyalty": "user",
@@ -50,6 +50,24 @@ def _price_drop(profile: Profile, inventory: Inventory) -> Card | None:
     return None
 
 
+def _once(local: LocalTime) -> LocalTime:
+    """``local`` remembering its answer (or its error) for the one request it serves."""
+    memo: dict[tuple[str, int], tuple[int, int] | Exception] = {}
+
+    def ask(zone: str, now: int) -> tuple[int, int]:
+        if (zone, now) not in memo:
+            try:
+                memo[zone, now] = local(zone, now)
+            except (ValueError, KeyError) as exc:
+                memo[zone, now] = exc
+        answer = memo[zone, now]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return ask
+
+
 def choose(banner_set: BannerSet | None, profile: Profile | None, segment: str | None, *, consented: bool,
            inventory: Inventory, settings: Settings, now: int, bucket_key: str | None,
            context: Context | None = None) -> BannerChoice | None:
@@ -61,6 +79,8 @@ def choose(banner_set: BannerSet | None, profile: Profile | None, segment: str |
     if banner_set is None:
         return None
     ctx = context if context is not None else Context(now)
+    if ctx.local is not None:  # the visitor's local time is asked once per request, however many campaigns need it
+        ctx = ctx._replace(local=_once(ctx.local))
     # Highest priority first (equal ones in the set's order): the first rule that matches is the one that wins.
     for rule in banner_set.ranked:
         if rule.target is not None and not rule.target.admits(ctx, profile):

@@ -544,6 +544,38 @@ def main() -> None:
     injection()
     splicer_cpu()
     campaigns_push()
+    banner_choice()
+
+
+def banner_choice() -> None:
+    """Banner choice with 200 targeted campaigns against the demo's 44 untargeted ones (issue 25): CPU per
+    request, inside Pyodide (the probe) and in CPython, as ratios. Every targeted campaign is tried and fails
+    one condition (country, device, landing parameter, local hours, tier), the worst case for targeting."""
+    from personalizer_adapters.campaigns import load_campaigns
+    from tests.runtime import probe
+    from tests.runtime.harness import pyodide_probe
+
+    demo = load_campaigns(ROOT / "kv-seed" / "campaigns.toml")
+    variant = {"id": "", "weight": 1, "title": "t", "body": "b", "cta": "c", "url": "/u", "image": "/i.jpg"}
+    kinds = [{"countries": ["DE", "AT"]}, {"device": "mobile"}, {"utm_campaign": ["xmas"]},
+             {"hours": [[1200, 1320]], "weekdays": [5, 6]}, {"tiers": ["gold"], "regions": ["DE-BY"]}]
+    # Each campaign's targeting its own (no two alike): nothing is shared between them to lean on.
+    targeted = [{"id": f"t{i}", "kind": "generic", "priority": 1000 - i, "match": "",
+                 "target": {**kinds[i % len(kinds)], "utm_source": [f"source-{i}", "newsletter"]},
+                 "variants": [{**variant, "id": f"t{i}-a"}]} for i in range(200)]
+    n = 2000
+    rows = {}
+    with pyodide_probe() as pyo:
+        for name, rules in (("the demo's 44 campaigns, no targeting", demo),
+                            ("200 targeted campaigns + the demo's", targeted + demo)):
+            cpython = min(probe.choose_seconds(rules, n) for _ in range(3)) / n * 1e6
+            inside = min(float(pyo.call("choose_seconds", rules, n)) for _ in range(3)) / n * 1e6  # type: ignore[arg-type]
+            rows[name] = (cpython, inside)
+    base_c, base_p = next(iter(rows.values()))
+    print(f"\nbanner choice: CPU per request, {n} choices, best of 3 (every targeted campaign tried and refused)")
+    print(f"{'campaigns':44} {'CPython us':>11} {'x demo':>7} {'Pyodide us':>11} {'x demo':>7}")
+    for name, (c, p) in rows.items():
+        print(f"{name:44} {c:11.1f} {c / base_c:7.2f} {p:11.1f} {p / base_p:7.2f}")
 
 
 def campaigns_push() -> None:

@@ -83,3 +83,25 @@ async def splice_seconds(chunks: list[str]) -> float:
     start = time.perf_counter()
     await inject.splice(source(), write, fill)
     return time.perf_counter() - start
+
+
+def choose_seconds(rules: list[dict[str, Any]], n: int) -> float:
+    """Banner choice over ``rules`` (a banner record's), ``n`` times, for make bench: a consenting visitor with a
+    profile and a request's full context (country, device, landing parameters, local time), matching none of the
+    targeted campaigns, so every one is tried."""
+    import time
+
+    from personalizer import codec
+    from personalizer.banners import choose
+    from personalizer.records import BannerSet, Context, Inventory, Profile, Settings
+
+    banner_set = BannerSet.parse(codec.decode(codec.encode("banners", {"rules": rules}), expect="banners"))
+    profile = Profile("c1", ("likes-tents",), (), (), frozenset(), (), 0, "silver", ("Tents",), ())
+    context = Context(1_800_000_000, "FR", "FR-IDF", False, (("utm_campaign", "spring"),), "Europe/Paris",
+                      lambda zone, now: (2, 600))
+    inventory, settings = Inventory(frozenset(), {}), Settings()
+    start = time.perf_counter()
+    for _ in range(n):
+        choose(banner_set, profile, "likes-tents", consented=True, inventory=inventory, settings=settings,
+               now=1_800_000_000, bucket_key="c1", context=context)
+    return time.perf_counter() - start
