@@ -211,3 +211,54 @@ def test_local_hours_and_weekdays_compile_and_are_checked() -> None:
     for bad_hours in ('["9-17"]', '["25:00-26:00"]', '["10:00-10:00"]', '"09:00-12:00"'):
         _, problems = check_text(text.replace('hours = ["09:00-12:30", "22:00-02:00"]', f"hours = {bad_hours}"))
         assert [p.field for p in problems] == ["hours"], bad_hours
+
+
+def test_preview_names_the_winner_and_why_each_campaign_did_not(built: Built, seed_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """`campaigns preview`: the campaigns in the edge's order, each with why it matched or not, the winner's copy;
+    the winner is the one the edge's core chooses for the same shopper and facts."""
+    import asyncio
+    import json
+
+    from personalizer import InMemoryKV, Personalizer
+    from tests.conftest import CONFIG, FixedClock, uid_cookie
+
+    aimed = tmp_path / "campaigns.toml"
+    aimed.write_text(DEMO.read_text() + """
+[[campaigns]]
+id = "de-mobile"
+priority = 200
+kind = "generic"
+countries = ["DE"]
+device = "mobile"
+  [[campaigns.variants]]
+  id = "de-mobile-a"
+  title = "Hallo von unterwegs"
+  body = "b"
+  cta = "c"
+  url = "/de"
+  image = "/de.jpg"
+""")
+    at = "2026-11-01T12:00:00+00:00"
+
+    def preview(*flags: str) -> str:
+        run = subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", "campaigns", "preview", str(aimed),
+                              "--build", str(seed_dir), "--at", at, *flags], capture_output=True, text=True,
+                             cwd=ROOT, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    out = preview("--as", "c00001", "--country", "DE", "--device", "mobile")
+    assert "MATCH de-mobile (priority 200): wins" in out and "title: Hallo von unterwegs" in out
+    out = preview("--as", "c00001", "--country", "FR", "--device", "mobile")
+    assert "no    de-mobile (priority 200): another country" in out
+    winner = out.split("the winner: ")[1].split(",")[0]
+    records = {**built.records, keys.banners(built.generation): codec.encode(
+        "banners", {"rules": load_campaigns(aimed)}, generation=built.generation)}
+    clock = FixedClock(1793534400)  # the --at above
+    core = Personalizer(CONFIG, InMemoryKV(records), clock, lambda: "vnew")
+    page = asyncio.run(core.handle("GET", "/v1/banner", "slot=hero", {
+        "cookie": uid_cookie("c00001", issued_at=1793534400), "cf-ipcountry": "FR", "sec-ch-ua-mobile": "?1"}))
+    assert json.loads(page.body)["banner"]["id"] == winner
+    out = preview("--country", "DE", "--device", "desktop", "--no-consent")
+    assert "no    de-mobile (priority 200): another device" in out and "not for a visitor who declined" in out

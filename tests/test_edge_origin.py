@@ -28,7 +28,7 @@ from tests.runtime.harness import edge_runtime, local_kv_get, serve_asgi
 
 pytestmark = pytest.mark.edge
 SECRET = "edge-origin-secret-0123456789"
-TIMEOUT_MS = 500
+TIMEOUT_MS = 1500  # the slow origin (0.3 s) stays inside it under a full parallel run; asleep (3 s) does not
 Scope = dict[str, Any]
 
 

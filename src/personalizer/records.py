@@ -229,29 +229,43 @@ class Target:
                    frozenset(weekdays), tuple((h[0], h[1]) for h in hours))
 
     def admits(self, ctx: Context, profile: Profile | None) -> bool:
-        if self.start is not None and ctx.now < self.start or self.end is not None and ctx.now >= self.end:
-            return False
-        if self.countries and ctx.country not in self.countries or self.regions and ctx.region not in self.regions:
-            return False
+        return self.refusal(ctx, profile) is None
+
+    def refusal(self, ctx: Context, profile: Profile | None) -> str | None:
+        """The first condition that does not admit the request (its field's name: ``start``, ``countries``...),
+        or ``None``. Names, not sentences: choosing a banner asks this of every campaign it tries."""
+        if self.start is not None and ctx.now < self.start:
+            return "start"
+        if self.end is not None and ctx.now >= self.end:
+            return "end"
+        if self.countries and ctx.country not in self.countries:
+            return "countries"
+        if self.regions and ctx.region not in self.regions:
+            return "regions"
         if self.device and ctx.mobile is not (self.device == "mobile"):
-            return False
+            return "device"
         if self.utm:
             given = dict(ctx.utm)
-            if any(given.get(name) not in values for name, values in self.utm):
-                return False
+            for name, values in self.utm:
+                if given.get(name) not in values:
+                    return name
         if self.weekdays or self.hours:
             local = ctx.local_time()
             if local is None:
-                return False
+                return "timezone"
             weekday, minute = local
             if self.weekdays and weekday not in self.weekdays:
-                return False
+                return "weekdays"
             if self.hours and not any(a <= minute < b if a <= b else minute >= a or minute < b
                                       for a, b in self.hours):
-                return False
+                return "hours"
         if self.segments and not (profile is not None and self.segments.intersection(profile.segments)):
-            return False
-        return not self.tiers or (profile is not None and profile.loyalty in self.tiers)
+            return "segments"
+        if self.tiers and not (profile is not None and profile.loyalty in self.tiers):
+            return "tiers"
+        return None
+
+
 BANNER_KINDS = (
     "cart_reminder", "restock", "price_drop", "loyalty", "returning_category", "segment", "new_visitor", "generic",
 )

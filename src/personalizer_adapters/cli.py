@@ -128,8 +128,43 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
         print(f"{args.file}: {len(exc.problems)} problem(s); nothing is built or pushed from it until they are fixed",
               file=sys.stderr)
         return 2
+    if args.action == "preview":
+        return _preview(args, rules)
     variants = sum(len(r["variants"]) for r in rules)
     print(f"{args.file}: {len(rules)} campaigns, {variants} variants: ok")
+    return 0
+
+
+def _preview(args: argparse.Namespace, rules: list[dict[str, Any]]) -> int:
+    from datetime import datetime
+
+    from personalizer.records import Context
+
+    from .campaigns.file import _instant
+    from .campaigns.preview import load_person, preview
+
+    now = _instant(args.at) if args.at else int(time.time())
+    if now is None:
+        print(f"error: --at {args.at!r} is not an RFC 3339 instant with its offset (2026-12-24T18:30:00+01:00)",
+              file=sys.stderr)
+        return 2
+    profile, manifest, inventory = load_person(Path(args.build), args.person)
+    if args.person and profile is None:
+        print(f"note: {args.person} has no profile in {args.build}: previewed as a visitor without one",
+              file=sys.stderr)
+    country = (args.country or "").upper()
+    region = f"{country}-{args.region.upper()}" if args.region and country else ""
+    utm = tuple((f"utm_{n}", v.lower()) for n in ("campaign", "source", "medium")
+                if (v := getattr(args, f"utm_{n}")))
+    context = Context(now, country, region, None if args.device is None else args.device == "mobile", utm,
+                      args.timezone)
+    result = preview(rules, profile, manifest, inventory, context, consented=not args.no_consent,
+                     bucket_key=None if args.no_consent else args.person)
+    when = datetime.fromtimestamp(now).astimezone().isoformat(timespec="minutes")
+    print(f"preview of {args.file} for {args.person or 'a new visitor'} at {when}, country {country or '-'}, "
+          f"region {region or '-'}, zone {args.timezone}, device {args.device or '-'}, "
+          f"{' '.join(f'{k}={v}' for k, v in utm) or 'no utm'}")
+    print(result.text())
     return 0
 
 
@@ -485,8 +520,19 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_build)
     s = _add(sub, "campaigns", "the shop's campaigns file: `check FILE` reports every problem with its line and "
                                "field (exit 2), or how many campaigns and variants it holds")
-    s.add_argument("action", choices=("check",))
+    s.add_argument("action", choices=("check", "preview"))
     s.add_argument("file")
+    s.add_argument("--as", dest="person", help="preview: the shopper (a customer or visitor id of the build); "
+                                               "none: a new visitor")
+    s.add_argument("--build", default="kv-seed/out", help="preview: the build whose records to read")
+    s.add_argument("--at", help="preview: the moment, RFC 3339 with offset (default: now)")
+    s.add_argument("--country", help="preview: ISO 3166-1 country, as request.cf gives it")
+    s.add_argument("--region", help="preview: the region's code within the country (BY for DE-BY)")
+    s.add_argument("--timezone", default="UTC", help="preview: the visitor's IANA time zone")
+    s.add_argument("--device", choices=("mobile", "desktop"), help="preview: the device (default: cannot tell)")
+    s.add_argument("--no-consent", action="store_true", help="preview: a visitor who declined consent")
+    for name in ("campaign", "source", "medium"):
+        s.add_argument(f"--utm-{name}", help=f"preview: the page's utm_{name}")
     s.set_defaults(func=cmd_campaigns)
     s = _add(sub, "evaluate", "the project's lists against popularity, item-kNN, EASE and ALS (or, for orders, "
                               "P-TopFreq, G-TopFreq and TIFU-KNN) on held-out data")
