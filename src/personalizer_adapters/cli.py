@@ -297,6 +297,17 @@ def _target(args: argparse.Namespace) -> object:
                         base_url=args.api_base or API, max_attempts=args.max_attempts)
 
 
+def _open_target(args: argparse.Namespace) -> Any:
+    """The KV target, or ``None`` after saying on stderr why it cannot be had (bad ids, no token...)."""
+    from .kv.cloudflare import PushError
+
+    try:
+        return _target(args)
+    except (ValueError, PushError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from .kv.cloudflare import PushError
     from .kv.plan import Build
@@ -321,7 +332,6 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def _push_campaigns(args: argparse.Namespace) -> int:
     from .campaigns.publish import publish
-    from .kv.cloudflare import PushError
     from .kv.push import BAD_INPUT
 
     if args.dry_run or args.resync:
@@ -332,12 +342,10 @@ def _push_campaigns(args: argparse.Namespace) -> int:
         print(f"error: {build_dir.resolve()}: not a build (no generation.txt); name the build the target serves "
               "with --build", file=sys.stderr)
         return BAD_INPUT
-    try:
-        target = _target(args)
-    except (ValueError, PushError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    target = _open_target(args)
+    if target is None:
         return BAD_INPUT
-    return publish(Path(args.campaigns), build_dir, target, Path(args.state_dir))  # type: ignore[arg-type]
+    return publish(Path(args.campaigns), build_dir, target, Path(args.state_dir))
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -394,15 +402,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from .kv.cloudflare import PushError
     from .kv.push import BAD_INPUT, rollback
 
-    try:
-        target = _target(args)
-    except (ValueError, PushError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    target = _open_target(args)
+    if target is None:
         return BAD_INPUT
-    return rollback(target, Path(args.state_dir))  # type: ignore[arg-type]
+    return rollback(target, Path(args.state_dir))
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
@@ -416,14 +421,12 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if not keys.is_valid_id(args.person):
         print(f"error: invalid person id {args.person!r}", file=sys.stderr)
         return BAD_INPUT
-    try:
-        target = _target(args)
-    except (ValueError, PushError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    target = _open_target(args)
+    if target is None:
         return BAD_INPUT
     builds = [Path(b) for b in (args.build or ["kv-seed/out"])]
     try:
-        report = erase_person(args.person, target, Path(args.data), Path(args.state_dir),  # type: ignore[arg-type]
+        report = erase_person(args.person, target, Path(args.data), Path(args.state_dir),
                               Tombstones(Path(args.tombstones) if args.tombstones else None), builds)
     except PushError as exc:
         print(f"erase incomplete: {exc}; rerun (erase is idempotent)", file=sys.stderr)
