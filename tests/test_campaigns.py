@@ -262,3 +262,45 @@ device = "mobile"
     assert json.loads(page.body)["banner"]["id"] == winner
     out = preview("--country", "DE", "--device", "desktop", "--no-consent")
     assert "no    de-mobile (priority 200): another device" in out and "not for a visitor who declined" in out
+
+
+def _as_json(doc: object) -> object:
+    """A TOML document as JSON Schema sees it: date-times as their RFC 3339 text."""
+    from datetime import datetime
+
+    if isinstance(doc, dict):
+        return {k: _as_json(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_as_json(v) for v in doc]
+    return doc.isoformat() if isinstance(doc, datetime) else doc
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(None, id="good"),
+    pytest.param(('kind = "cart_reminder"', 'kind = "cart_remind"'), id="unknown-trigger"),
+    pytest.param(("weight = 2", "weight = 0"), id="weight-zero"),
+    pytest.param(("priority = 100", "priority = 100\nfatigue = 3"), id="unknown-field"),
+    pytest.param(('device = "mobile"', 'device = "tablet"'), id="bad-device"),
+    pytest.param(('regions = ["DE-BY"]', 'regions = ["Bavaria"]'), id="bad-region"),
+    pytest.param(("start = 2026-12-01T00:00:00+01:00", "start = 2026-12-01T00:00:00"), id="start-without-offset"),
+    pytest.param(('title = "Merry Christmas"', 'title = ""'), id="empty-title"),
+    pytest.param(('url = "/c/gifts"', 'url = "//evil.example"'), id="url-not-allowed"),
+    pytest.param(('kind = "generic"\ncountries', 'kind = "loyalty"\ncountries'), id="loyalty-without-tier"),
+])
+def test_the_published_schema_agrees_with_the_checker(change: tuple[str, str] | None) -> None:
+    """docs/campaigns.schema.json (for editors and other tools) accepts what `campaigns check` accepts and refuses
+    what it refuses, on the demo's file and a table of broken ones."""
+    import json
+    import tomllib
+
+    import jsonschema
+
+    schema = json.loads((ROOT / "docs" / "campaigns.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors(_as_json(tomllib.loads(DEMO.read_text())))) == []
+    text = TARGETED if change is None else TARGETED.replace(*change, 1)
+    assert change is None or text != TARGETED
+    _, problems = check_text(text)
+    schema_errors = list(validator.iter_errors(_as_json(tomllib.loads(text))))
+    assert bool(problems) == bool(schema_errors) == (change is not None), (problems, schema_errors)
