@@ -174,14 +174,15 @@ def _gateway_error(status, code, message):
                              "x-content-type-options": "nosniff"})
 
 
-async def inject_page(request, method, url, core, config, ctx):
+async def inject_page(request, method, url, headers, core, config, ctx):
     """Edge-side injection (``PAGES_ORIGIN``): the shop's page with its placeholders filled, streamed.
 
     Headers go out as soon as the origin answers; the body is spliced chunk by chunk. Anything that is not
     a 200 HTML answer to a GET passes through untouched (request bodies stream through too); an origin that
     cannot be reached is a 502 and one that has not started answering within ``PAGES_TIMEOUT_MS`` a 504, both
     with no details; a personalization failure leaves the page as the origin sent it. When the browser goes
-    away the upstream request is aborted, not left to finish.
+    away the upstream request is aborted, not left to finish. ``headers``: what the core reads of the request,
+    as the entry read them (with ``where_from``'s facts).
     """
     target = config.pages_origin + url.path + (f"?{url.query}" if url.query else "")
     forward = Headers.new()
@@ -206,10 +207,7 @@ async def inject_page(request, method, url, core, config, ctx):
     ctype = (upstream.headers.get("content-type") or "").lower()
     if method != "GET" or upstream.status != 200 or not ctype.startswith("text/html") or not upstream.body:
         return Response(upstream)
-    facts = {h: v for h in ("cookie", "sec-gpc", "user-agent", "sec-ch-ua-mobile")
-             if type(v := request.js_object.headers.get(h)) is str}
-    where_from(request, facts)
-    page = core.injection(facts, url.query)
+    page = core.injection(headers, url.query)
     out = page_headers(list(upstream.headers.entries()), page.set_cookies)
     stream = TransformStream.new()
     writer = stream.writable.getWriter()

@@ -71,7 +71,7 @@ class Default(WorkerEntrypoint):
         method = request.js_object.method
         path = core.route(url.path)
         if _config.pages_origin and not (path.startswith("/v1/") or path == "/healthz"):
-            return await inject_page(request, method, url, core, _config, self.ctx)
+            return await inject_page(request, method, url, headers, core, _config, self.ctx)
         body = await read_body(request, MAX_BEACON_BYTES) if method == "POST" else b""
         reply = await core.handle(method, url.path, url.query, headers, body)
         # 204 (a preflight) and 304 (an asset not changed) are null-body statuses: no body at all.

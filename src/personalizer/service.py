@@ -210,12 +210,9 @@ class Personalizer:
         if manifest is None:
             return Records()
         gen, ttl = manifest.generation, manifest.settings.shared_ttl_s
-        person = None if visitor.minted else visitor.person
         slots = set(ask.slots)
         want_item = ask.item is not None and "item" in slots
-        customer = person is not None and person == visitor.user_id  # a signed customer: their absence is a miss
-        # Customers and visitors live in separate key spaces: a visitor id can never name a customer.
-        profile_key = (keys.profile(person) if customer else keys.visitor(person)) if person else None
+        profile_key, customer = _person_key(visitor)
         live_ids = _session_ids(ask.slots, live)
         first = await self._timed(
             Read(profile_key, "profile", None, fill=customer) if profile_key else None,
@@ -355,7 +352,9 @@ class Personalizer:
             t1 = self.clock.monotonic_ms()
             if rec.erased:
                 visitor, seen, live = ANONYMOUS, ANONYMOUS, None
-            decisions = self.decide(ask, seen, rec, live, self._context(headers, ask.utm, now))
+            context = request_context(headers, ask.utm, now, self.config.timezone, self.local) \
+                if "hero" in ask.slots else None  # only the banner is targeted
+            decisions = self.decide(ask, seen, rec, live, context)
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
             body, ctype = _render(ask, decisions, gen, held)
         except Exception:  # the one broad catch of the core: a bug or bad data must not become a 5xx
@@ -397,7 +396,7 @@ class Personalizer:
             utm = utm_of(dict(parse_qsl(query[:MAX_QUERY_CHARS], max_num_fields=64)))
         except ValueError:  # a page's query that cannot be read targets nothing
             utm = ()
-        context = self._context(headers, utm, now)
+        context = request_context(headers, utm, now, self.config.timezone, self.local)
         if in_holdout(visitor.person, self.config.holdout_percent):
             return Injection(self, ANONYMOUS, None, set_cookies, holdout=True, context=context)
         return Injection(self, visitor, live, set_cookies, context=context)
@@ -469,16 +468,12 @@ class Personalizer:
             hdrs.append(_cookie(session.SESSION, "", 0))
         return Reply(202, tuple(hdrs), dumps({"accepted": len(kept), "stored": stored, "rejected": rejected}))
 
-    def _context(self, headers: dict[str, str], utm: tuple[tuple[str, str], ...], now: int) -> Context:
-        zone = header(headers, "cf-timezone") or self.config.timezone
-        return request_context(headers, utm, now)._replace(timezone=zone, local=self.local)
-
     async def _erased(self, visitor: Visitor) -> bool:
         """Whether the visitor's person key holds an erasure's mark (one KV read; a new visitor has none). A read
         that fails counts as not erased: the origin refuses an erased person's events at ingest all the same."""
-        if visitor.person is None or visitor.minted:
+        key, _ = _person_key(visitor)
+        if key is None:
             return False
-        key = keys.profile(visitor.person) if visitor.person == visitor.user_id else keys.visitor(visitor.person)
         try:
             raw = await self.kv.get(key)
         except Exception as exc:
@@ -526,11 +521,23 @@ class Injection:
         return await self.core.fragments(markers, self.visitor, self.live, self.holdout, self.context)
 
 
+def _person_key(visitor: Visitor) -> tuple[str | None, bool]:
+    """The KV key of the visitor's own record (``None``: a new visitor, or no consent), and whether they are a
+    signed customer (whose absence is a true miss). Customers and visitors live in separate key spaces: a
+    visitor id can never name a customer."""
+    person = None if visitor.minted else visitor.person
+    if person is None:
+        return None, False
+    customer = person == visitor.user_id
+    return (keys.profile(person) if customer else keys.visitor(person)), customer
+
+
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _REGION = re.compile(r"[A-Z]{2}-[A-Z0-9]{1,3}")
 
 
-def request_context(headers: dict[str, str], utm: tuple[tuple[str, str], ...], now: int) -> Context:
+def request_context(headers: dict[str, str], utm: tuple[tuple[str, str], ...], now: int, zone: str,
+                    local: LocalTime) -> Context:
     """The request's own facts for targeting. ``cf-ipcountry`` and ``cf-region`` are the worker's, taken from
     Cloudflare's ``request.cf`` (never a client's header); the device from ``Sec-CH-UA-Mobile``, else the user
     agent (``Mobi``, as the browsers' own convention has it); nothing readable: unknown, and no match."""
@@ -541,7 +548,8 @@ def request_context(headers: dict[str, str], utm: tuple[tuple[str, str], ...], n
     mobile = (True if hint.strip() == "?1" else False if hint.strip() == "?0" else None) if hint else \
         (("Mobi" in agent) if agent else None)
     return Context(now, country if _COUNTRY.fullmatch(country) else "",
-                   region if _REGION.fullmatch(region) else "", mobile, utm)
+                   region if _REGION.fullmatch(region) else "", mobile, utm,
+                   header(headers, "cf-timezone") or zone, local)
 
 
 def zoneinfo_local(zone: str, now: int) -> tuple[int, int]:
