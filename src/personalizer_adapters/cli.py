@@ -140,10 +140,10 @@ def _preview(args: argparse.Namespace, rules: list[dict[str, Any]]) -> int:
 
     from personalizer.records import Context
 
-    from .campaigns.file import _instant
+    from .campaigns.file import instant
     from .campaigns.preview import load_person, preview
 
-    now = _instant(args.at) if args.at else int(time.time())
+    now = instant(args.at) if args.at else int(time.time())
     if now is None:
         print(f"error: --at {args.at!r} is not an RFC 3339 instant with its offset (2026-12-24T18:30:00+01:00)",
               file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,15 @@ def erased_in(out_dir: Path) -> set[str]:
     return ProfileStore(store).tombstones() if store.exists() else set()
 
 
+def replace_file(path: Path, chunks: Iterable[str]) -> None:
+    """Write ``path`` from text ``chunks`` through a ``.tmp`` beside it, then rename: a reader sees the old file
+    or the new one, never half of either (a build's outputs, and the erase and campaigns rewrites of them)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        f.writelines(chunks)
+    tmp.replace(path)
+
+
 def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str] = frozenset()) -> None:
     """A build's outputs: kv.json (wrangler bulk format), generation.txt, manifest.json (key -> content
     hash), and origin/ (model artifacts and profile store). Each file is replaced atomically."""
@@ -109,10 +118,7 @@ def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str
                              k: digest(v) for k, v in sorted(built.records.items())}}, indent=0)]),
                          ("profiles.digests.json", [json.dumps(built.digests, sort_keys=True)]),
                          ("generation.txt", [built.generation + "\n"])):
-        tmp = out_dir / f"{name}.tmp"
-        with tmp.open("w") as f:
-            f.writelines(chunks)
-        tmp.replace(out_dir / name)  # atomic: a reader never sees half a build
+        replace_file(out_dir / name, chunks)
     write_origin(shop, built, out_dir / "origin", erased)
 
 

@@ -269,7 +269,7 @@ def _target(raw: dict[str, Any], bad: Any) -> dict[str, Any]:
             out["device"] = raw["device"]
     for field in ("start", "end"):
         if field in raw:
-            at = _instant(raw[field])
+            at = instant(raw[field])
             if at is None:
                 bad(field, "must be an RFC 3339 instant with its offset: 2026-12-24T18:00:00+01:00 (or Z)")
             else:
@@ -303,7 +303,7 @@ def _window(text: Any) -> tuple[int, int] | None:
     return None if start == end or end > 1440 else (start, end)
 
 
-def _instant(value: Any) -> int | None:
+def instant(value: Any) -> int | None:
     """Epoch seconds of a TOML offset date-time or an RFC 3339 text; ``None`` without an offset (ambiguous)."""
     if isinstance(value, str):
         try:

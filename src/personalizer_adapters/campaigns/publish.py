@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
 from personalizer import codec, keys
 from personalizer.errors import DecodeError
-from personalizer_adapters.batch.seed import bulk_json_lines
+from personalizer_adapters.batch.seed import bulk_json_lines, replace_file
 from personalizer_adapters.kv.plan import Build, digest, read_bulk
 from personalizer_adapters.kv.push import BAD_INPUT, Target, push
 from personalizer_adapters.origin.store import ProfileStore
@@ -60,16 +59,10 @@ def _rewrite_build(build_dir: Path, key: str, value: bytes) -> None:
     """The build's kv.json and manifest.json with the new banner record, each replaced atomically."""
     pairs = dict(read_bulk(build_dir / "kv.json"))
     pairs[key] = value
-    _replace(build_dir / "kv.json", bulk_json_lines(pairs))
+    replace_file(build_dir / "kv.json", bulk_json_lines(pairs))
     manifest_path = build_dir / "manifest.json"
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         manifest.setdefault("records", {})[key] = digest(value)
-        _replace(manifest_path, [json.dumps(manifest, indent=0)])
+        replace_file(manifest_path, [json.dumps(manifest, indent=0)])
 
-
-def _replace(path: Path, chunks: Iterable[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        f.writelines(chunks)
-    tmp.replace(path)

@@ -10,23 +10,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
-from personalizer_adapters.batch.seed import bulk_json_lines
+from personalizer_adapters.batch.seed import bulk_json_lines, replace_file
 from personalizer_adapters.events.eventlog import EventLog
 from personalizer_adapters.kv.plan import read_bulk
 from personalizer_adapters.kv.push import Target, forget
 from personalizer_adapters.origin.store import ProfileStore
 
 from .tombstones import Tombstones, erased_marks, person_keys
-
-
-def _replace(path: Path, text_lines: Iterable[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        f.writelines(text_lines)
-    tmp.replace(path)  # atomic: a reader sees the old file or the scrubbed one
 
 
 def scrub_build(directory: Path, people: frozenset[str]) -> int:
@@ -38,7 +30,7 @@ def scrub_build(directory: Path, people: frozenset[str]) -> int:
         pairs = dict(read_bulk(kv))
         if drop & set(pairs):
             gone += len(drop & set(pairs))
-            _replace(kv, bulk_json_lines({k: v for k, v in pairs.items() if k not in drop}))
+            replace_file(kv, bulk_json_lines({k: v for k, v in pairs.items() if k not in drop}))
     manifest = directory / "manifest.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
@@ -46,13 +38,13 @@ def scrub_build(directory: Path, people: frozenset[str]) -> int:
         data["records"] = {k: h for k, h in data.get("records", {}).items() if k not in drop}
         if len(data["records"]) != before:
             gone += before - len(data["records"])
-            _replace(manifest, [json.dumps(data, indent=0)])
+            replace_file(manifest, [json.dumps(data, indent=0)])
     digests = directory / "profiles.digests.json"
     if digests.exists():
         data = json.loads(digests.read_text())
         if people & set(data):
             gone += len(people & set(data))
-            _replace(digests, [json.dumps({k: v for k, v in data.items() if k not in people}, sort_keys=True)])
+            replace_file(digests, [json.dumps({k: v for k, v in data.items() if k not in people}, sort_keys=True)])
     for name, column in (("events.csv", "shopper"), ("shoppers.csv", "id")):
         path = directory / "inputs" / name
         if not path.exists():
@@ -65,7 +57,7 @@ def scrub_build(directory: Path, people: frozenset[str]) -> int:
         kept_rows = [rows[0]] + [r for r in rows[1:] if len(r) <= at or r[at] not in people]
         if len(kept_rows) != len(rows):
             gone += len(rows) - len(kept_rows)
-            _replace(path, _csv_lines(kept_rows))
+            replace_file(path, _csv_lines(kept_rows))
     return gone
 
 
