@@ -10,7 +10,7 @@ ORIGIN_PORT ?= 8788
 SHOP_PORT ?= 8789
 SEED_SOURCES := kv-seed/seed.toml kv-seed/campaigns.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
 
-.PHONY: dev test bench lint seed fallback assets bundle lambda install clean fuzz
+.PHONY: dev test bench lint seed assets bundle lambda install clean fuzz
 .DEFAULT_GOAL := dev
 
 install: $(VENV)/.installed node_modules/.installed
@@ -44,10 +44,6 @@ seed: install
 	$(VENV)/bin/personalizer seed
 	node tests/runtime/kvseed.mjs kv-seed/out/kv.json --persist .wrangler/state
 	touch .wrangler/state/.seeded
-
-# The default tier compiled into the worker (src/personalizer/fallback.py, committed), from the seed config.
-fallback: install
-	$(VENV)/bin/personalizer seed --out "$$(mktemp -d)" --fallback src/personalizer/fallback.py --tombstones /dev/null
 
 # The browser snippet and its stylesheet (web/) minified into src/personalizer/assets.py (committed).
 assets: node_modules/.installed

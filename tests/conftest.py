@@ -60,7 +60,7 @@ def cached_seed(cache: pytest.Cache | None, config: Path, out: Path) -> Built:
     version; every process then copies the written directory to ``out`` and loads the pickled result.
     """
     if cache is None:  # -p no:cacheprovider
-        return write_seed(config, out, None)
+        return write_seed(config, out)
     key = hashlib.sha256(config.read_bytes())
     key.update((config.parent / "campaigns.toml").read_bytes())  # the campaigns file beside it
     for source in sorted((ROOT / "src").rglob("*.py")):
@@ -70,7 +70,7 @@ def cached_seed(cache: pytest.Cache | None, config: Path, out: Path) -> Built:
 
     def make(partial: Path) -> None:
         partial.mkdir()
-        made = write_seed(config, partial / "out", None)
+        made = write_seed(config, partial / "out")
         (partial / "built.pickle").write_bytes(pickle.dumps(made))
 
     entry = cached_dir(cache.mkdir("pz-builds"), key.hexdigest()[:32], make)

@@ -7,7 +7,6 @@ computed by the core under CPython over the same records, and the bodies must ma
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,31 +256,43 @@ def test_seeded_values_read_back_byte_identical_with_wrangler(edge: httpx.Client
 
 
 # -- degraded runtimes ----------------------------------------------------------------------------------
-def test_edge_kv_outage_serves_the_default_tier(built: Built, tmp_path: Path) -> None:
-    """Every KV read failing in the runtime: 200s from the compiled default tier."""
+def test_edge_kv_outage_from_the_first_request_shows_nothing_of_any_shop(built: Built, tmp_path: Path) -> None:
+    """Every KV read failing in the runtime from its first request (the isolate has never read the shop's default
+    tier): 200s with no banner and empty carousels, no section at all, so the page keeps its own content."""
     with edge_runtime(tmp_path / "state", fault="kv",
                       variables={"PZ_SIGNING_KEYS": TEST_KEY}) as (url, logs), httpx.Client(base_url=url) as c:
         r = c.get("/v1/page?slots=hero,home,recent&format=html", headers={"cookie": uid_cookie("c00001")})
-        assert r.status_code == 200 and r.headers["x-pz-tier"] == "hero=default,home=default,recent=default"
-        assert r.text.count('class="pz-item"') == 24
+        assert r.status_code == 200 and r.headers["x-pz-tier"] == "hero=none,home=default,recent=default"
+        assert "<section" not in r.text and "pz-item" not in r.text
         assert any("kv read failed" in line for line in logs)
 
 
 def test_edge_corrupt_shared_records_degrade(built: Built, tmp_path: Path) -> None:
-    """Popular garbage and banners of schema v2: carousels and banner come from the default tier."""
+    """Popular garbage and banners of schema v2: carousels and banner come from the shop's default tier; with no
+    manifest at all, the default tier alone answers."""
     gen = built.generation
     banners = codec.decode(built.records[keys.banners(gen)], expect="banners")
-    broken = {keys.MANIFEST: built.records[keys.MANIFEST], keys.popular(gen): b"\x00\x01garbage",
+    default = codec.decode(built.records[keys.DEFAULT], expect="default").data
+    broken = {keys.MANIFEST: built.records[keys.MANIFEST], keys.DEFAULT: built.records[keys.DEFAULT],
+              keys.popular(gen): b"\x00\x01garbage",
               keys.banners(gen): msgpack.packb({"v": 2, "kind": "banners", "gen": gen, "at": 0, "until": None,
                                                 "data": banners.data})}
     seed = tmp_path / "kv.json"
-    seed.write_text(json.dumps([{"key": k, "value": base64.b64encode(v).decode(), "base64": True}
-                                for k, v in broken.items()]))
+    seed.write_text(bulk_json(broken))
     with edge_runtime(tmp_path / "state", seed=seed, variables={"PZ_SIGNING_KEYS": TEST_KEY}) as (url, _), \
             httpx.Client(base_url=url) as c:
         r = c.get("/v1/page?slots=hero,home")
         assert r.status_code == 200 and r.headers["x-pz-tier"] == "hero=default,home=default"
         assert r.json()["generation"] == gen
+        assert r.json()["fragments"]["hero"]["banner"]["id"] == default["banner"]["id"]
+        assert [i["id"] for i in r.json()["fragments"]["home"]["items"]] == [c[0] for c in default["cards"][:12]]
+    del broken[keys.MANIFEST]
+    seed.write_text(bulk_json(broken))
+    with edge_runtime(tmp_path / "bare", seed=seed, variables={"PZ_SIGNING_KEYS": TEST_KEY}) as (url, _), \
+            httpx.Client(base_url=url) as c:
+        r = c.get("/v1/page?slots=hero,home&format=html")
+        assert r.status_code == 200 and r.headers["x-pz-tier"] == "hero=default,home=default"
+        assert r.text.count('class="pz-item"') == 12 and default["banner"]["variants"][0]["title"] in r.text
 
 
 @pytest.mark.parametrize("target", ["*", "http://127.0.0.1/v1/page", "//evil.example/x",

@@ -78,7 +78,7 @@ def test_erasure_survives_push_build_and_seed(small_built: Built, small_seed_dir
 
     # the demo seed, regenerated (what `make dev` runs): no trace of the person anywhere in its output
     seeded = tmp_path / "seeded"
-    assert cli("seed", "--config", str(small_config), "--out", str(seeded), "--fallback", "", *common).returncode == 0
+    assert cli("seed", "--config", str(small_config), "--out", str(seeded), *common).returncode == 0
     assert mentions(seeded) == [] and local_kv_get(kv, keys.profile("c00003")) is not None
 
     with edge_runtime(kv, variables={"PZ_SIGNING_KEYS": TEST_KEY}) as (url, _), \
@@ -89,7 +89,7 @@ def test_erasure_survives_push_build_and_seed(small_built: Built, small_seed_dir
         cookie = f"{uid_cookie(PERSON)}; pz_s={state}; pz_vid=v1.x.1.y"
         answer = edge.get("/v1/page?slots=hero,home,recent", headers={"cookie": cookie})
         assert answer.status_code == 200 and set(answer.headers["x-pz-tier"].split(",")) <= {
-            "hero=default", "hero=segment", "hero=popular", "home=popular", "recent=popular", "recent=default"}
+            "hero=none", "hero=segment", "hero=popular", "home=popular", "recent=popular", "recent=default"}
         assert answer.json()["fragments"]["recent"]["items"][0]["id"] not in ("p00001", "p00002")
         cleared = answer.headers.get_list("set-cookie")
         assert sorted(c.split("=")[0] for c in cleared) == ["pz_s", "pz_vid"] and all("Max-Age=0" in c for c in cleared)

@@ -50,7 +50,7 @@ def test_make_dev_never_reseeds_over_a_pushed_build(tmp_path: Path) -> None:
 
 
 def test_the_seed_command_leaves_committed_sources_alone(tmp_path: Path, small_config: Path) -> None:
-    """`personalizer seed` writes its outputs only; src/personalizer/fallback.py changes only by `make fallback`."""
+    """`personalizer seed` writes its outputs only: the worker's committed sources (fallback.py) are not touched."""
     fallback = ROOT / "src" / "personalizer" / "fallback.py"
     before = fallback.stat().st_mtime_ns, fallback.read_bytes()
     out = subprocess.run([str(ROOT / ".venv/bin/personalizer"), "seed", "--config", str(small_config), "--out",

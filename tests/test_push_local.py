@@ -75,7 +75,7 @@ def test_local_push_rollback_and_erase(small_built: Built, small_seed_dir: Path,
     # a rebuild (the seed, over the erased store) does not bring them back
     out = tmp_path / "rebuilt"
     shutil.copytree(origin_data, out / "origin")
-    rebuilt = write_seed(small_config, out, None)
+    rebuilt = write_seed(small_config, out)
     assert keys.profile("c00002") not in rebuilt.records and keys.profile("c00003") in rebuilt.records
     assert ProfileStore(out / "origin" / "store.sqlite").shopper("c00002") is None
     assert cli("erase", "--person", "bad id", *target).returncode == 2
@@ -130,8 +130,9 @@ def test_the_projects_own_seeding_is_not_drift(tmp_path: Path) -> None:
 
 def test_push_campaigns_changes_the_banners_without_a_batch(small_built: Built, small_seed_dir: Path,
                                                              tmp_path: Path) -> None:
-    """push --campaigns: the file is checked, its banner record pushed for the generation the target serves and
-    written into the build (a later push of it keeps the new campaigns); the edge shows them."""
+    """push --campaigns: the file is checked, its banner record (and the default tier's banner) pushed for the
+    generation the target serves and written into the build (a later push of it keeps the new campaigns); the
+    edge shows them."""
     from personalizer import codec
 
     kv, state, build = tmp_path / "kv", tmp_path / "state", tmp_path / "build"
@@ -144,7 +145,10 @@ def test_push_campaigns_changes_the_banners_without_a_batch(small_built: Built, 
     winter.write_text(demo.replace("The autumn edit", "The winter edit"))
     pushed = cli("push", "--campaigns", str(winter), "--build", str(build), *target)
     assert pushed.returncode == 0, pushed.stderr
-    assert "0 to add, 1 to change" in pushed.stderr and f"for generation {gen}" in pushed.stderr
+    assert "0 to add, 2 to change" in pushed.stderr and f"for generation {gen}" in pushed.stderr
+    shown = local_kv_get(kv, keys.DEFAULT)  # the shop's default tier shows the new file's generic campaign
+    assert shown is not None and codec.decode(shown, expect="default").data["banner"]["variants"][0]["title"] == \
+        "The winter edit"
 
     def generic_title() -> str:
         raw = local_kv_get(kv, keys.banners(gen))

@@ -103,7 +103,7 @@ def corrupt(built: Built, key: str, how: str) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("how", ["missing", "garbage", "schema-v2"])
 def test_bad_popular_record_degrades_to_default(built: Built, how: str, caplog: pytest.LogCaptureFixture) -> None:
-    """A missing, corrupt or wrong-version popular list: the compiled default tier answers, 200."""
+    """A missing, corrupt or wrong-version popular list: the shop's default tier answers, 200."""
     records = corrupt(built, keys.popular(built.generation), how)
     core = Personalizer(CONFIG, InMemoryKV(records), FixedClock(), lambda: "vx")
     with caplog.at_level(logging.WARNING, "personalizer"):
@@ -130,13 +130,49 @@ class FailingKV:
         raise ConnectionError("KV is down")
 
 
-def test_kv_outage_serves_the_default_tier(caplog: pytest.LogCaptureFixture) -> None:
-    """Every KV read failing still gives 200 with the default banner and carousel."""
-    core = Personalizer(CONFIG, FailingKV(), FixedClock(), lambda: "vx")
+class FlakyKV(InMemoryKV):
+    """The seed's KV, until ``down``: then every read fails."""
+
+    down = False
+
+    async def get(self, key: str) -> bytes | None:
+        if self.down:
+            raise ConnectionError("KV is down")
+        return await super().get(key)
+
+
+def default_tier(built: Built) -> tuple[list[str], dict[str, object]]:
+    data = codec.decode(built.records[keys.DEFAULT], expect="default").data
+    return [c[0] for c in data["cards"]], data["banner"]
+
+
+def test_kv_outage_serves_the_shops_default_tier_the_isolate_has_read(built: Built,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Once an isolate has read the shop's default tier, an outage (every read failing, every cache entry
+    expired) still answers 200 with the shop's own default banner and popular items."""
+    kv, clock = FlakyKV(built.records), FixedClock()
+    core = Personalizer(CONFIG, kv, clock, lambda: "vx")
+    assert run(core, "/v1/page", "slots=hero,home", uid_cookie("c00001"))[0] == 200
+    kv.down, clock.t = True, clock.t + 3600
     with caplog.at_level(logging.WARNING, "personalizer"):
         status, headers, body = run(core, "/v1/page", "slots=hero,home", uid_cookie("c00001"))
     assert status == 200 and headers["x-pz-tier"] == "hero=default,home=default"
-    assert body["generation"] == "default" and len(body["fragments"]["home"]["items"]) == 12
+    cards, banner = default_tier(built)
+    assert body["generation"] == "default" and body["fragments"]["hero"]["banner"]["id"] == banner["id"]
+    assert [i["id"] for i in body["fragments"]["home"]["items"]] == cards[:12]
+    assert "kv read failed key=pz1:default" in caplog.text
+
+
+def test_a_cold_isolate_in_an_outage_serves_nothing_of_any_shop(caplog: pytest.LogCaptureFixture) -> None:
+    """Every KV read failing from the first request: 200, no banner, empty carousels; in HTML no section at
+    all, so the page's placeholders keep the shop's own content."""
+    core = Personalizer(CONFIG, FailingKV(), FixedClock(), lambda: "vx")
+    with caplog.at_level(logging.WARNING, "personalizer"):
+        status, headers, body = run(core, "/v1/page", "slots=hero,home", uid_cookie("c00001"))
+    assert status == 200 and headers["x-pz-tier"] == "hero=none,home=default"
+    assert body["fragments"]["hero"]["banner"] is None and body["fragments"]["home"]["items"] == []
+    html = asyncio.run(core.handle("GET", "/v1/page", "slots=hero,home&format=html", {}))
+    assert html.status == 200 and b"<section" not in html.body and b'class="pz-page"' in html.body
     assert "kv read failed" in caplog.text
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
+from . import codec
 from .again import most_due
 from .records import BannerRule, BannerSet, Card, Context, Inventory, LocalTime, Profile, Settings, Variant
 
@@ -116,3 +118,23 @@ def choose(banner_set: BannerSet | None, profile: Profile | None, segment: str |
         if fill is not None:
             return BannerChoice(_TIER[rule.kind], rule, pick_variant(rule, bucket_key if consented else None), fill)
     return None
+
+
+def default_rule(rules: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Of a compiled campaigns list, the one the shop's default tier shows: its highest-priority ``generic``
+    campaign without targeting (one that wins for anybody, anywhere, any time), the first of a tie; else none."""
+    best: dict[str, Any] | None = None
+    for rule in rules:
+        if rule.get("kind") == "generic" and "target" not in rule and (
+                best is None or rule.get("priority", 0) > best.get("priority", 0)):
+            best = rule
+    return best
+
+
+def default_record(cards: list[Any], rules: list[dict[str, Any]], generation: str, produced_at: int) -> bytes:
+    """The ``pz1:default`` record: the shop's popular ``cards`` and its default campaign (``default_rule``)."""
+    rule = default_rule(rules)
+    data: dict[str, Any] = {"generation": generation, "cards": cards}
+    if rule is not None:
+        data["banner"] = rule
+    return codec.encode("default", data, produced_at=produced_at)

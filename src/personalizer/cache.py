@@ -1,9 +1,10 @@
 """The isolate's cache of shared records: LRU, bounded by bytes, with a TTL per entry.
 
 Worker isolates reuse module state across requests; this cache is the one deliberate piece of it. It
-holds only records shared by every visitor (manifest, segment, popular, item, banners, inventory), never a
-person's profile. Beside it, a short list of keys whose value failed to decode (a profile's key among
-them, but never its content), so a bad record costs one read, not one per request.
+holds only records shared by every visitor (manifest, default, segment, popular, item, banners, inventory), never
+a person's profile. Beside it, the last good copy of the shop's default tier (one record, kept without expiry, so
+an outage still serves the shop's own content), and a short list of keys whose value failed to decode (a
+profile's key among them, but never its content), so a bad record costs one read, not one per request.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class SharedCache:
         self.bytes = 0
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bad: OrderedDict[str, float] = OrderedDict()  # key -> until when it is not read again
+        self._kept: dict[str, Any] = {}  # last good values served through outages (the default tier): no TTL
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -71,6 +73,14 @@ class SharedCache:
             del self._bad[key]
             return False
         return True
+
+    def keep(self, key: str, value: Any) -> None:
+        """Hold ``value`` as the last good one of ``key``, beyond its TTL: what an outage serves."""
+        self._kept[key] = value
+
+    def kept(self, key: str) -> Any:
+        """The last good value of ``key`` this isolate read, or ``None``."""
+        return self._kept.get(key)
 
     def _drop(self, key: str) -> None:
         self.bytes -= self._entries.pop(key).size

@@ -17,7 +17,7 @@ from . import jsontext
 from .errors import DecodeError, Erased, LimitError
 
 SCHEMA_VERSION = 1
-KINDS = frozenset({"manifest", "segment", "popular", "item", "banners", "profile", "inventory", "erased"})
+KINDS = frozenset({"manifest", "segment", "popular", "item", "banners", "profile", "inventory", "erased", "default"})
 # What `personalizer erase` (and every later push) leaves at an erased person's keys: no data, only the mark, so
 # the edge knows to serve them as nobody (their session and visitor cookies cleared, their beacons not kept).
 ERASED = "erased"
@@ -34,7 +34,7 @@ MAX_PROFILE_BYTES = 64 * 1024
 # popular list on every refresh of the cache; each is hundreds of small objects: msgpack's pure-Python decoder
 # (the stand-in where its C extension is missing) spends ~3 us on each, the C json module a fraction.
 # Decoding gives back the same payload either way; a record written unpacked (by an older build) still decodes.
-PACKED_KINDS = frozenset({"profile", "item", "segment", "popular"})
+PACKED_KINDS = frozenset({"profile", "item", "segment", "popular", "default"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,9 @@ from .errors import LimitError
 PREFIX = "pz1"
 MANIFEST = f"{PREFIX}:manifest"
 INVENTORY = f"{PREFIX}:inventory"
+# The shop's own default tier (its generic campaign, its popular items): outside any generation, so it is read
+# even when the manifest is not, and kept by the isolate through a KV outage.
+DEFAULT = f"{PREFIX}:default"
 
 # Ids everywhere (people, items, segments, generations): 1-64 of A-Z a-z 0-9 _ . : -
 ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
@@ -82,6 +85,8 @@ def parse(key: str) -> tuple[str, str | None, str | None]:
         return "manifest", None, None
     if key == INVENTORY:
         return "inventory", None, None
+    if key == DEFAULT:
+        return "default", None, None
     if parts[1] in ("p", "v") and len(parts) >= 3:
         ident = ":".join(parts[2:])
         if is_valid_id(ident):

@@ -372,8 +372,26 @@ class Inventory:
 
 EMPTY_INVENTORY = Inventory(frozenset(), {})
 
+
+@dataclass(frozen=True, slots=True)
+class DefaultTier:
+    """The shop's own ``default`` tier (``pz1:default``): its popular items and its untargeted generic campaign,
+    what every visitor may be shown when nothing better is known, and what the isolate keeps through an outage."""
+
+    cards: tuple[Card, ...]
+    banner: BannerRule | None = None  # shown with its first variant (the control): no campaign of it, none
+
+    @classmethod
+    def parse(cls, env: Envelope) -> DefaultTier:
+        d = env.data
+        rule = d.get("banner")
+        if rule is not None and (not isinstance(rule, dict) or rule.get("kind") != "generic"
+                                 or not RULE_FIELDS.issuperset(rule) or "target" in rule):
+            rule = None  # a newer build's default banner this worker cannot show as it is meant: none
+        return cls(_cards(d, "cards"), BannerRule.parse(rule) if rule is not None else None)
+
 PARSERS: dict[str, Any] = {
     "manifest": Manifest.parse, "segment": CardList.parse, "popular": CardList.parse,
     "item": ItemRecord.parse, "banners": BannerSet.parse, "profile": Profile.parse,
-    "inventory": Inventory.parse,
+    "inventory": Inventory.parse, "default": DefaultTier.parse,
 }

@@ -99,6 +99,8 @@ def _filled(text: str, fill: tuple[tuple[str, str], ...]) -> str:
 
 
 def banner_json(b: BannerChoice, generation: str, slot: str = "hero") -> dict[str, Any]:
+    if b.tier == "none":  # no banner at all (the compiled fallback's): the page keeps its own
+        return {"slot": slot, "tier": b.tier, "generation": generation, "banner": None}
     v = b.variant
     return {"slot": slot, "tier": b.tier, "generation": generation, "banner": {
         "id": b.rule.id, "title": _filled(v.title, b.fill), "body": _filled(v.body, b.fill), "cta": v.cta,
@@ -108,6 +110,9 @@ def banner_json(b: BannerChoice, generation: str, slot: str = "hero") -> dict[st
 def banner_json_text(b: BannerChoice, generation: str, slot: str = "hero") -> str:
     """``dumps_text(banner_json(b, generation, slot))``, joined from its strings' memoised texts (the same bytes,
     as for carousels): half the time of encoding the object."""
+    if b.tier == "none":
+        return (f'{{"slot":{string_text(slot)},"tier":"none","generation":{string_text(generation)},'
+                f'"banner":null}}')
     v = b.variant
     return (f'{{"slot":{string_text(slot)},"tier":{string_text(b.tier)},"generation":{string_text(generation)},'
             f'"banner":{{"id":{string_text(b.rule.id)},"title":{string_text(_filled(v.title, b.fill))},'
@@ -127,12 +132,18 @@ def card_html(x: Card) -> str:
 
 
 def carousel_html(c: Carousel, generation: str) -> str:
+    """The carousel's section; nothing for a carousel with no cards (the page keeps its placeholder's content)."""
+    if not c.cards:
+        return ""
     items = "".join([card_html(x) for x in c.cards])
     return (f'<section class="pz-recs" data-slot="{escape(c.slot)}" data-tier="{escape(c.tier)}"'
             f' data-generation="{escape(generation)}"><ol class="pz-items">{items}</ol></section>')
 
 
 def banner_html(b: BannerChoice, generation: str, slot: str = "hero") -> str:
+    """The banner's section; nothing when there is no banner (the page keeps its placeholder's content)."""
+    if b.tier == "none":
+        return ""
     d = banner_json(b, generation, slot)["banner"]
     return (f'<section class="pz-banner" data-slot="{escape(slot)}" data-tier="{escape(b.tier)}"'
             f' data-generation="{escape(generation)}" data-banner="{escape(d["id"])}"'

@@ -32,6 +32,7 @@ from .records import (
     Card,
     CardList,
     Context,
+    DefaultTier,
     Inventory,
     ItemRecord,
     LocalTime,
@@ -76,6 +77,7 @@ class Records:
     cart_items: tuple[ItemRecord, ...] = ()
     session_items: dict[str, ItemRecord] = field(default_factory=dict)  # item records of the session's ids
     erased: bool = False  # the person was erased: the request is served as an anonymous visitor's
+    default: DefaultTier | None = None  # the shop's own default tier (None: none known, the compiled one)
 
 
 def _live_cart(live: session.Session | None) -> bool:
@@ -206,9 +208,12 @@ class Personalizer:
         The session's item ids are read without asking the origin: they came from the page, so a missing
         one is not a true miss (and a forged beacon must not make the origin work).
         """
-        manifest: Manifest | None = (await self._timed(Read(keys.MANIFEST, "manifest", self.config.manifest_ttl_s)))[0]
+        ttl_s = self.config.manifest_ttl_s
+        manifest, default = await self._timed(Read(keys.MANIFEST, "manifest", ttl_s),
+                                              Read(keys.DEFAULT, "default", ttl_s))
+        default = self._default(default)
         if manifest is None:
-            return Records()
+            return Records(default=default)
         gen, ttl = manifest.generation, manifest.settings.shared_ttl_s
         slots = set(ask.slots)
         want_item = ask.item is not None and "item" in slots
@@ -225,7 +230,7 @@ class Personalizer:
         session_items = {i: r for i, r in zip(live_ids, first[5:], strict=True) if r is not None}
         if profile is ERASED:  # nothing of theirs is used: not their profile, not what their session names
             return Records(manifest, None, None, popular, banner_set, inventory or EMPTY_INVENTORY, item, (), {},
-                           erased=True)
+                           erased=True, default=default)
         seg_id = next((s for s in profile.segments if s in manifest.segments), None) if profile else None
         cart_ids = [c.id for c in profile.cart[:MAX_CART_LOOKUPS]] \
             if profile and "cart" in slots and not _live_cart(live) else []
@@ -233,7 +238,16 @@ class Personalizer:
             Read(keys.segment(gen, seg_id), "segment", ttl, fill=True) if seg_id else None,
             *(Read(keys.item(gen, i), "item", ttl, fill=True) for i in cart_ids))
         return Records(manifest, profile, second[0], popular, banner_set, inventory or EMPTY_INVENTORY, item,
-                       tuple(r for r in second[1:] if r is not None), session_items)
+                       tuple(r for r in second[1:] if r is not None), session_items, default=default)
+
+    def _default(self, read: DefaultTier | None) -> DefaultTier | None:
+        """The shop's default tier as just read, kept by the isolate; when it could not be read (KV failing,
+        the record gone), the last one this isolate read."""
+        if read is not None:
+            self.cache.keep(keys.DEFAULT, read)
+            return read
+        kept: DefaultTier | None = self.cache.kept(keys.DEFAULT)
+        return kept
 
     # -- decisions ---------------------------------------------------------------------------------------
     def decide(self, ask: Ask, visitor: Visitor, rec: Records, live: session.Session | None = None,
@@ -265,13 +279,13 @@ class Personalizer:
         out: dict[str, Carousel | BannerChoice] = {}
         tail = [("segment", rec.segment.cards if rec.segment else ()),
                 ("popular", rec.popular.cards if rec.popular else ()),
-                ("default", fallback.CARDS)]
+                ("default", rec.default.cards if rec.default else fallback.CARDS)]
         for slot in ask.slots:
             if slot == "hero":
                 out[slot] = choose(rec.banners, profile, rec.segment.name if rec.segment else None,
                                    consented=visitor.consented, inventory=rec.inventory, settings=settings,
                                    now=int(self.clock.now()), bucket_key=visitor.person,
-                                   context=context) or fallback.BANNER
+                                   context=context) or _default_banner(rec.default)
                 continue
             sources: list[tuple[str, Any]] = tail
             exclude = set(personal_excl) | shown
@@ -360,7 +374,7 @@ class Personalizer:
         except Exception:  # the one broad catch of the core: a bug or bad data must not become a 5xx
             log.exception("request failed, serving the default tier path=%s", path)
             t1 = self.clock.monotonic_ms()
-            decisions = self.decide(ask, seen, Records())
+            decisions = self.decide(ask, seen, Records(default=self.cache.kept(keys.DEFAULT)))
             gen = fallback.GENERATION
             body, ctype = _render(ask, decisions, gen, held)
         t2 = self.clock.monotonic_ms()
@@ -423,7 +437,7 @@ class Personalizer:
             log.exception("injection failed, placeholders left as sent slots=%s", ",".join(slots))
             return [None] * len(markers)
         held = ' data-pz-holdout=""' if holdout else ""  # pz.js reports the page's impressions as the holdout's
-        return [None if m.slot is None or (m.slot == "item" and m.item != item) else
+        return [None if m.slot is None or (m.slot == "item" and m.item != item) or not html[m.slot] else
                 f'<div data-pz-slot="{m.slot}" data-pz-filled=""{held}>{html[m.slot]}</div>'.encode()
                 for m in markers]
 
@@ -574,6 +588,13 @@ def _forget_cookies(cookies: dict[str, str] | None) -> list[tuple[str, str]]:
 def _cookie(name: str, value: str, max_age_s: int) -> tuple[str, str]:
     """A ``Set-Cookie`` header of ours: site-wide, script-proof, HTTPS only; ``max_age_s`` 0 deletes it."""
     return ("set-cookie", f"{name}={value}; Path=/; Max-Age={max_age_s}; Secure; HttpOnly; SameSite=Lax")
+
+
+def _default_banner(default: DefaultTier | None) -> BannerChoice:
+    """The hero when no campaign wins: the shop's default banner (its control variant), else none at all."""
+    if default is None or default.banner is None:
+        return fallback.NO_BANNER
+    return BannerChoice("default", default.banner, default.banner.variants[0])
 
 
 def _tier(d: Carousel | BannerChoice) -> str:

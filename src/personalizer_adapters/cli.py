@@ -64,8 +64,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from .batch.seed import write_seed  # numpy is imported only by the commands that build
 
     t0 = time.perf_counter()
-    built = write_seed(Path(args.config), Path(args.out), Path(args.fallback) if args.fallback else None,
-                       _erased(args))
+    built = write_seed(Path(args.config), Path(args.out), _erased(args))
     size = sum(len(v) for v in built.records.values())
     print(f"seed: generation {built.generation}: {len(built.records)} records, {size / 1e6:.1f} MB "
           f"-> {args.out}/kv.json in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
@@ -500,9 +499,6 @@ def parser() -> argparse.ArgumentParser:
     s = _add(sub, "seed", "generate the demo shop and its v1 records (kv-seed/out/kv.json)")
     s.add_argument("--config", default="kv-seed/seed.toml")
     s.add_argument("--out", default="kv-seed/out")
-    s.add_argument("--fallback", default="",
-                   help="also write the compiled default tier there (`make fallback`: src/personalizer/fallback.py, "
-                        "a committed source file, so never by default)")
     _tombstones_flag(s)
     s.set_defaults(func=cmd_seed)
     s = _add(sub, "build", "build a generation's records from a catalog and events (csv, jsonl, parquet)")

@@ -611,7 +611,7 @@ segment = "bench-segment-{i}"
         (t / "bench.toml").write_text(demo + extra)
         env = {**os.environ, "PZ_TOMBSTONES": str(t / "tombstones.txt")}
         run = lambda *a: subprocess.run([*cli, *a], check=True, capture_output=True, text=True, env=env, cwd=ROOT)  # noqa: E731
-        run("seed", "--config", str(t / "seed.toml"), "--out", str(t / "build"), "--fallback", "")
+        run("seed", "--config", str(t / "seed.toml"), "--out", str(t / "build"))
         target = ["--target", "local", "--persist", str(t / "kv"), "--state-dir", str(t / "state")]
         run("push", "--build", str(t / "build"), *target)
         times: dict[str, list[float]] = {"check": [], "push": []}

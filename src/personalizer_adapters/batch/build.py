@@ -13,6 +13,7 @@ import numpy.typing as npt
 from scipy import sparse
 
 from personalizer import codec, keys
+from personalizer.banners import default_record
 from personalizer.records import Card
 
 from .model import (
@@ -40,8 +41,6 @@ class Built:
     generation: str
     records: dict[str, bytes]   # key -> encoded value for KV: shared records, pushed profiles, inventory, manifest
     model: Model
-    fallback_cards: list[list[Any]]
-    fallback_banner: dict[str, Any] | None  # the campaigns' generic banner (the compiled-in default tier's)
     digests: dict[str, str]     # shopper -> digest of their events: unchanged next time = profile reused
     reused: int
     warnings: tuple[str, ...] = ()  # lists that came out empty: the build is probably not what was meant
@@ -317,12 +316,12 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
                                                   "also_bought": [cards[j] for j in also[i]],
                                                   "complements": [cards[j] for j in comp]})
     put(keys.banners(gen), "banners", {"rules": campaigns})
+    rec[keys.DEFAULT] = default_record([cards[i] for i in popular_ix], campaigns, gen, now)
     put(keys.INVENTORY, "inventory", {"out_of_stock": [cards[i][0] for i in np.flatnonzero(oos)],
                                       "prices": prices}, generation=None)
     put(keys.MANIFEST, "manifest", {"generation": gen, "built_at": now, "segments": segment_ids,
                                     "settings": {"category_cap": 4, "cart_reminder_after_s": 6 * 3600,
                                                  "shared_ttl_s": 300}}, generation=None)
-    generic = next((r for r in by_priority if r["kind"] == "generic"), None)  # the one that wins
     warnings = []
     if not len(popular_ix):
         warnings.append(f"the popular list is empty: {int(oos.sum()):,} of {P:,} products are out of stock"
@@ -333,4 +332,4 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     if computed and empty * 2 > computed:
         warnings.append(f"{empty:,} of {computed:,} personal lists are empty "
                         f"({int(oos.sum()):,} of {P:,} products out of stock)")
-    return Built(gen, rec, model, [cards[i] for i in popular_ix], generic, digests, reused, tuple(warnings))
+    return Built(gen, rec, model, digests, reused, tuple(warnings))

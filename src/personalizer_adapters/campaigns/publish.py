@@ -1,9 +1,10 @@
 """`personalizer push --campaigns FILE`: a new campaigns file live without a batch, in seconds.
 
 The file is checked first (nothing is pushed from a file with a problem). Its banner record, for the generation
-the target serves, goes out as a partial push (the same journal, resume and drift check as any push), and the
-build directory it belongs to is brought up to date (kv.json, manifest.json, the origin store's copy), so a
-later push of that build, or the experiments report, sees the new campaigns rather than the old.
+the target serves, and the shop's default tier (whose banner is the file's generic campaign) go out as a partial
+push (the same journal, resume and drift check as any push), and the build directory they belong to is brought
+up to date (kv.json, manifest.json, the origin store's copy), so a later push of that build, or the experiments
+report, sees the new campaigns rather than the old.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from personalizer import codec, keys
+from personalizer.banners import default_record
 from personalizer.errors import DecodeError
 from personalizer_adapters.batch.seed import bulk_json_lines, replace_file
 from personalizer_adapters.kv.plan import Build, digest, read_bulk
@@ -44,25 +46,31 @@ def publish(campaigns: Path, build_dir: Path, target: Target, state_dir: Path, *
               file=out)
         target.close()
         return BAD_INPUT
-    key = keys.banners(generation)
-    value = codec.encode("banners", {"rules": rules}, generation=generation, produced_at=int(time.time()))
-    _rewrite_build(build_dir, key, value)
+    now = int(time.time())
+    pairs = dict(read_bulk(build_dir / "kv.json"))
+    changed = {keys.banners(generation): codec.encode("banners", {"rules": rules}, generation=generation,
+                                                      produced_at=now)}
+    if keys.DEFAULT in pairs:  # the shop's default tier shows its generic campaign: the new file's
+        cards = codec.decode(pairs[keys.DEFAULT], expect="default").data["cards"]
+        changed[keys.DEFAULT] = default_record(cards, rules, generation, now)
+    _rewrite_build(build_dir, pairs, changed)
     store = build_dir / "origin" / "store.sqlite"
     if store.exists():
-        ProfileStore(store).put_record(key, value)
+        origin = ProfileStore(store)
+        for key, value in changed.items():
+            origin.put_record(key, value)
     print(f"campaigns: {len(rules)} campaigns, {sum(len(r['variants']) for r in rules)} variants from {campaigns} "
           f"for generation {generation}", file=out)
-    return push(Build(generation, {key: value}), target, state_dir, out=out, partial=True)
+    return push(Build(generation, changed), target, state_dir, out=out, partial=True)
 
 
-def _rewrite_build(build_dir: Path, key: str, value: bytes) -> None:
-    """The build's kv.json and manifest.json with the new banner record, each replaced atomically."""
-    pairs = dict(read_bulk(build_dir / "kv.json"))
-    pairs[key] = value
+def _rewrite_build(build_dir: Path, pairs: dict[str, bytes], changed: dict[str, bytes]) -> None:
+    """The build's kv.json (``pairs``) and manifest.json with the ``changed`` records, each replaced atomically."""
+    pairs.update(changed)
     replace_file(build_dir / "kv.json", bulk_json_lines(pairs))
     manifest_path = build_dir / "manifest.json"
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        manifest.setdefault("records", {})[key] = digest(value)
+        manifest.setdefault("records", {}).update({k: digest(v) for k, v in changed.items()})
         replace_file(manifest_path, [json.dumps(manifest, indent=0)])
 
