@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import codec
 from .again import most_due
@@ -138,3 +138,49 @@ def default_record(cards: list[Any], rules: list[dict[str, Any]], generation: st
     if rule is not None:
         data["banner"] = rule
     return codec.encode("default", data, produced_at=produced_at)
+
+
+# What each targeting condition's refusal means, in words a marketer reads (the trace of a preview).
+WHY = {"start": "its schedule has not started", "end": "its schedule has ended", "countries": "another country",
+       "regions": "another region", "device": "another device", "utm_campaign": "another utm_campaign",
+       "utm_source": "another utm_source", "utm_medium": "another utm_medium",
+       "timezone": "the visitor's local time cannot be told", "weekdays": "not one of its weekdays",
+       "hours": "outside its local hours", "segments": "not in its segments", "tiers": "not its loyalty tier"}
+
+
+class Tried(NamedTuple):
+    """One campaign as a preview's trace shows it: whether it matched the visitor, and why (or why not)."""
+
+    campaign: str
+    priority: int
+    matched: bool
+    why: str
+
+
+def trace(banner_set: BannerSet, profile: Profile | None, segment: str | None, *, consented: bool,
+          inventory: Inventory, settings: Settings, bucket_key: str | None,
+          context: Context) -> tuple[BannerChoice | None, list[Tried]]:
+    """``choose``'s answer, with every campaign tried in its order and why it matched or not: each campaign is
+    chosen alone (``choose`` on it), its targeting asked for the first condition that refuses."""
+    ctx = context if context.local is None else context._replace(local=_once(context.local))
+    person = profile if consented else None
+    tried, winner = [], None
+    for rule in banner_set.ranked:
+        why = ""
+        refusal = rule.target.refusal(ctx, person) if rule.target else None
+        if refusal is not None:
+            why = WHY.get(refusal, refusal)
+            choice = None
+        else:
+            choice = choose(BannerSet((rule,)), person, segment, consented=consented, inventory=inventory,
+                            settings=settings, now=ctx.now, bucket_key=bucket_key, context=ctx)
+            if choice is None:
+                why = "not for a visitor who declined consent" if not consented and rule.kind != "generic" \
+                    else f"its trigger ({rule.kind}) does not hold for this visitor"
+        if choice is not None and winner is None:
+            winner = choice
+            why = "wins" + (f" (fills {', '.join(f'{k}={v}' for k, v in choice.fill)})" if choice.fill else "")
+        elif choice is not None:
+            why = "would match, but a campaign above won"
+        tried.append(Tried(rule.id, rule.priority, choice is not None, why))
+    return winner, tried

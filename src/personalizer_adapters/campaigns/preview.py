@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from personalizer import codec, keys
-from personalizer.banners import BannerChoice, choose
+from personalizer.banners import BannerChoice, Tried, trace
 from personalizer.errors import DecodeError
 from personalizer.records import (
     EMPTY_INVENTORY,
@@ -27,20 +27,6 @@ from personalizer.records import (
 from personalizer.render import _filled, safe_url
 from personalizer.service import zoneinfo_local
 from personalizer_adapters.kv.plan import read_bulk
-
-WHY = {"start": "its schedule has not started", "end": "its schedule has ended", "countries": "another country",
-       "regions": "another region", "device": "another device", "utm_campaign": "another utm_campaign",
-       "utm_source": "another utm_source", "utm_medium": "another utm_medium",
-       "timezone": "the visitor's local time cannot be told", "weekdays": "not one of its weekdays",
-       "hours": "outside its local hours", "segments": "not in its segments", "tiers": "not its loyalty tier"}
-
-
-@dataclass(frozen=True)
-class Tried:
-    campaign: str
-    priority: int
-    matched: bool
-    why: str
 
 
 @dataclass(frozen=True)
@@ -88,25 +74,6 @@ def preview(rules: list[dict[str, Any]], profile: Profile | None, manifest: Mani
     settings = manifest.settings if manifest else Settings()
     segment = next((s for s in profile.segments if manifest is None or s in manifest.segments), None) \
         if profile else None
-    ctx = context._replace(local=zoneinfo_local)
-    trace, winner = [], None
-    for rule in banner_set.ranked:
-        why = ""
-        refusal = rule.target.refusal(ctx, profile if consented else None) if rule.target else None
-        if refusal is not None:
-            why = WHY.get(refusal, refusal)
-            choice = None
-        else:
-            choice = choose(BannerSet((rule,)), profile if consented else None, segment, consented=consented,
-                            inventory=inventory, settings=settings, now=ctx.now, bucket_key=bucket_key, context=ctx)
-            if choice is None:
-                why = "not for a visitor who declined consent" if not consented and rule.kind != "generic" \
-                    else f"its trigger ({rule.kind}) does not hold for this visitor"
-        if choice is not None and winner is None:
-            winner = choice
-            why = "wins" + (f" (fills {', '.join(f'{k}={v}' for k, v in choice.fill)})" if choice.fill else "")
-        elif choice is not None:
-            why = "would match, but a campaign above won"
-        trace.append(Tried(rule.id, rule.priority, choice is not None, why))
-    return Preview(winner, trace)
-
+    winner, tried = trace(banner_set, profile, segment, consented=consented, inventory=inventory,
+                          settings=settings, bucket_key=bucket_key, context=context._replace(local=zoneinfo_local))
+    return Preview(winner, tried)
