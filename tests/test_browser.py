@@ -213,6 +213,30 @@ def test_consent_denied_sends_nothing_and_sets_no_cookie(stack: dict[str, Any], 
     ctx.close()
 
 
+def test_a_preview_link_shows_its_campaign_and_bar_and_counts_nothing(stack: dict[str, Any], context: Any) -> None:
+    """`personalizer preview-link`'s URL on the demo shop: the campaign it names in the hero, a bar saying what
+    is previewed with the trace of every campaign tried, and not one beacon (nothing is counted)."""
+    from personalizer import preview
+
+    now = int(time.time())
+    link = preview.sign(preview.Preview("loyalty-gold", "loyal-gold-b", "c00005", expires=now + 600), now,
+                        TEST_KEY.encode())
+    page = context.new_page()
+    sent = beacons(page)
+    page.goto(stack["shop"] + f"/?pz_preview={link}")
+    page.wait_for_selector('[data-pz-slot="hero"][data-pz-filled] section[data-banner="loyalty-gold"]'
+                           '[data-variant="loyal-gold-b"]')
+    bar = page.locator(".pz-preview-bar")
+    assert "Previewing campaign loyalty-gold, variant loyal-gold-b" in bar.inner_text()
+    bar.locator("summary").click()
+    assert bar.locator("li").count() >= 10 and "loyalty-gold (priority" in bar.inner_text()
+    assert page.evaluate("() => pz.track('view', {item: 'p00003'})") is False
+    page.wait_for_timeout(1500)  # past the impression delay
+    page.evaluate("() => pz.flush()")
+    assert sent == []
+    assert not any(c["name"] in ("pz_vid", "pz_s") for c in context.cookies(stack["edge"]))
+
+
 def test_consent_buttons_set_the_cookie(stack: dict[str, Any], context: Any) -> None:
     """pz.consent("denied") stops beacons at once; pz.consent("granted") lets them go again."""
     page = context.new_page()

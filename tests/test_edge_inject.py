@@ -266,3 +266,30 @@ def test_a_large_post_streams_through_to_the_shop(edge: httpx.Client, size: int)
     assert r.status_code == 200 and r.text == str(size)
     r = edge.post("/form", content=b"a" * size, headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 405 and r.headers["allow"] == "GET"
+
+
+def test_a_preview_link_through_injection_and_the_snippets_path(edge: httpx.Client, shop: tuple[Shop, str]) -> None:
+    """A signed preview link on the shop's page (injection) and passed on by pz.js (/v1/page?preview=): the hero
+    is the campaign it names, the answer is never stored and sets no cookie, and says it is a preview (with its
+    trace for the bar); a forged link is an ordinary page."""
+    import html
+    import time
+
+    from personalizer import preview
+
+    shop[0].release.set()
+    now = int(time.time())
+    link = preview.sign(preview.Preview("loyalty-gold", "loyal-gold-b", expires=now + 300), now, TEST_KEY.encode())
+    r = edge.get(f"/page?pz_preview={link}")
+    assert r.status_code == 200 and r.headers["x-pz-preview"] == "loyalty-gold"
+    assert r.headers["cache-control"] == "no-store" and "set-cookie" not in r.headers
+    assert b'data-banner="loyalty-gold" data-variant="loyal-gold-b"' in r.content
+    about = r.text.split('data-pz-preview="', 1)[1].split('"', 1)[0]
+    assert json.loads(html.unescape(about))["trace"][0]["campaign"]
+    api = edge.get(f"/v1/page?slots=hero,home&format=html&preview={link}")
+    assert api.headers["x-pz-preview"] == "loyalty-gold" and api.headers["cache-control"] == "no-store"
+    assert b'data-banner="loyalty-gold"' in api.content and b"data-pz-preview=" in api.content
+    forged = link[:-4] + ("AAAA" if not link.endswith("AAAA") else "BBBB")
+    for plain in (edge.get(f"/page?pz_preview={forged}"), edge.get(f"/v1/page?slots=hero&preview={forged}")):
+        assert "x-pz-preview" not in plain.headers and b"loyalty-gold" not in plain.content
+        assert plain.headers["set-cookie"].startswith("pz_vid=")  # an ordinary first visit

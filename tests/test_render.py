@@ -124,9 +124,9 @@ def test_memoised_fragments_are_byte_identical_for_every_shopper_and_slot(built,
     rendered: list[tuple[bytes, bytes]] = []  # (memoised, plain) for every answer
     memoised_render = service._render
 
-    def both(ask, decisions, gen, holdout=False):  # type: ignore[no-untyped-def]
-        assert not holdout  # no holdout configured here: the plain renderer knows none
-        body, ctype = memoised_render(ask, decisions, gen, holdout)
+    def both(ask, decisions, gen, holdout=False, about=None):  # type: ignore[no-untyped-def]
+        assert not holdout and about is None  # no holdout, no preview here: the plain renderer knows neither
+        body, ctype = memoised_render(ask, decisions, gen, holdout, about)
         plain, plain_ctype = reference_render(ask, decisions, gen)
         rendered.append((body, plain))
         assert ctype == plain_ctype

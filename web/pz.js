@@ -50,8 +50,12 @@
     }
     if (queue.length) flush();
   }
+  // A preview (a signed pz_preview link the worker accepted): nothing is sent, so nothing is counted.
+  function previewing() {
+    return !!d.querySelector("[data-pz-preview]");
+  }
   function send(type, fields, now) {
-    if (denied()) return false;
+    if (denied() || previewing()) return false;
     var e = { id: id(), type: type, ts: Date.now() / 1000 };
     for (var k in fields) if (Object.prototype.hasOwnProperty.call(fields, k)) e[k] = fields[k];
     queue.push(e);
@@ -140,6 +144,7 @@
     ["utm_campaign", "utm_source", "utm_medium"].forEach(function (k) {
       if (here.get(k)) url += "&" + k + "=" + encodeURIComponent(here.get(k));
     });
+    if (here.get("pz_preview")) url += "&preview=" + encodeURIComponent(here.get("pz_preview"));
     return fetch(url, { credentials: "include" }).then(function (r) {
       if (!r.ok) throw new Error("pz: " + r.status);
       return r.text();
@@ -147,13 +152,16 @@
       var t = d.createElement("template");
       t.innerHTML = html;
       var held = !!t.content.querySelector("[data-pz-holdout]");
+      var shown = t.content.querySelector("[data-pz-preview]");
       holders.forEach(function (h) {
         var s = t.content.querySelector('section[data-slot="' + h.getAttribute("data-pz-slot") + '"]');
+        if (shown) h.setAttribute("data-pz-preview", shown.getAttribute("data-pz-preview"));
         if (!s) return;
         h.replaceChildren(s.cloneNode(true));
         h.setAttribute("data-pz-filled", "");
         if (held) h.setAttribute("data-pz-holdout", "");
       });
+      bar();
       watch(d);
       done("filled", { slots: slots });
       return true;
@@ -162,6 +170,35 @@
       done("failed", {});
       return false;
     });
+  }
+
+  // The preview's bar: which campaign the link shows, until when, and why each campaign did or did not match.
+  function bar() {
+    var el = d.querySelector("[data-pz-preview]");
+    if (!el || d.querySelector(".pz-preview-bar")) return;
+    var about;
+    try { about = JSON.parse(el.getAttribute("data-pz-preview")); } catch (e) { return; }
+    var box = d.createElement("aside"), head = d.createElement("details"), sum = d.createElement("summary");
+    box.className = "pz-preview-bar";
+    box.setAttribute("role", "status");
+    sum.textContent = "Previewing campaign " + about.campaign + (about.variant ? ", variant " + about.variant : "") +
+      (about.expires ? " (link valid until " + new Date(about.expires * 1000).toLocaleString() + ")" : "") +
+      ": not counted";
+    head.appendChild(sum);
+    if (about.note) {
+      var note = d.createElement("p");
+      note.textContent = about.note;
+      head.appendChild(note);
+    }
+    var list = d.createElement("ol");
+    (about.trace || []).forEach(function (t) {
+      var li = d.createElement("li");
+      li.textContent = (t.matched ? "\u2713 " : "\u2717 ") + t.campaign + " (priority " + t.priority + "): " + t.why;
+      list.appendChild(li);
+    });
+    head.appendChild(list);
+    box.appendChild(head);
+    d.body.appendChild(box);
   }
 
   w.pz = {
@@ -178,5 +215,9 @@
     refresh: fill,
     flush: flush,
   };
-  if (d.readyState === "loading") d.addEventListener("DOMContentLoaded", fill); else fill();
+  function start() {
+    bar();  // an injected page carries its preview already
+    fill();
+  }
+  if (d.readyState === "loading") d.addEventListener("DOMContentLoaded", start); else start();
 })();

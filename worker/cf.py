@@ -208,7 +208,8 @@ async def inject_page(request, method, url, headers, core, config, ctx):
     if method != "GET" or upstream.status != 200 or not ctype.startswith("text/html") or not upstream.body:
         return Response(upstream)
     page = core.injection(headers, url.query)
-    out = page_headers(list(upstream.headers.entries()), page.set_cookies)
+    out = page_headers(list(upstream.headers.entries()), page.set_cookies,
+                       page.preview.campaign if page.preview else None)
     stream = TransformStream.new()
     writer = stream.writable.getWriter()
     reader = upstream.body.getReader()

@@ -184,3 +184,16 @@ def trace(banner_set: BannerSet, profile: Profile | None, segment: str | None, *
             why = "would match, but a campaign above won"
         tried.append(Tried(rule.id, rule.priority, choice is not None, why))
     return winner, tried
+
+
+def force(rule: BannerRule, variant_id: str | None, profile: Profile | None, bucket_key: str | None,
+          sample_item: str) -> BannerChoice:
+    """``rule`` shown whatever its trigger and targeting (a preview link's campaign): the named variant, else the
+    visitor's own; its placeholders filled from the profile where it can tell, else ``sample_item`` for
+    ``{item}`` and the campaign's own match for ``{category}`` and ``{tier}``."""
+    variant = next((v for v in rule.variants if v.id == variant_id), None) or pick_variant(rule, bucket_key)
+    item = profile.cart[0].title if profile is not None and profile.cart else sample_item
+    fill = (("{item}", item),
+            ("{category}", rule.match or (profile.categories[0] if profile is not None and profile.categories else "")),
+            ("{tier}", rule.match or (profile.loyalty if profile is not None else "")))
+    return BannerChoice(_TIER[rule.kind], rule, variant, fill)

@@ -207,7 +207,7 @@ NOT_FORWARDED = frozenset(("host", "connection", "keep-alive", "transfer-encodin
 NOT_RETURNED = frozenset(("content-length", "content-encoding", "etag", "last-modified", "cache-control",
                           "expires", "age", "transfer-encoding", "connection", "keep-alive", "cdn-cache-control",
                           "cloudflare-cdn-cache-control", "surrogate-control", "x-accel-expires", "pragma",
-                          "x-content-type-options", "vary"))
+                          "x-content-type-options", "vary", "x-pz-preview", "x-pz-holdout"))
 
 
 def forward_headers(headers: Sequence[tuple[str, str]], client_ip: str | None, host: str,
@@ -222,12 +222,16 @@ def forward_headers(headers: Sequence[tuple[str, str]], client_ip: str | None, h
     return out
 
 
-def page_headers(origin: Sequence[tuple[str, str]], set_cookies: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+def page_headers(origin: Sequence[tuple[str, str]], set_cookies: Sequence[tuple[str, str]],
+                 preview: str | None = None) -> list[tuple[str, str]]:
     """The headers of a page whose placeholders the worker fills: the origin's, less ``NOT_RETURNED``; never
-    stored by a shared cache (``private, no-cache``), ``no-store`` when the shop said so or a cookie is set."""
+    stored by a shared cache (``private, no-cache``), ``no-store`` when the shop said so, a cookie is set, or
+    it is a preview (``preview``: the campaign a preview link shows, said in ``x-pz-preview``)."""
     out = [(n, v) for n, v in origin if n.lower() not in NOT_RETURNED]
+    if preview is not None:
+        out.append(("x-pz-preview", preview))
     vary = ", ".join(v for n, v in origin if n.lower() == "vary")
-    no_store = bool(set_cookies) or any(
+    no_store = bool(set_cookies) or preview is not None or any(
         n.lower() == "cache-control" and "no-store" in (d.strip().lower() for d in v.split(",")) for n, v in origin)
     return [*out, ("cache-control", "no-store" if no_store else "private, no-cache"),
             ("vary", f"{vary}, Cookie, Sec-GPC" if vary else "Cookie, Sec-GPC"),

@@ -36,6 +36,7 @@ class Ask:
     format: str = "json"
     version: str | None = None  # an asset's ?v=: the version the page links to (long-cacheable when current)
     utm: tuple[tuple[str, str], ...] = ()  # the page's landing parameters (campaign targeting), lower case
+    preview: str | None = None  # a preview link's token (``preview``), checked by the service
 
 
 def _params(query: str) -> dict[str, str]:
@@ -129,7 +130,7 @@ def parse_ask(method: str, path: str, query: str) -> Ask:
             raise BadRequest("missing_slot", "slot is required")
         if slot not in BANNER_SLOTS:
             raise BadRequest("bad_slot", "slot must be hero")
-        return Ask(endpoint, head, (slot,), format=fmt, utm=utm_of(p))
+        return Ask(endpoint, head, (slot,), format=fmt, utm=utm_of(p), preview=p.get("preview") or None)
     raw = p.get("slots")
     if not raw:
         raise BadRequest("missing_slot", "slots is required")
@@ -138,7 +139,8 @@ def parse_ask(method: str, path: str, query: str) -> Ask:
         raise BadRequest("bad_slot", f"slots must be drawn from {', '.join(PAGE_SLOTS)}")
     if len(set(slots)) != len(slots):
         raise BadRequest("bad_slot", "a slot is listed twice")
-    return Ask(endpoint, head, slots, _limit(p), _item(p, "item" in slots), fmt, utm=utm_of(p))
+    return Ask(endpoint, head, slots, _limit(p), _item(p, "item" in slots), fmt, utm=utm_of(p),
+               preview=p.get("preview") or None)
 
 
 def parse_cookies(header: str | None) -> dict[str, str] | None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
-from . import again, assets, codec, events, fallback, keys, session
-from .banners import BannerChoice, choose
+from . import again, assets, codec, events, fallback, keys, preview, session
+from .banners import BannerChoice, choose, force, trace
 from .cache import SharedCache
 from .config import Config
 from .errors import BadRequest, DecodeError, Erased
@@ -25,6 +25,7 @@ from .inject import Marker
 from .ladder import Carousel, assemble, interleave
 from .miss import MissPath, Resolved
 from .ports import Clock, EventSink, IdMinter, KVReader, Reply
+from .preview import Preview
 from .records import (
     EMPTY_INVENTORY,
     PARSERS,
@@ -40,7 +41,16 @@ from .records import (
     Profile,
     Settings,
 )
-from .render import banner_html, banner_json_text, carousel_html, carousel_json_text, dumps, escape, string_text
+from .render import (
+    banner_html,
+    banner_json_text,
+    carousel_html,
+    carousel_json_text,
+    dumps,
+    dumps_text,
+    escape,
+    string_text,
+)
 from .request import MAX_QUERY_CHARS, READ_METHODS, Ask, gpc_opt_out, header, parse_ask, parse_cookies, utm_of
 
 log = logging.getLogger("personalizer")
@@ -358,9 +368,13 @@ class Personalizer:
         if ask.endpoint == "events":
             return await self.beacon(headers, body, now)
         visitor, cookies = self._identify(headers, now)
-        live = self._session(visitor, cookies, now)
-        held = in_holdout(visitor.person, self.config.holdout_percent)
+        shown = self._preview(ask.preview, now)
+        if shown is not None:  # a preview: as the shopper it names (or nobody), no session, no holdout, no cookie
+            visitor = Visitor(consented=True, user_id=shown.person)
+        live = self._session(visitor, cookies, now) if shown is None else None
+        held = shown is None and in_holdout(visitor.person, self.config.holdout_percent)
         seen, live = (ANONYMOUS, None) if held else (visitor, live)  # the holdout: served as nobody, still counted
+        about: dict[str, Any] | None = None
         try:
             rec = await self.load(ask, seen, live)
             t1 = self.clock.monotonic_ms()
@@ -369,8 +383,10 @@ class Personalizer:
             context = request_context(headers, ask.utm, now, self.config.timezone, self.local) \
                 if "hero" in ask.slots else None  # only the banner is targeted
             decisions = self.decide(ask, seen, rec, live, context)
+            if shown is not None and context is not None:
+                decisions["hero"], about = self._forced(shown, rec, seen, context)
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
-            body, ctype = _render(ask, decisions, gen, held)
+            body, ctype = _render(ask, decisions, gen, held, about)
         except Exception:  # the one broad catch of the core: a bug or bad data must not become a 5xx
             log.exception("request failed, serving the default tier path=%s", path)
             t1 = self.clock.monotonic_ms()
@@ -388,7 +404,9 @@ class Personalizer:
                 NOSNIFF]
         if held:
             hdrs.append(("x-pz-holdout", "1"))
-        if visitor.minted and visitor.visitor_id:
+        if shown is not None:  # never stored, never a cookie: the link's holder is not the shopper it shows
+            hdrs += [("x-pz-preview", shown.campaign), ("cache-control", "no-store")]
+        elif visitor.minted and visitor.visitor_id:
             hdrs.append(self._visitor_cookie(visitor.visitor_id, now))
             hdrs.append(("cache-control", "private, no-store"))
         elif visitor is ANONYMOUS:  # an erased person: what their browser carries of us goes too
@@ -396,6 +414,45 @@ class Personalizer:
         else:
             hdrs.append(("cache-control", f"private, max-age={self.config.browser_max_age_s}"))
         return Reply(200, tuple(hdrs), b"" if ask.head else body)
+
+    # -- preview links ------------------------------------------------------------------------------------
+    def _preview(self, token: str | None, now: int) -> Preview | None:
+        """The preview a request's token names; a forged, expired or malformed one is no preview at all."""
+        if token is None:
+            return None
+        shown = preview.verify(token, self.config.signing_keys, now)
+        if shown is None:
+            log.info("preview token ignored: forged, expired or malformed")
+        return shown
+
+    def _forced(self, shown: Preview, rec: Records, visitor: Visitor,
+                context: Context) -> tuple[BannerChoice, dict[str, Any]]:
+        """The hero a preview link forces, and what the preview's bar shows: the campaign, the variant, and the
+        trace of every campaign tried for the request's facts (the link's own overriding the request's)."""
+        ctx = context._replace(
+            now=shown.at or context.now, country=shown.country or context.country,
+            region=shown.region or context.region, utm=shown.utm or context.utm,
+            timezone=shown.timezone or context.timezone,
+            mobile=(shown.device == "mobile") if shown.device else context.mobile)
+        banner_set = rec.banners or BannerSet(())
+        settings = rec.manifest.settings if rec.manifest else Settings()
+        winner, tried = trace(banner_set, rec.profile, rec.segment.name if rec.segment else None, consented=True,
+                              inventory=rec.inventory, settings=settings, bucket_key=visitor.person, context=ctx)
+        rule = next((r for r in banner_set.rules if r.id == shown.campaign), None)
+        about: dict[str, Any] = {"campaign": shown.campaign, "expires": shown.expires,
+                                 "trace": [t._asdict() for t in tried]}
+        if rule is None:
+            about["note"] = f"campaign {shown.campaign} is not in the live campaigns: what wins instead is shown"
+            hero = winner or _default_banner(rec.default)
+        elif winner is not None and winner.rule.id == rule.id and shown.variant in (None, winner.variant.id):
+            hero = winner
+        else:
+            popular = rec.popular.cards if rec.popular else ()
+            hero = force(rule, shown.variant, rec.profile, visitor.person, popular[0].title if popular else "")
+            if shown.variant and hero.variant.id != shown.variant:
+                about["note"] = f"campaign {rule.id} has no variant {shown.variant}: variant {hero.variant.id} shown"
+        about["variant"] = hero.variant.id if hero.tier != "none" else None
+        return hero, about
 
     # -- edge-side injection --------------------------------------------------------------------------------
     def injection(self, headers: dict[str, str], query: str = "") -> Injection:
@@ -407,18 +464,23 @@ class Personalizer:
         live = self._session(visitor, cookies, now)
         set_cookies = (self._visitor_cookie(visitor.visitor_id, now),) if visitor.minted and visitor.visitor_id else ()
         try:
-            utm = utm_of(dict(parse_qsl(query[:MAX_QUERY_CHARS], max_num_fields=64)))
+            params = dict(parse_qsl(query[:MAX_QUERY_CHARS], max_num_fields=64))
         except ValueError:  # a page's query that cannot be read targets nothing
-            utm = ()
-        context = request_context(headers, utm, now, self.config.timezone, self.local)
+            params = {}
+        context = request_context(headers, utm_of(params), now, self.config.timezone, self.local)
+        shown = self._preview(params.get(preview.PARAM), now)
+        if shown is not None:  # as the shopper the link names (or nobody): no session, no holdout, no cookie
+            return Injection(self, Visitor(consented=True, user_id=shown.person), None, (), context=context,
+                             preview=shown)
         if in_holdout(visitor.person, self.config.holdout_percent):
             return Injection(self, ANONYMOUS, None, set_cookies, holdout=True, context=context)
         return Injection(self, visitor, live, set_cookies, context=context)
 
     async def fragments(self, markers: Sequence[Marker], visitor: Visitor, live: session.Session | None,
-                        holdout: bool = False, context: Context | None = None) -> list[bytes | None]:
+                        holdout: bool = False, context: Context | None = None,
+                        shown: Preview | None = None) -> list[bytes | None]:
         """The HTML fragment of each placeholder (one page decision: no card twice); ``None`` leaves it as
-        the origin sent it: an unknown slot, or a failure of any kind."""
+        the origin sent it: an unknown slot, or a failure of any kind. ``shown``: a preview link's campaign."""
         usable = [m for m in markers if m.slot is not None]
         item = next((m.item for m in usable if m.slot == "item"), None)
         slots = tuple(dict.fromkeys(m.slot for m in usable if m.slot is not None))
@@ -431,12 +493,17 @@ class Personalizer:
             if rec.erased:
                 visitor, live = ANONYMOUS, None
             decisions = self.decide(ask, visitor, rec, live, context)
+            about = None
+            if shown is not None and context is not None and "hero" in decisions:
+                decisions["hero"], about = self._forced(shown, rec, visitor, context)
             gen = rec.manifest.generation if rec.manifest else fallback.GENERATION
             html = {s: _fragment_html(s, d, gen) for s, d in decisions.items()}
         except Exception:  # the page goes out as the shop made it
             log.exception("injection failed, placeholders left as sent slots=%s", ",".join(slots))
             return [None] * len(markers)
         held = ' data-pz-holdout=""' if holdout else ""  # pz.js reports the page's impressions as the holdout's
+        if shown is not None:  # pz.js shows the preview's bar and reports nothing of the page
+            held += f' data-pz-preview="{escape(dumps_text(about or {"campaign": shown.campaign}))}"'
         return [None if m.slot is None or (m.slot == "item" and m.item != item) or not html[m.slot] else
                 f'<div data-pz-slot="{m.slot}" data-pz-filled=""{held}>{html[m.slot]}</div>'.encode()
                 for m in markers]
@@ -530,9 +597,10 @@ class Injection:
     set_cookies: tuple[tuple[str, str], ...]
     holdout: bool = False  # the person is in the global holdout: the fragments say so (data-pz-holdout)
     context: Context | None = None  # the request's own facts, for campaign targeting
+    preview: Preview | None = None  # the page's preview link (its pz_preview): never stored, nothing counted
 
     async def fill(self, markers: Sequence[Marker]) -> list[bytes | None]:
-        return await self.core.fragments(markers, self.visitor, self.live, self.holdout, self.context)
+        return await self.core.fragments(markers, self.visitor, self.live, self.holdout, self.context, self.preview)
 
 
 def _person_key(visitor: Visitor) -> tuple[str | None, bool]:
@@ -606,20 +674,28 @@ def _fragment_html(slot: str, d: Carousel | BannerChoice, gen: str) -> str:
 
 
 def _render(ask: Ask, decisions: dict[str, Carousel | BannerChoice], gen: str,
-            holdout: bool = False) -> tuple[bytes, str]:
+            holdout: bool = False, about: dict[str, Any] | None = None) -> tuple[bytes, str]:
     """The answer's body. ``holdout``: the visitor is in the global holdout, which the body says (a page's
-    ``data-pz-holdout``, a JSON ``"holdout": true``) so the impressions pz.js reports say it too."""
+    ``data-pz-holdout``, a JSON ``"holdout": true``) so the impressions pz.js reports say it too. ``about``: a
+    preview's campaign and trace (``data-pz-preview``, JSON ``"preview"``), which pz.js shows and counts nothing
+    of."""
     if ask.format == "html":
         html = "".join(_fragment_html(s, d, gen) for s, d in decisions.items())
         if ask.endpoint == "page":
             held = ' data-pz-holdout=""' if holdout else ""
+            if about is not None:
+                held += f' data-pz-preview="{escape(dumps_text(about))}"'
             html = f'<div class="pz-page" data-generation="{escape(gen)}"{held}>{html}</div>'
+        elif about is not None:
+            html = f'<div data-pz-preview="{escape(dumps_text(about))}">{html}</div>'
         return html.encode(), "text/html; charset=utf-8"
     # The JSON is joined from the fragments' texts (cards memoised per isolate); the same bytes as dumps() of
     # {"generation": gen, "fragments": {slot: fragment}} or of the one fragment.
     frags = {s: banner_json_text(d, gen, s) if isinstance(d, BannerChoice) else carousel_json_text(d, gen)
              for s, d in decisions.items()}
     held = '"holdout":true,' if holdout else ""
+    if about is not None:
+        held += f'"preview":{dumps_text(about)},'
     if ask.endpoint != "page":
         one = next(iter(frags.values()))
         return ("{" + held + one[1:] if held else one).encode(), "application/json; charset=utf-8"

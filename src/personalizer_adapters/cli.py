@@ -167,6 +167,59 @@ def _preview(args: argparse.Namespace, rules: list[dict[str, Any]]) -> int:
     return 0
 
 
+def cmd_preview_link(args: argparse.Namespace) -> int:
+    """A signed link to the shop's page that shows one campaign (``personalizer.preview``)."""
+    from datetime import datetime
+    from urllib.parse import urlsplit
+
+    from personalizer import preview
+
+    from .campaigns import CampaignsError, load_campaigns
+    from .campaigns.file import instant
+
+    def fail(message: str) -> int:
+        print(f"error: {message}; no link made", file=sys.stderr)
+        return 2
+
+    if not 1 <= args.minutes <= preview.MAX_LIFETIME_S // 60:
+        return fail(f"--minutes {args.minutes}: a preview link lives 1 to {preview.MAX_LIFETIME_S // 60} minutes")
+    at = instant(args.at) if args.at else None
+    if args.at and at is None:
+        return fail(f"--at {args.at!r} is not an RFC 3339 instant with its offset (2026-12-24T18:30:00+01:00)")
+    if urlsplit(args.url).scheme not in ("http", "https") or not urlsplit(args.url).netloc:
+        return fail(f"--url {args.url!r} is not an http(s) URL of the shop's page")
+    if args.campaigns:
+        try:
+            rules = {r["id"]: r for r in load_campaigns(Path(args.campaigns))}
+        except CampaignsError as exc:
+            return fail(f"{exc}\n{args.campaigns} has problems")
+        if args.campaign not in rules:
+            return fail(f"{args.campaigns} has no campaign {args.campaign!r} (it has {', '.join(sorted(rules))})")
+        variants = [v["id"] for v in rules[args.campaign]["variants"]]
+        if args.variant and args.variant not in variants:
+            return fail(f"campaign {args.campaign!r} has no variant {args.variant!r} (it has {', '.join(variants)})")
+    key = signing_key(Path(args.dev_vars))
+    if key is None:
+        return 2
+    country = (args.country or "").upper()
+    now = int(time.time())
+    shown = preview.Preview(
+        args.campaign, args.variant, args.person, country,
+        f"{country}-{args.region.upper()}" if args.region and country else (args.region or "").upper(),
+        args.device or "", args.timezone or "", at,
+        tuple((f"utm_{n}", v.lower()) for n in ("campaign", "source", "medium") if (v := getattr(args, f"utm_{n}"))),
+        now + args.minutes * 60)
+    try:
+        token = preview.sign(shown, now, key)
+    except ValueError as exc:
+        return fail(str(exc))
+    print(f"{args.url}{'&' if '?' in args.url else '?'}{preview.PARAM}={token}")
+    until = datetime.fromtimestamp(shown.expires).astimezone().isoformat(timespec="minutes")
+    print(f"preview of campaign {args.campaign}{f' variant {args.variant}' if args.variant else ''} "
+          f"as {args.person or 'a new visitor'}, valid until {until}: not stored, not counted", file=sys.stderr)
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
@@ -473,6 +526,7 @@ EXAMPLES = {
     "report": "personalizer report --since 7d --html report.html",
     "shop": "personalizer shop --port 8789 --edge http://127.0.0.1:8787",
     "campaigns": "personalizer campaigns check kv-seed/campaigns.toml",
+    "preview-link": "personalizer preview-link --campaign restock --variant restock-b",
 }
 
 
@@ -533,6 +587,24 @@ def parser() -> argparse.ArgumentParser:
     for name in ("campaign", "source", "medium"):
         s.add_argument(f"--utm-{name}", help=f"preview: the page's utm_{name}")
     s.set_defaults(func=cmd_campaigns)
+    s = _add(sub, "preview-link", "print a link to the shop's page that shows one campaign, signed with the first "
+                                  "PZ_SIGNING_KEYS key, for at most a day (not stored, not counted)")
+    s.add_argument("--campaign", required=True, help="the campaign's id")
+    s.add_argument("--variant", help="its variant (default: the one the shopper would get)")
+    s.add_argument("--as", dest="person", help="seen as this signed-in customer (default: a new visitor)")
+    s.add_argument("--country", help="ISO 3166-1 country, as request.cf gives it (default: the request's)")
+    s.add_argument("--region", help="the region's code within the country (BY for DE-BY)")
+    s.add_argument("--timezone", help="the visitor's IANA time zone, for local hours (default: the request's)")
+    s.add_argument("--device", choices=("mobile", "desktop"), help="the device (default: the request's)")
+    s.add_argument("--at", help="the moment the campaigns are tried at, RFC 3339 with offset (default: now)")
+    for name in ("campaign", "source", "medium"):
+        s.add_argument(f"--utm-{name}", help=f"the page's utm_{name} (default: the page's own)")
+    s.add_argument("--minutes", type=int, default=60, help="how long the link works (1-1440, default 60)")
+    s.add_argument("--url", default=f"http://127.0.0.1:{os.environ.get('SHOP_PORT', '8789')}/",
+                   help="the shop's page (default: the demo shop of `make dev`)")
+    s.add_argument("--campaigns", help="a campaigns file to check the campaign and variant against")
+    s.add_argument("--dev-vars", default=".dev.vars")
+    s.set_defaults(func=cmd_preview_link)
     s = _add(sub, "evaluate", "the project's lists against popularity, item-kNN, EASE and ALS (or, for orders, "
                               "P-TopFreq, G-TopFreq and TIFU-KNN) on held-out data")
     s.add_argument("--catalog", help="as for build (default: the seed shop, with its known latent tastes)")

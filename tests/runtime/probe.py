@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from personalizer import codec, inject
+from personalizer import codec, inject, preview
 from personalizer.errors import BadRequest, PersonalizerError
 from personalizer.events import accept, parse_beacon
 from personalizer.request import parse_ask, parse_cookies
@@ -35,6 +35,12 @@ def ask(method: str, path: str, query: str) -> dict[str, Any]:
     except BadRequest as exc:
         return {"status": exc.status, "code": exc.code}
     return {"endpoint": a.endpoint, "slots": list(a.slots), "limit": a.limit, "item": a.item, "format": a.format}
+
+
+def preview_link(token: str, key: str, now: int) -> dict[str, Any] | None:
+    shown = preview.verify(token, (key.encode(),), now)
+    return None if shown is None else {"campaign": shown.campaign, "variant": shown.variant, "as": shown.person,
+                                       "utm": [list(u) for u in shown.utm], "at": shown.at, "expires": shown.expires}
 
 
 def decode(kind: str, value: str) -> dict[str, Any]:

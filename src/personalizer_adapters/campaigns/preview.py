@@ -39,7 +39,8 @@ class Preview:
         for t in self.trace:
             lines.append(f"  {'MATCH' if t.matched else 'no   '} {t.campaign} (priority {t.priority}): {t.why}")
         if self.winner is None:
-            lines.append("the winner: none (the compiled-in default banner is shown)")
+            lines.append("the winner: none (the default tier's banner is shown: the highest-priority generic "
+                         "campaign without targeting, if any)")
         else:
             v, fill = self.winner.variant, self.winner.fill
             lines += [f"the winner: {self.winner.rule.id}, variant {v.id} (tier {self.winner.tier})",
