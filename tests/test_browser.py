@@ -260,6 +260,20 @@ def test_injected_page_needs_no_javascript(stack: dict[str, Any]) -> None:
     ctx.close()
 
 
+def test_a_newsletter_link_gets_its_campaign_with_the_snippet_and_injected(stack: dict[str, Any],
+                                                                          context: Any) -> None:
+    """The demo's UTM-targeted campaign: pz.js passes the page's utm_* on, injection reads the page's URL; both
+    show it for the newsletter's link, neither without it."""
+    letter = "?utm_campaign=Winter-Letter&utm_medium=email&utm_source=weekly"
+    page = context.new_page()
+    for where, hero in ((stack["shop"] + "/", '[data-pz-slot="hero"][data-pz-filled] section.pz-banner'),
+                        (stack["edge"] + "/injected", '[data-pz-slot="hero"][data-pz-filled] section.pz-banner')):
+        page.goto(where + letter)
+        assert page.locator(hero).get_attribute("data-banner") == "newsletter-winter", where
+        page.goto(where + "?utm_campaign=winter-letter&utm_medium=social")
+        assert page.locator(hero).get_attribute("data-banner") != "newsletter-winter", where
+
+
 def test_injected_page_head_arrives_before_its_fragments(stack: dict[str, Any], context: Any) -> None:
     """The browser has parsed the page's head while the shop still holds the part with the placeholder."""
     held: HeldPage = stack["held"]

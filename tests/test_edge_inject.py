@@ -258,16 +258,6 @@ def test_forwarded_headers_are_the_workers_own_view(edge: httpx.Client, shop: tu
     assert "x-real-ip" not in seen and "6.6.6.6" not in json.dumps(seen)
 
 
-@pytest.mark.parametrize("size", [1024 * 1024 + 1, 3 * 1024 * 1024])
-def test_a_large_post_streams_through_to_the_shop(edge: httpx.Client, size: int) -> None:
-    """Bodies over a MiB reach the shop whole; a shop that answers before reading them (a GET-only route's 405)
-    has its answer passed on, not a 502."""
-    r = edge.post("/upload", content=b"a" * size, headers={"content-type": "application/octet-stream"})
-    assert r.status_code == 200 and r.text == str(size)
-    r = edge.post("/form", content=b"a" * size, headers={"content-type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 405 and r.headers["allow"] == "GET"
-
-
 def test_a_preview_link_through_injection_and_the_snippets_path(edge: httpx.Client, shop: tuple[Shop, str]) -> None:
     """A signed preview link on the shop's page (injection) and passed on by pz.js (/v1/page?preview=): the hero
     is the campaign it names, the answer is never stored and sets no cookie, and says it is a preview (with its
@@ -293,3 +283,13 @@ def test_a_preview_link_through_injection_and_the_snippets_path(edge: httpx.Clie
     for plain in (edge.get(f"/page?pz_preview={forged}"), edge.get(f"/v1/page?slots=hero&preview={forged}")):
         assert "x-pz-preview" not in plain.headers and b"loyalty-gold" not in plain.content
         assert plain.headers["set-cookie"].startswith("pz_vid=")  # an ordinary first visit
+
+
+@pytest.mark.parametrize("size", [1024 * 1024 + 1, 3 * 1024 * 1024])
+def test_a_large_post_streams_through_to_the_shop(edge: httpx.Client, size: int) -> None:
+    """Bodies over a MiB reach the shop whole; a shop that answers before reading them (a GET-only route's 405)
+    has its answer passed on, not a 502."""
+    r = edge.post("/upload", content=b"a" * size, headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 200 and r.text == str(size)
+    r = edge.post("/form", content=b"a" * size, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 405 and r.headers["allow"] == "GET"

@@ -6,12 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from personalizer import keys
+from personalizer import keys, preview
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.seed import write_seed
 from personalizer_adapters.origin.app import Origin
@@ -154,7 +156,7 @@ def test_push_campaigns_changes_the_banners_without_a_batch(small_built: Built, 
         raw = local_kv_get(kv, keys.banners(gen))
         assert raw is not None
         rules = codec.decode(raw, expect="banners").data["rules"]
-        return str(next(r for r in rules if r["kind"] == "generic")["variants"][0]["title"])
+        return str(next(r for r in rules if r["id"] == "generic")["variants"][0]["title"])
 
     assert generic_title() == "The winter edit"
     again = cli("push", "--build", str(build), *target)  # the build was updated too: nothing to put back
@@ -233,6 +235,37 @@ end = 2025-12-27T00:00:00Z
 """
 
 
+SCHEDULED = """
+[[campaigns]]
+id = "xmas-sale"
+priority = 3
+kind = "generic"
+start = 2026-12-24T18:00:00+01:00
+end = 2026-12-27T00:00:00+01:00
+  [[campaigns.variants]]
+  id = "xmas-sale-a"
+  title = "Sale"
+  body = "b"
+  cta = "c"
+  url = "/sale"
+  image = "/img/sale.jpg"
+
+[[campaigns]]
+id = "sunday-brunch"
+priority = 2
+kind = "generic"
+weekdays = ["sun"]
+hours = ["09:00-10:00"]
+  [[campaigns.variants]]
+  id = "brunch-a"
+  title = "Brunch"
+  body = "b"
+  cta = "c"
+  url = "/brunch"
+  image = "/img/brunch.jpg"
+"""
+
+
 def test_targeted_campaigns_through_the_live_edge(small_built: Built, small_seed_dir: Path, tmp_path: Path) -> None:
     """Campaigns pushed with targeting are chosen at the edge from the request alone: the country Cloudflare
     gives (offline: cf-ipcountry), the page's utm_campaign, the device hint, the schedule."""
@@ -241,7 +274,7 @@ def test_targeted_campaigns_through_the_live_edge(small_built: Built, small_seed
     target = ["--target", "local", "--persist", str(kv), "--state-dir", str(state)]
     assert cli("push", "--build", str(build), *target).returncode == 0
     aimed = tmp_path / "aimed.toml"
-    aimed.write_text((ROOT / "kv-seed" / "campaigns.toml").read_text() + AIMED + tokyo_campaigns())
+    aimed.write_text((ROOT / "kv-seed" / "campaigns.toml").read_text() + AIMED + SCHEDULED + tokyo_campaigns())
     pushed = cli("push", "--campaigns", str(aimed), "--build", str(build), *target)
     assert pushed.returncode == 0, pushed.stderr
     denied = {"cookie": "pz_consent=denied", "user-agent": "Mozilla/5.0 (X11; Linux x86_64)"}  # generic only
@@ -261,6 +294,29 @@ def test_targeted_campaigns_through_the_live_edge(small_built: Built, small_seed
         assert banner(**{"cf-ipcountry": "JP", "cf-timezone": "Asia/Tokyo"}) == "tokyo-now"
         assert banner(**{"cf-ipcountry": "JP", "cf-timezone": "America/Los_Angeles"}) == "generic"
         assert banner(**{"cf-ipcountry": "JP", "cf-timezone": "Not/A_Zone"}) == "generic"
+
+        # The schedule at its boundaries, and local hours across both daylight-saving changes in Berlin, by the
+        # worker's own clock of zones (JS Intl in Pyodide): a preview link's moment is the one they are tried at.
+        def matched(at: str, zone: str = "Europe/Berlin") -> dict[str, bool]:
+            now = int(time.time())
+            instant = int(datetime.fromisoformat(at).timestamp())
+            link = preview.sign(preview.Preview("generic", at=instant, timezone=zone, expires=now + 60), now,
+                                TEST_KEY.encode())
+            about = edge.get(f"/v1/page?slots=hero&preview={link}", headers=denied).json()["preview"]
+            return {t["campaign"]: t["matched"] for t in about["trace"]}
+
+        assert not matched("2026-12-24T16:59:59+00:00")["xmas-sale"]  # 17:59:59 CET: a second early
+        assert matched("2026-12-24T17:00:00+00:00")["xmas-sale"]  # its first second
+        assert matched("2026-12-26T22:59:59+00:00")["xmas-sale"]  # its last second
+        assert not matched("2026-12-26T23:00:00+00:00")["xmas-sale"]  # its end is not in it
+        for utc, inside in (("2026-03-22T08:30:00+00:00", True),    # a Sunday 09:30 CET
+                            ("2026-03-29T08:30:00+00:00", False),   # DST began that night: 10:30 CEST
+                            ("2026-03-29T07:30:00+00:00", True),    # 09:30 CEST
+                            ("2026-10-25T08:30:00+00:00", True),    # DST ended that night: 09:30 CET
+                            ("2026-10-25T07:30:00+00:00", False),   # 08:30 CET
+                            ("2026-10-24T07:30:00+00:00", False)):  # a Saturday 09:30 CEST
+            assert matched(utc)["sunday-brunch"] is inside, utc
+        assert not matched("2026-03-22T08:30:00+00:00", "America/New_York")["sunday-brunch"]  # 04:30 there
 
 
 def tokyo_campaigns() -> str:
