@@ -55,6 +55,7 @@ dev: install .dev.vars .wrangler/state/.seeded
 	@echo "a signed-in shopper: curl -H \"Cookie: pz_uid=$$($(VENV)/bin/personalizer sign-user c00001)\" 'http://127.0.0.1:$(PORT)/v1/page?slots=hero,home,recent'"
 	@echo "one only the origin knows (a miss, then a KV hit): pz_uid=$$($(VENV)/bin/personalizer sign-user c05001)"
 	@echo "the demo shop (pz.js, cross-origin): http://127.0.0.1:$(SHOP_PORT)/  through the worker (injection): http://127.0.0.1:$(PORT)/injected"
+	@echo "a campaign before it goes live (an hour): $$(SHOP_PORT=$(SHOP_PORT) $(VENV)/bin/personalizer preview-link --campaign loyalty-gold 2>/dev/null)"
 	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) & origin=$$!; \
 		$(VENV)/bin/personalizer shop --port $(SHOP_PORT) --edge http://127.0.0.1:$(PORT) & shop=$$!; \
 		trap "kill $$origin $$shop 2>/dev/null" EXIT; \

@@ -566,7 +566,7 @@ def banner_choice() -> None:
     n = 2000
     rows = {}
     with pyodide_probe() as pyo:
-        for name, rules in (("the demo's 44 campaigns, no targeting", demo),
+        for name, rules in ((f"the demo's {len(demo)} campaigns", demo),
                             ("200 targeted campaigns + the demo's", targeted + demo)):
             cpython = min(probe.choose_seconds(rules, n) for _ in range(3)) / n * 1e6
             inside = min(float(pyo.call("choose_seconds", rules, n)) for _ in range(3)) / n * 1e6  # type: ignore[arg-type]
