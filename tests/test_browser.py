@@ -21,9 +21,9 @@ import pytest
 
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.seed import bulk_json
-from personalizer_adapters.events.eventlog import EventLog
 from personalizer_adapters.origin.app import create_app as origin_app
 from personalizer_adapters.shop.app import create_app as shop_app
+from personalizer_adapters.store.eventlog import EventLog
 from tests.conftest import TEST_KEY
 from tests.runtime.harness import edge_runtime, serve_asgi
 from tests.test_edge_events import free_port

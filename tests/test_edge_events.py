@@ -24,8 +24,8 @@ from personalizer.events import clean_event
 from personalizer.records import Profile
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.seed import bulk_json
-from personalizer_adapters.events.eventlog import EventLog
 from personalizer_adapters.origin.app import create_app
+from personalizer_adapters.store.eventlog import EventLog
 from tests.conftest import TEST_KEY, uid_cookie
 from tests.runtime.harness import edge_runtime, local_kv_get, serve_asgi
 from tests.test_events import BROWSER, GOOD

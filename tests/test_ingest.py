@@ -14,11 +14,11 @@ import pytest
 
 from personalizer.events import clean_event, message
 from personalizer_adapters.batch.build import Built
-from personalizer_adapters.events.eventlog import EventLog
 from personalizer_adapters.origin.app import MAX_INGEST_BODY, SECRET_HEADER, create_app
-from personalizer_adapters.origin.store import ProfileStore
 from personalizer_adapters.privacy.erase import erase_person
 from personalizer_adapters.privacy.tombstones import Tombstones
+from personalizer_adapters.store.eventlog import EventLog
+from personalizer_adapters.store.profiles import ProfileStore
 from tests.runtime.harness import serve_asgi
 from tests.test_events import GOOD, NOW
 

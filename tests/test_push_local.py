@@ -17,7 +17,7 @@ from personalizer import keys, preview
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.seed import write_seed
 from personalizer_adapters.origin.app import Origin
-from personalizer_adapters.origin.store import ProfileStore
+from personalizer_adapters.store.profiles import ProfileStore
 from tests.conftest import TEST_KEY, uid_cookie
 from tests.runtime.harness import ROOT, edge_runtime, local_kv_get
 from tests.test_push import make_build, write_build

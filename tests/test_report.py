@@ -10,9 +10,9 @@ import pytest
 
 from personalizer import keys
 from personalizer_adapters.batch.build import Built
-from personalizer_adapters.events.eventlog import EventLog
 from personalizer_adapters.events.report import Rate, analyse, banner_rules, parse_since, rate_diff, render_html, wilson
-from personalizer_adapters.origin.store import ProfileStore
+from personalizer_adapters.store.eventlog import EventLog
+from personalizer_adapters.store.profiles import ProfileStore
 from tests.test_push_local import cli
 
 DAY = 86400

@@ -429,9 +429,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from personalizer import keys
 
     from .batch.model import Model
-    from .events.eventlog import EventLog
     from .events.report import analyse, banner_rules, parse_since, render_html, render_text
-    from .origin.store import ProfileStore
+    from .store.eventlog import EventLog
+    from .store.profiles import ProfileStore
 
     data = Path(args.data)
     try:

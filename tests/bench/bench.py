@@ -300,9 +300,9 @@ def ingest_throughput() -> None:
     import httpx
 
     from personalizer.events import clean_event, message
-    from personalizer_adapters.events.eventlog import EventLog
     from personalizer_adapters.origin.app import SECRET_HEADER
-    from personalizer_adapters.origin.store import ProfileStore
+    from personalizer_adapters.store.eventlog import EventLog
+    from personalizer_adapters.store.profiles import ProfileStore
 
     secret = "bench-ingest-secret-0123456789"
     now = int(time.time())
@@ -365,8 +365,8 @@ def refresh_bench() -> None:
     from personalizer.events import clean_event, message
     from personalizer_adapters.batch.model import Model
     from personalizer_adapters.batch.refresh import Refresher
-    from personalizer_adapters.events.eventlog import EventLog
-    from personalizer_adapters.origin.store import ProfileStore
+    from personalizer_adapters.store.eventlog import EventLog
+    from personalizer_adapters.store.profiles import ProfileStore
     from tests.test_refresh import MemoryTarget
 
     now = int(time.time())

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import TextIO
 
 from personalizer import keys
-from personalizer_adapters.events.eventlog import EventLog
 from personalizer_adapters.kv.plan import Build, TargetState
 from personalizer_adapters.kv.push import OK, PARTIAL, Paths, Target, push, target_lock
 from personalizer_adapters.origin.history import person_profile
-from personalizer_adapters.origin.store import ProfileStore
+from personalizer_adapters.store.eventlog import EventLog
+from personalizer_adapters.store.profiles import ProfileStore
 
 from .model import Model
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from personalizer_adapters.origin.store import ProfileStore
+from personalizer_adapters.store.profiles import ProfileStore
 
 from .build import Built, build
 from .seedgen import Shop, generate
@@ -148,7 +148,7 @@ def simulate_experiment(config: dict[str, Any], generation: str, origin_dir: Pat
     import numpy as np
 
     from personalizer.events import message
-    from personalizer_adapters.events.eventlog import EventLog
+    from personalizer_adapters.store.eventlog import EventLog
 
     exp = config.get("experiment")
     if not exp:

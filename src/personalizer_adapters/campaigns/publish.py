@@ -21,7 +21,7 @@ from personalizer.errors import DecodeError
 from personalizer_adapters.batch.seed import bulk_json_lines, replace_file
 from personalizer_adapters.kv.plan import Build, digest, read_bulk
 from personalizer_adapters.kv.push import BAD_INPUT, Target, push
-from personalizer_adapters.origin.store import ProfileStore
+from personalizer_adapters.store.profiles import ProfileStore
 
 from .file import CampaignsError, load_campaigns
 

@@ -28,10 +28,10 @@ from starlette.routing import Route
 from personalizer import jsontext, keys
 from personalizer.digits import ascii_digits
 from personalizer_adapters.batch.model import Model
-from personalizer_adapters.events.eventlog import EventLog, ReadOnlyLog
+from personalizer_adapters.store.eventlog import EventLog, ReadOnlyLog
+from personalizer_adapters.store.profiles import ProfileStore
 
 from .history import person_profile
-from .store import ProfileStore
 
 log = logging.getLogger("personalizer.origin")
 SECRET_HEADER = "x-pz-origin-secret"

@@ -13,9 +13,8 @@ import numpy.typing as npt
 
 from personalizer import codec
 from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, profile_payload
-from personalizer_adapters.events.eventlog import EventLog
-
-from .store import ProfileStore
+from personalizer_adapters.store.eventlog import EventLog
+from personalizer_adapters.store.profiles import ProfileStore
 
 Rows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 

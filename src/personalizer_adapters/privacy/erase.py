@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 from personalizer_adapters.batch.seed import bulk_json_lines, replace_file
-from personalizer_adapters.events.eventlog import EventLog
 from personalizer_adapters.kv.plan import read_bulk
 from personalizer_adapters.kv.push import Target, forget
-from personalizer_adapters.origin.store import ProfileStore
+from personalizer_adapters.store.eventlog import EventLog
+from personalizer_adapters.store.profiles import ProfileStore
 
 from .tombstones import Tombstones, erased_marks, person_keys
 

@@ -1,4 +1,4 @@
-"""The origin's embedded profile store (SQLite): shoppers, their events, and the generation's shared records."""
+"""The embedded profile store (SQLite): shoppers, their events, the generation's shared records, tombstones."""
 
 from __future__ import annotations
 
