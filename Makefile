@@ -10,7 +10,7 @@ ORIGIN_PORT ?= 8788
 SHOP_PORT ?= 8789
 SEED_SOURCES := kv-seed/seed.toml kv-seed/campaigns.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
 
-.PHONY: dev test bench lint seed assets bundle lambda install clean fuzz
+.PHONY: dev test bench lint seed assets postgres-server bundle lambda install clean fuzz
 .DEFAULT_GOAL := dev
 
 install: $(VENV)/.installed node_modules/.installed
@@ -77,7 +77,15 @@ $(CHROMIUM):
 # once), one worker per core and one more for the time tests spend waiting on queues, browsers and subprocesses
 # (2 cores: 3 workers finish in ~108 s, 2 in ~112 s): `make test TEST_WORKERS=1` runs them one after another.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1); echo $$((n + 1)))
-test: lint $(CHROMIUM)
+# The store's tests start their own PostgreSQL server (Debian's postgresql) in a temporary directory.
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+		echo "installing Debian's postgresql for the store tests"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+		elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+		else echo "error: the store tests need PostgreSQL: apt-get install postgresql" >&2; exit 2; fi; }
+
+test: lint $(CHROMIUM) postgres-server
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The property tests of tests/test_fuzz.py with many more examples than `make test` runs.

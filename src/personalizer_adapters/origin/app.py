@@ -28,7 +28,8 @@ from starlette.routing import Route
 from personalizer import jsontext, keys
 from personalizer.digits import ascii_digits
 from personalizer_adapters.batch.model import Model
-from personalizer_adapters.store.eventlog import EventLog, ReadOnlyLog
+from personalizer_adapters.store.base import ReadOnlyLog
+from personalizer_adapters.store.eventlog import EventLog
 from personalizer_adapters.store.profiles import ProfileStore
 
 from .history import person_profile

@@ -8,17 +8,16 @@ one person cannot shadow another's events by reusing an id.
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from personalizer.events import Rejected, accept, check_message
+from .base import IngestCounts, ReadOnlyLog, event_dict, ingest_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS beacon_events (
@@ -39,23 +38,6 @@ CREATE INDEX IF NOT EXISTS beacon_events_by_person ON beacon_events (person, ts)
 COLUMNS = "who, person, id, type, ts, received, robot, flags, data"
 # What SQLite says when the file or its directory cannot be written (a read-only file system or copy).
 READ_ONLY = re.compile(r"readonly|read-only|unable to open database file")
-
-
-@dataclass(frozen=True, slots=True)
-class IngestCounts:
-    stored: int = 0      # new events written
-    duplicates: int = 0  # already stored (a retried batch)
-    refused: int = 0     # events of an erased person
-    rejected: int = 0    # events off contract (the edge checks first; this is the second check)
-    bad_beacons: int = 0  # envelopes off contract
-
-    def as_json(self) -> dict[str, int]:
-        return {"stored": self.stored, "duplicates": self.duplicates, "refused": self.refused,
-                "rejected": self.rejected, "bad_beacons": self.bad_beacons}
-
-
-class ReadOnlyLog(RuntimeError):
-    """The log cannot be written here (a read-only data directory): nothing was stored."""
 
 
 class EventLog:
@@ -115,34 +97,13 @@ class EventLog:
         """
         if self.read_only:
             raise ReadOnlyLog(f"the event log {self.path} is read-only here")
-        rows: list[tuple[str, str, str, str, float, int, int, str, str]] = []
-        rejected = bad = 0
-        checked = []
-        for raw in beacons:
-            try:
-                checked.append(check_message(raw))
-            except Rejected:
-                bad += 1
-        gone = erased({p for m in checked for p in (m["customer"], m["visitor"]) if p})
-        refused = 0
-        for m in checked:
-            kept, out = accept(m["events"], m["received"])
-            rejected += len(out)
-            if m["customer"] in gone or m["visitor"] in gone:
-                refused += len(kept)
-                continue
-            who, person = (("customer", m["customer"]) if m["customer"] else
-                           ("visitor", m["visitor"]) if m["visitor"] else ("anonymous", ""))
-            robot = int(bool(m["flags"]))
-            flags = json.dumps(m["flags"])
-            rows.extend((who, person, e["id"], e["type"], e["ts"], m["received"], robot, flags,
-                         json.dumps(e, separators=(",", ":"))) for e in kept)
+        rows, counts = ingest_rows(beacons, erased)
         with self._connect() as db:
             before = db.total_changes
             db.executemany(f"INSERT OR IGNORE INTO beacon_events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            rows)
             stored = db.total_changes - before
-        return IngestCounts(stored, len(rows) - stored, refused, rejected, bad)
+        return replace(counts, stored=stored, duplicates=len(rows) - stored)
 
     def erase(self, person: str) -> int:
         """Remove everything sent under ``person`` (as a customer or a visitor); returns the count."""
@@ -163,8 +124,7 @@ class EventLog:
         with self._connect() as db:
             rows = db.execute(query + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY received, ts, id",
                               args).fetchall()
-        return [{**json.loads(data), "who": who, "person": p, "received": rec, "robot": bool(robot),
-                 "flags": json.loads(flags)} for who, p, rec, robot, flags, data in rows]
+        return [event_dict(*row) for row in rows]
 
     def changed_since(self, seq: int) -> tuple[list[tuple[str, str]], int]:
         """(who, person) with events stored after ``seq`` that can change a profile (views, carts, purchases;

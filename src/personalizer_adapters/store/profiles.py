@@ -52,6 +52,9 @@ class ProfileStore:
                 db.executemany("INSERT INTO shoppers VALUES (?, ?)", shoppers)
                 db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
                 db.executemany("INSERT INTO records VALUES (?, ?)", records)
+                # nothing of an erased person, whatever the snapshot holds
+                db.execute("DELETE FROM shoppers WHERE id IN (SELECT id FROM tombstones)")
+                db.execute("DELETE FROM events WHERE shopper IN (SELECT id FROM tombstones)")
                 db.execute(INDEXES)
         with new.open("rb") as f:
             os.fsync(f.fileno())

@@ -1,0 +1,98 @@
+"""The store's contract: what the origin, ``refresh``, ``report`` and ``erase`` ask of the event log and the
+profile store, whichever engine keeps them (``eventlog``/``profiles``: SQLite; ``postgres``: PostgreSQL).
+One suite of tests (tests/test_store.py) holds every engine to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from personalizer.events import Rejected, accept, check_message
+
+# One stored beacon event: who, person, id, type, ts, received, robot, flags (JSON), data (JSON).
+Row = tuple[str, str, str, str, float, int, int, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCounts:
+    stored: int = 0      # new events written
+    duplicates: int = 0  # already stored (a retried batch)
+    refused: int = 0     # events of an erased person
+    rejected: int = 0    # events off contract (the edge checks first; this is the second check)
+    bad_beacons: int = 0  # envelopes off contract
+
+    def as_json(self) -> dict[str, int]:
+        return {"stored": self.stored, "duplicates": self.duplicates, "refused": self.refused,
+                "rejected": self.rejected, "bad_beacons": self.bad_beacons}
+
+
+class ReadOnlyLog(RuntimeError):
+    """The log cannot be written here (a read-only data directory): nothing was stored."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The store could not be reached or did not answer in time: nothing was stored or read. Ingest answers
+    503 with Retry-After (the queue delivers again), the miss path fails fast."""
+
+
+def ingest_rows(beacons: Iterable[Any], erased: Callable[[set[str]], set[str]]) -> tuple[list[Row], IngestCounts]:
+    """Every beacon and event checked again: the rows to append, and the counts of what was not kept (``stored``
+    and ``duplicates`` are the engine's to fill). ``erased(ids)``: which of these ids are tombstoned."""
+    rows: list[Row] = []
+    rejected = bad = refused = 0
+    checked = []
+    for raw in beacons:
+        try:
+            checked.append(check_message(raw))
+        except Rejected:
+            bad += 1
+    gone = erased({p for m in checked for p in (m["customer"], m["visitor"]) if p})
+    for m in checked:
+        kept, out = accept(m["events"], m["received"])
+        rejected += len(out)
+        if m["customer"] in gone or m["visitor"] in gone:
+            refused += len(kept)
+            continue
+        who, person = (("customer", m["customer"]) if m["customer"] else
+                       ("visitor", m["visitor"]) if m["visitor"] else ("anonymous", ""))
+        robot = int(bool(m["flags"]))
+        flags = json.dumps(m["flags"])
+        rows.extend((who, person, e["id"], e["type"], e["ts"], m["received"], robot, flags,
+                     json.dumps(e, separators=(",", ":"))) for e in kept)
+    return rows, IngestCounts(refused=refused, rejected=rejected, bad_beacons=bad)
+
+
+def event_dict(who: str, person: str, received: int, robot: Any, flags: str, data: str) -> dict[str, Any]:
+    """A stored event as the readers see it: the event's fields with its envelope's."""
+    return {**json.loads(data), "who": who, "person": person, "received": int(received), "robot": bool(robot),
+            "flags": json.loads(flags)}
+
+
+class EventStore(Protocol):
+    read_only: bool
+
+    def ingest(self, beacons: Iterable[Any], erased: Callable[[set[str]], set[str]]) -> IngestCounts: ...
+    def erase(self, person: str) -> int: ...
+    def events(self, person: str | None = None, who: str | None = None) -> list[dict[str, Any]]: ...
+    def changed_since(self, seq: int) -> tuple[list[tuple[str, str]], int]: ...
+    def count(self) -> int: ...
+
+
+class ProfileData(Protocol):
+    def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
+                    records: Iterable[tuple[str, bytes]]) -> None: ...
+    def shopper(self, shopper: str) -> tuple[str | None] | None: ...
+    def events(self, shopper: str, index: dict[str, int]) -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+    def erase(self, shopper: str) -> int: ...
+    def add_tombstones(self, people: frozenset[str] | set[str]) -> None: ...
+    def tombstones(self) -> set[str]: ...
+    def erased(self, people: set[str]) -> set[str]: ...
+    def put_record(self, key: str, value: bytes) -> None: ...
+    def record(self, key: str) -> bytes | None: ...

@@ -1,0 +1,258 @@
+"""The production store: PostgreSQL through psycopg 3 and its connection pool (``PZ_DATABASE_URL``).
+
+The same contract as the SQLite engine (``base``), so the origin, ``refresh``, ``report`` and ``erase`` run
+unchanged on it, from any number of hosts at once. The URL is libpq's: host, port, TLS (``sslmode``,
+``sslrootcert``), application name and options come from it, so RDS/Aurora behind RDS Proxy, Neon or Supabase
+need nothing else. Every statement has a deadline (``statement_timeout``, and a wait for a pooled connection);
+a server that cannot be reached or does not answer in time raises ``StoreUnavailable``.
+
+The schema is versioned (``pz_meta``) and changed only by ``upgrade`` (``personalizer db upgrade``), never at
+request time: an engine opened on a database of another version refuses to work with it.
+
+Appends to the event log take a transaction-scoped advisory lock, so the log's ``seq`` is in commit order across
+concurrent writers, as SQLite's single writer gives it: ``refresh``'s watermark never skips an event committed
+late with a smaller number.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+import psycopg_pool
+
+from .base import IngestCounts, StoreUnavailable, event_dict, ingest_rows
+
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE pz_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE beacon_events (
+    seq BIGSERIAL PRIMARY KEY,  -- commit order (appends serialised): refresh's watermark
+    who TEXT NOT NULL, person TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+    ts DOUBLE PRECISION NOT NULL, received BIGINT NOT NULL, robot SMALLINT NOT NULL, flags TEXT NOT NULL,
+    data TEXT NOT NULL,
+    UNIQUE (who, person, id)
+);
+CREATE INDEX beacon_events_by_person ON beacon_events (person, ts);
+CREATE TABLE shoppers (id TEXT PRIMARY KEY, loyalty TEXT);
+CREATE TABLE events (shopper TEXT NOT NULL, product TEXT NOT NULL, kind SMALLINT NOT NULL, ts BIGINT NOT NULL);
+CREATE INDEX events_by_shopper ON events (shopper);
+CREATE TABLE records (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE tombstones (id TEXT PRIMARY KEY, erased_at BIGINT NOT NULL);
+CREATE TABLE watermarks (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+""",
+}
+APPEND_LOCK = 0x707A_6576  # "pzev": the event log's append lock (pg_advisory_xact_lock)
+STATEMENT_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT_S = 5
+NOW = "EXTRACT(EPOCH FROM now())::BIGINT"
+
+
+def is_url(value: str | None) -> bool:
+    return bool(value) and str(value).startswith(("postgresql://", "postgres://"))
+
+
+def schema_version(db: psycopg.Connection[Any]) -> int:
+    """The database's schema version; 0 when it holds none of ours."""
+    if db.execute("SELECT to_regclass('pz_meta')").fetchone() == (None,):
+        return 0
+    row = db.execute("SELECT value FROM pz_meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def upgrade(url: str) -> tuple[int, int]:
+    """Apply every migration the database lacks, each in its own transaction; (version before, after)."""
+    with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S) as db:
+        with db.transaction():  # one upgrader at a time
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK + 1,))
+            before = schema_version(db)
+        if before > SCHEMA_VERSION:
+            raise RuntimeError(f"the database's schema is version {before}, newer than this release's "
+                               f"{SCHEMA_VERSION}: upgrade personalizer instead")
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            with db.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK + 1,))
+                if schema_version(db) >= version:
+                    continue
+                db.execute(MIGRATIONS[version].encode())
+                db.execute("INSERT INTO pz_meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE "
+                           "SET value = EXCLUDED.value", (str(version),))
+        return before, SCHEMA_VERSION
+
+
+class Database:
+    """One pool per process and URL, shared by the event log and the profile store over it."""
+
+    _pools: dict[str, Database] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, url: str, *, timeout_ms: int = STATEMENT_TIMEOUT_MS, max_size: int = 8) -> None:
+        self.url = url
+        self.pool = psycopg_pool.ConnectionPool(
+            url, min_size=0, max_size=max_size, timeout=timeout_ms / 1000, open=True, reconnect_timeout=30,
+            check=psycopg_pool.ConnectionPool.check_connection,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "options": f"-c statement_timeout={int(timeout_ms)}",
+                    "application_name": "personalizer"})
+        self._checked = False
+
+    @classmethod
+    def of(cls, url: str) -> Database:
+        with cls._lock:
+            if url not in cls._pools:
+                cls._pools[url] = cls(url)
+            return cls._pools[url]
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction (committed when the block ends); ``StoreUnavailable`` when
+        the server cannot be reached, drops the connection, or a statement passes its deadline."""
+        try:
+            with self.pool.connection() as db:
+                if not self._checked:
+                    version = schema_version(db)
+                    if version != SCHEMA_VERSION:
+                        raise RuntimeError(f"the database's schema is version {version}, this release needs "
+                                           f"{SCHEMA_VERSION}: run `personalizer db upgrade`")
+                    self._checked = True
+                yield db
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class PgEventLog:
+    """The event log in PostgreSQL: idempotent appends, one transaction per batch."""
+
+    read_only = False
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def ingest(self, beacons: Iterable[Any], erased: Callable[[set[str]], set[str]]) -> IngestCounts:
+        rows, counts = ingest_rows(beacons, erased)
+        if not rows:
+            return counts
+        with self.db.connection() as db, db.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+            cur.executemany("INSERT INTO beacon_events (who, person, id, type, ts, received, robot, flags, data) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (who, person, id) DO NOTHING",
+                            rows)
+            stored = cur.rowcount
+        return replace(counts, stored=stored, duplicates=len(rows) - stored)
+
+    def erase(self, person: str) -> int:
+        with self.db.connection() as db:
+            return db.execute("DELETE FROM beacon_events WHERE person = %s AND who != 'anonymous'",
+                              (person,)).rowcount
+
+    def events(self, person: str | None = None, who: str | None = None) -> list[dict[str, Any]]:
+        where, args = [], []
+        if person is not None:
+            where.append("person = %s")
+            args.append(person)
+        if who is not None:
+            where.append("who = %s")
+            args.append(who)
+        query = ("SELECT who, person, received, robot, flags, data FROM beacon_events"
+                 + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY received, ts, id")
+        with self.db.connection() as db:
+            rows = db.execute(query.encode(), args).fetchall()
+        return [event_dict(*row) for row in rows]
+
+    def changed_since(self, seq: int) -> tuple[list[tuple[str, str]], int]:
+        with self.db.connection() as db:
+            top = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM beacon_events").fetchone()[0])  # type: ignore[index]
+            people = db.execute("SELECT DISTINCT who, person FROM beacon_events WHERE seq > %s AND seq <= %s "
+                                "AND robot = 0 AND who != 'anonymous' AND type IN ('view', 'add_to_cart', "
+                                "'remove_from_cart', 'purchase') ORDER BY who, person", (seq, top)).fetchall()
+        return [(str(w), str(p)) for w, p in people], top
+
+    def count(self) -> int:
+        with self.db.connection() as db:
+            return int(db.execute("SELECT COUNT(*) FROM beacon_events").fetchone()[0])  # type: ignore[index]
+
+
+class PgProfileStore:
+    """Shoppers' history, the generation's shared records and the tombstones, in PostgreSQL."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
+                    records: Iterable[tuple[str, bytes]]) -> None:
+        """A full snapshot (a build) swapped in in one transaction: readers see the old one until it commits;
+        tombstoned people's rows are left out, whenever their erasure landed."""
+        with self.db.connection() as db, db.cursor() as cur:
+            cur.execute("SET LOCAL statement_timeout = 0")  # a build's millions of rows take their time
+            cur.execute("TRUNCATE shoppers, events, records")
+            with cur.copy("COPY shoppers (id, loyalty) FROM STDIN") as copy:
+                for shopper in shoppers:
+                    copy.write_row(shopper)
+            with cur.copy("COPY events (shopper, product, kind, ts) FROM STDIN") as copy:
+                for event in events:
+                    copy.write_row(event)
+            with cur.copy("COPY records (key, value) FROM STDIN") as copy:
+                for key, value in records:
+                    copy.write_row((key, bytes(value)))
+            cur.execute("DELETE FROM shoppers WHERE id IN (SELECT id FROM tombstones)")
+            cur.execute("DELETE FROM events WHERE shopper IN (SELECT id FROM tombstones)")
+
+    def shopper(self, shopper: str) -> tuple[str | None] | None:
+        with self.db.connection() as db:
+            row = db.execute("SELECT loyalty FROM shoppers WHERE id = %s AND id NOT IN (SELECT id FROM tombstones)",
+                             (shopper,)).fetchone()
+        return None if row is None else (None if row[0] is None else str(row[0]),)
+
+    def events(self, shopper: str, index: dict[str, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                                                     npt.NDArray[np.int64]]:
+        with self.db.connection() as db:
+            rows = db.execute("SELECT product, kind, ts FROM events WHERE shopper = %s", (shopper,)).fetchall()
+        kept = [(index[p], k, t) for p, k, t in rows if p in index]
+        arr = np.array(kept, dtype=np.int64).reshape(-1, 3)
+        return arr[:, 0], arr[:, 1], arr[:, 2]
+
+    def erase(self, shopper: str) -> int:
+        """Tombstone first, then the rows, in one transaction: ingest sees the tombstone the moment it
+        commits; the event log's rows go with ``PgEventLog.erase``."""
+        with self.db.connection() as db:
+            db.execute(f"INSERT INTO tombstones VALUES (%s, {NOW}) ON CONFLICT DO NOTHING", (shopper,))
+            db.execute("DELETE FROM shoppers WHERE id = %s", (shopper,))
+            return db.execute("DELETE FROM events WHERE shopper = %s", (shopper,)).rowcount
+
+    def add_tombstones(self, people: frozenset[str] | set[str]) -> None:
+        if not people:
+            return
+        with self.db.connection() as db, db.cursor() as cur:
+            ids = sorted(people)
+            cur.executemany(f"INSERT INTO tombstones VALUES (%s, {NOW}) ON CONFLICT DO NOTHING", [(p,) for p in ids])
+            cur.execute("DELETE FROM shoppers WHERE id = ANY(%s)", (ids,))
+            cur.execute("DELETE FROM events WHERE shopper = ANY(%s)", (ids,))
+
+    def tombstones(self) -> set[str]:
+        with self.db.connection() as db:
+            return {str(r[0]) for r in db.execute("SELECT id FROM tombstones")}
+
+    def erased(self, people: set[str]) -> set[str]:
+        if not people:
+            return set()
+        with self.db.connection() as db:
+            return {str(r[0]) for r in db.execute("SELECT id FROM tombstones WHERE id = ANY(%s)", (sorted(people),))}
+
+    def put_record(self, key: str, value: bytes) -> None:
+        with self.db.connection() as db:
+            db.execute("INSERT INTO records VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                       (key, value))
+
+    def record(self, key: str) -> bytes | None:
+        with self.db.connection() as db:
+            row = db.execute("SELECT value FROM records WHERE key = %s", (key,)).fetchone()
+        return None if row is None else bytes(row[0])

@@ -1,0 +1,235 @@
+"""The store's contract (personalizer_adapters.store.base), one suite for every engine: SQLite (embedded) and
+PostgreSQL (a real server, tests/runtime/postgres.py), each test on a store of its own."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from personalizer.events import clean_event, message
+from personalizer_adapters.store import postgres
+from personalizer_adapters.store.base import EventStore, ProfileData
+from personalizer_adapters.store.eventlog import EventLog
+from personalizer_adapters.store.profiles import ProfileStore
+from tests.runtime.postgres import Server, postgres_server
+from tests.test_events import GOOD, NOW
+
+
+@dataclass
+class Store:
+    engine: str
+    log: EventStore
+    profiles: ProfileData
+    url: str = ""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with postgres_server() as s:
+        yield s
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        return Store("sqlite", EventLog(tmp_path / "events.sqlite"), ProfileStore(tmp_path / "store.sqlite"))
+    server: Server = request.getfixturevalue("server")
+    url = server.new_database()
+    assert postgres.upgrade(url) == (0, postgres.SCHEMA_VERSION)
+    db = postgres.Database(url)
+    request.addfinalizer(db.close)
+    return Store("postgres", postgres.PgEventLog(db), postgres.PgProfileStore(db), url)
+
+
+def beacon(customer: str | None, events: list[dict[str, Any]], visitor: str | None = None,
+           flags: list[str] | None = None) -> dict[str, Any]:
+    return message(customer, visitor, flags or [], [clean_event(e, NOW) for e in events], NOW)
+
+
+def nobody(ids: set[str]) -> set[str]:
+    return set()
+
+
+def test_ingest_is_idempotent_and_keeps_every_field(store: Store) -> None:
+    batch = [beacon("c1", GOOD), beacon(None, GOOD[:1], visitor="v1", flags=["bot"])]
+    first = store.log.ingest(batch, nobody)
+    again = store.log.ingest(batch, nobody)
+    assert (first.stored, first.duplicates) == (len(GOOD) + 1, 0)
+    assert (again.stored, again.duplicates) == (0, len(GOOD) + 1)
+    assert store.log.count() == len(GOOD) + 1
+    mine = store.log.events("c1", "customer")
+    assert [e["id"] for e in mine] == [e["id"] for e in sorted(GOOD, key=lambda e: (e["ts"], e["id"]))]
+    purchase = next(e for e in mine if e["type"] == "purchase")
+    assert purchase["items"] == [{"item": "p00003", "quantity": 1, "price": "139.99"}]
+    assert purchase["received"] == NOW and purchase["robot"] is False and purchase["flags"] == []
+    bot = store.log.events("v1", "visitor")
+    assert bot[0]["robot"] is True and bot[0]["flags"] == ["bot"]
+
+
+def test_one_person_cannot_shadow_anothers_event_ids(store: Store) -> None:
+    counts = store.log.ingest([beacon("c1", GOOD[:1]), beacon("c2", GOOD[:1])], nobody)
+    assert counts.stored == 2 and len(store.log.events("c2")) == 1
+
+
+def test_bad_beacons_and_events_are_counted_not_stored(store: Store) -> None:
+    odd = message("c1", None, [], [clean_event(GOOD[0], NOW), {"id": "x", "type": "nope", "ts": NOW}], NOW)
+    counts = store.log.ingest([{"v": 99}, odd], nobody)
+    assert (counts.bad_beacons, counts.stored, counts.rejected) == (1, 1, 1)
+    assert store.log.count() == 1
+
+
+def test_tombstoned_people_are_refused_at_ingest(store: Store) -> None:
+    store.profiles.add_tombstones({"c9"})
+    counts = store.log.ingest([beacon("c9", GOOD), beacon(None, GOOD[:2], visitor="c9"), beacon("c1", GOOD[:1])],
+                              store.profiles.erased)
+    assert (counts.refused, counts.stored) == (len(GOOD) + 2, 1)
+    assert store.log.events("c9") == []
+
+
+def test_concurrent_writers_store_each_event_once_and_the_watermark_misses_none(store: Store) -> None:
+    """Four writers, each batch delivered twice: every event stored once; reading changes as they land, in
+    steps, finds every person exactly as a single read at the end does."""
+    people = [f"c{i:03d}" for i in range(80)]
+    errors: list[BaseException] = []
+    seen: set[tuple[str, str]] = set()
+    done = threading.Event()
+
+    def write(part: list[str]) -> None:
+        try:
+            for person in part + part:  # every batch twice, as a retrying queue would
+                store.log.ingest([beacon(person, GOOD[:3])], nobody)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def follow() -> None:
+        watermark = 0
+        while True:
+            finished = done.is_set()
+            changed, watermark = store.log.changed_since(watermark)
+            seen.update(changed)
+            if finished:
+                return
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    writers = [threading.Thread(target=write, args=(people[i::4],)) for i in range(4)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    done.set()
+    reader.join()
+    assert not errors, errors
+    assert store.log.count() == len(people) * 3
+    assert seen == {("customer", p) for p in people}
+    assert store.log.changed_since(store.log.changed_since(0)[1])[0] == []
+
+
+def test_changes_leave_out_robots_anonymous_and_non_profile_events(store: Store) -> None:
+    store.log.ingest([beacon("c1", GOOD[1:2]), beacon(None, GOOD[:1], visitor="v1", flags=["bot"]),
+                      beacon(None, GOOD[:1]), beacon("c2", GOOD[:1])], nobody)
+    changed, top = store.log.changed_since(0)
+    assert changed == [("customer", "c2")] and top > 0
+    assert store.log.changed_since(top) == ([], top)
+
+
+def test_a_snapshot_swaps_in_with_history_records_and_tombstones(store: Store) -> None:
+    store.profiles.add_tombstones({"gone"})
+    store.profiles.replace_all([("s1", "gold"), ("s2", None), ("gone", "silver")],  # type: ignore[list-item]
+                               [("s1", "p1", 0, 10), ("s1", "p2", 2, 20), ("s2", "p3", 0, 5), ("gone", "p1", 2, 1)],
+                               [("pz1:g:g1:popular", b"\x00\x01popular"), ("pz1:g:g1:banners", b"banners")])
+    assert store.profiles.shopper("s1") == ("gold",) and store.profiles.shopper("s2") == (None,)
+    assert store.profiles.shopper("gone") is None and store.profiles.shopper("nobody") is None
+    products, kinds, ts = store.profiles.events("s1", {"p1": 0, "p2": 1})
+    assert sorted(zip(products.tolist(), kinds.tolist(), ts.tolist(), strict=True)) == [(0, 0, 10), (1, 2, 20)]
+    assert store.profiles.events("s1", {"p2": 7})[0].tolist() == [7]  # products no longer sold are left out
+    assert store.profiles.events("gone", {"p1": 0})[0].tolist() == []
+    assert store.profiles.record("pz1:g:g1:popular") == b"\x00\x01popular"
+    store.profiles.put_record("pz1:g:g1:banners", b"new")
+    assert store.profiles.record("pz1:g:g1:banners") == b"new" and store.profiles.record("pz1:x") is None
+    store.profiles.replace_all([("s3", None)], [], [])  # type: ignore[list-item]
+    assert store.profiles.shopper("s1") is None and store.profiles.tombstones() == {"gone"}
+    assert store.profiles.record("pz1:g:g1:popular") is None
+
+
+def test_erase_tombstones_first_and_removes_the_person(store: Store) -> None:
+    store.profiles.replace_all([("s1", "gold"), ("s2", None)], [("s1", "p1", 0, 10), ("s2", "p1", 0, 11)],  # type: ignore[list-item]
+                               [])
+    store.log.ingest([beacon("s1", GOOD), beacon(None, GOOD[:2], visitor="s1"), beacon("s2", GOOD[:1])], nobody)
+    assert store.profiles.erase("s1") == 1
+    assert store.log.erase("s1") == len(GOOD) + 2
+    assert store.profiles.erased({"s1", "s2"}) == {"s1"} and store.profiles.shopper("s1") is None
+    assert store.log.events("s1") == [] and len(store.log.events("s2")) == 1
+    assert store.log.ingest([beacon("s1", GOOD[:1])], store.profiles.erased).refused == 1
+    assert store.profiles.erase("s1") == 0  # idempotent
+
+
+def test_the_miss_paths_history_reads_either_engine(store: Store) -> None:
+    """The origin's person_profile (store history + newer beacon events) on this engine's store."""
+    from personalizer_adapters.origin.history import merge_log
+
+    store.profiles.replace_all([("s1", None)], [("s1", "p1", 0, 10)], [])  # type: ignore[list-item]
+    store.log.ingest([beacon("s1", [{"id": "b", "type": "add_to_cart", "ts": NOW - 1, "item": "p2",
+                                     "quantity": 1}])], nobody)
+    rows = merge_log(store.profiles.events("s1", {"p1": 0, "p2": 1}), store.log.events("s1", "customer"),
+                     {"p1": 0, "p2": 1}, after=100)
+    assert [r.tolist() for r in rows] == [[0, 1], [0, 1], [10, NOW - 1]]
+
+
+# -- PostgreSQL only: the schema's versions ---------------------------------------------------------------
+def test_upgrade_is_idempotent_and_an_unupgraded_database_is_refused(server: Server) -> None:
+    url = server.new_database()
+    db = postgres.Database(url)
+    try:
+        with pytest.raises(RuntimeError, match="personalizer db upgrade"):
+            postgres.PgEventLog(db).count()
+        assert postgres.upgrade(url) == (0, postgres.SCHEMA_VERSION)
+        assert postgres.upgrade(url) == (postgres.SCHEMA_VERSION, postgres.SCHEMA_VERSION)
+        assert postgres.PgEventLog(db).count() == 0
+    finally:
+        db.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE pz_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(RuntimeError, match="newer than this release"):
+        postgres.upgrade(url)
+
+
+def test_a_server_that_is_down_is_unavailable_not_an_error_page(server: Server) -> None:
+    from personalizer_adapters.store.base import StoreUnavailable
+
+    url = server.new_database()
+    postgres.upgrade(url)
+    db = postgres.Database(url, timeout_ms=500)
+    log = postgres.PgEventLog(db)
+    try:
+        assert log.ingest([beacon("c1", GOOD[:1])], nobody).stored == 1
+        server.stop()
+        try:
+            with pytest.raises(StoreUnavailable):
+                log.ingest([beacon("c1", GOOD[1:2])], nobody)
+        finally:
+            server.start()
+        # the pool's broken connections are replaced: the next call works, nothing was half-stored
+        assert log.ingest([beacon("c1", GOOD[1:2])], nobody).stored == 1 and log.count() == 2
+    finally:
+        db.close()
+
+
+def test_a_statement_past_its_deadline_is_unavailable(server: Server) -> None:
+    from personalizer_adapters.store.base import StoreUnavailable
+
+    url = server.new_database()
+    postgres.upgrade(url)
+    db = postgres.Database(url, timeout_ms=300)
+    try:
+        with pytest.raises(StoreUnavailable), db.connection() as conn:
+            conn.execute("SELECT pg_sleep(2)")
+        assert postgres.PgEventLog(db).count() == 0
+    finally:
+        db.close()
