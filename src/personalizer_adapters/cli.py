@@ -64,7 +64,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     from .batch.seed import write_seed  # numpy is imported only by the commands that build
 
     t0 = time.perf_counter()
-    built = write_seed(Path(args.config), Path(args.out), _erased(args))
+    built = write_seed(Path(args.config), Path(args.out), _erased(args), args.database)
     size = sum(len(v) for v in built.records.values())
     print(f"seed: generation {built.generation}: {len(built.records)} records, {size / 1e6:.1f} MB "
           f"-> {args.out}/kv.json in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
@@ -85,12 +85,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"{exc}\nerror: the campaigns file has {len(exc.problems)} problem(s): nothing built", file=sys.stderr)
         return 2
     if not campaigns:
-        print("note: no campaigns (--campaigns FILE): the hero slot shows only the compiled-in default banner",
+        print("note: no campaigns (--campaigns FILE): no banners; the hero keeps the page's own content",
               file=sys.stderr)
     try:
         # kv_profiles (the seed's demo split into pushed and store-only shoppers) never applies to real data.
         cfg = {k: v for k, v in load_config(Path(args.config)).items() if k != "kv_profiles"}
-        erased = _erased(args) | erased_in(out)
+        erased = _erased(args) | erased_in(out, args.database)
         shop, report = load_shop(Path(args.catalog), Path(args.events), Path(args.shoppers) if args.shoppers else None,
                                  strict=args.on_bad_row == "fail", now=args.now, erased=erased)
     except (InputError, OSError, ValueError) as exc:
@@ -104,7 +104,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if built.warnings and args.on_bad_row == "fail":
         print(f"error: {len(built.warnings)} warning(s) under --on-bad-row fail: nothing written", file=sys.stderr)
         return 2
-    write_outputs(shop, built, out, erased)
+    write_outputs(shop, built, out, erased, args.database)
     (out / "report.json").write_text(json.dumps({
         "generation": built.generation, "products": len(shop.products), "shoppers": len(shop.shoppers),
         "events": len(shop.events), "records": len(built.records), "inputs": report.as_json(),
@@ -289,8 +289,8 @@ def cmd_origin(args: argparse.Namespace) -> int:
         return 2
     secret = worker_vars(Path(args.dev_vars)).get("ORIGIN_SECRET", "")
     try:
-        app = create_app(Path(args.data), secret)
-    except (ValueError, FileNotFoundError) as exc:
+        app = create_app(Path(args.data), secret, args.database)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc} (set ORIGIN_SECRET; run `make seed` for the data)", file=sys.stderr)
         return 2
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -492,6 +492,30 @@ def _tombstones_flag(s: argparse.ArgumentParser) -> None:
                                         ".personalizer/tombstones.txt)")
 
 
+def _database_flag(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--database", default=os.environ.get("PZ_DATABASE_URL") or None,
+                   help="the store: a postgresql:// URL (default: $PZ_DATABASE_URL; none: the SQLite files in the "
+                        "origin data directory)")
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from .store import redacted
+    from .store.postgres import is_url, upgrade
+
+    if not args.database or not is_url(args.database):
+        print("error: name the database: --database postgresql://... or PZ_DATABASE_URL (the SQLite files need "
+              "no upgrade: they are created as they are)", file=sys.stderr)
+        return 2
+    try:
+        before, after = upgrade(args.database)
+    except Exception as exc:  # a server that is not there, a role without rights, a newer schema: say which
+        print(f"error: {redacted(args.database)}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print(f"db upgrade: {redacted(args.database)}: schema version {before} -> {after}"
+          f"{' (already current)' if before == after else ''}", file=sys.stderr)
+    return 0
+
+
 def _erased(args: argparse.Namespace) -> frozenset[str]:
     from .privacy.tombstones import Tombstones
 
@@ -527,6 +551,7 @@ EXAMPLES = {
     "shop": "personalizer shop --port 8789 --edge http://127.0.0.1:8787",
     "campaigns": "personalizer campaigns check kv-seed/campaigns.toml",
     "preview-link": "personalizer preview-link --campaign restock --variant restock-b",
+    "db": "personalizer db upgrade --database postgresql://pz@127.0.0.1/pz",
 }
 
 
@@ -554,6 +579,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default="kv-seed/seed.toml")
     s.add_argument("--out", default="kv-seed/out")
     _tombstones_flag(s)
+    _database_flag(s)
     s.set_defaults(func=cmd_seed)
     s = _add(sub, "build", "build a generation's records from a catalog and events (csv, jsonl, parquet)")
     s.add_argument("--catalog", required=True, help="id, category, title, price, url, image[, stock, currency, "
@@ -570,6 +596,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--campaigns", help="the shop's campaigns file (campaigns.toml: the hero's banners; checked "
                                        "first, as `personalizer campaigns check` does); none: no banners")
     _tombstones_flag(s)
+    _database_flag(s)
     s.set_defaults(func=cmd_build)
     s = _add(sub, "campaigns", "the shop's campaigns file: `check FILE` reports every problem with its line and "
                                "field (exit 2), or how many campaigns and variants it holds")
@@ -624,9 +651,15 @@ def parser() -> argparse.ArgumentParser:
     s = _add(sub, "origin", "serve the origin (the edge's miss path) with uvicorn")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8788)
-    s.add_argument("--data", default="kv-seed/out/origin")
+    s.add_argument("--data", default="kv-seed/out/origin", help="the model artifacts (read only with --database)")
     s.add_argument("--dev-vars", default=".dev.vars")
+    _database_flag(s)
     s.set_defaults(func=cmd_origin)
+    s = _add(sub, "db", "the PostgreSQL store's schema: `db upgrade` applies the migrations it lacks (never done at "
+                        "request time)")
+    s.add_argument("action", choices=("upgrade",))
+    _database_flag(s)
+    s.set_defaults(func=cmd_db)
     s = _add(sub, "shop", "serve the demo storefront, which embeds the worker with pz.js (and is its PAGES_ORIGIN)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8789)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from personalizer_adapters.store import open_stores
 from personalizer_adapters.store.profiles import ProfileStore
 
 from .build import Built, build
@@ -50,15 +51,17 @@ def bulk_json_lines(records: dict[str, bytes]) -> Iterator[str]:
     yield "\n]\n"
 
 
-def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[str] = frozenset()) -> None:
-    """The origin's data: model artifacts, and a profile store with every shopper (pushed or not) but the
-    erased, whose ids go into the store's tombstones so the origin refuses them too."""
+def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[str] = frozenset(),
+                 database: str | None = None) -> None:
+    """The origin's data: model artifacts (in ``directory``), and a profile store with every shopper (pushed or
+    not) but the erased, whose ids go into the store's tombstones so the origin refuses them too: the SQLite
+    file beside the artifacts, or the database at ``database``."""
     built.model.save(directory)
     ev = shop.events
     ids = [s["id"] for s in shop.shoppers]
     products = [p["id"] for p in shop.products]
     shared = ((k, v) for k, v in built.records.items() if k.startswith(f"pz1:g:{built.generation}:"))
-    store = ProfileStore(directory / "store.sqlite")
+    store = open_stores(directory, database).profiles
     store.add_tombstones(erased)
     erased = erased | store.tombstones()
     store.replace_all(
@@ -68,8 +71,11 @@ def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[st
         shared)
 
 
-def erased_in(out_dir: Path) -> set[str]:
-    """Tombstoned people of an output directory's profile store (privacy erasures), if it has one."""
+def erased_in(out_dir: Path, database: str | None = None) -> set[str]:
+    """Tombstoned people of the profile store (privacy erasures): the database's, else the output directory's
+    if it has one."""
+    if database:
+        return open_stores(out_dir / "origin", database).profiles.tombstones()
     store = out_dir / "origin" / "store.sqlite"
     return ProfileStore(store).tombstones() if store.exists() else set()
 
@@ -83,9 +89,11 @@ def replace_file(path: Path, chunks: Iterable[str]) -> None:
     tmp.replace(path)
 
 
-def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str] = frozenset()) -> None:
+def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str] = frozenset(),
+                  database: str | None = None) -> None:
     """A build's outputs: kv.json (wrangler bulk format), generation.txt, manifest.json (key -> content
-    hash), and origin/ (model artifacts and profile store). Each file is replaced atomically."""
+    hash), and origin/ (model artifacts, and the profile store unless ``database`` keeps it). Each file is
+    replaced atomically."""
     from personalizer_adapters.kv.plan import digest
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +103,7 @@ def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str
                          ("profiles.digests.json", [json.dumps(built.digests, sort_keys=True)]),
                          ("generation.txt", [built.generation + "\n"])):
         replace_file(out_dir / name, chunks)
-    write_origin(shop, built, out_dir / "origin", erased)
+    write_origin(shop, built, out_dir / "origin", erased, database)
 
 
 def previous_profiles(out_dir: Path) -> dict[str, tuple[str, bytes]] | None:
@@ -141,14 +149,13 @@ def write_inputs(shop: Shop, directory: Path, erased: frozenset[str] = frozenset
         w.writerows((s["id"], s["loyalty"]) for s in shop.shoppers if s["id"] not in erased)
 
 
-def simulate_experiment(config: dict[str, Any], generation: str, origin_dir: Path) -> int:
+def simulate_experiment(config: dict[str, Any], generation: str, origin_dir: Path, database: str | None = None) -> int:
     """Beacon events of banner exposures and clicks with known click-through rates (``[experiment]``), into
     the origin's event log through its own ingest checks. Idempotent (fixed ids): reseeding adds nothing twice
     and leaves real events alone. Returns the number of events stored now."""
     import numpy as np
 
     from personalizer.events import message
-    from personalizer_adapters.store.eventlog import EventLog
 
     exp = config.get("experiment")
     if not exp:
@@ -167,16 +174,16 @@ def simulate_experiment(config: dict[str, Any], generation: str, origin_dir: Pat
                 events.append({"id": "c", "type": "click", "ts": ts + 20, "slot": "hero", "item": "banner",
                                "position": 0})
             beacons.append(message(None, f"sim-{r}-{i:05d}", [], events, ts + 30))
-    stored = EventLog(origin_dir / "events.sqlite").ingest(beacons, lambda people: set()).stored
-    return stored
+    return open_stores(origin_dir, database).log.ingest(beacons, lambda people: set()).stored
 
 
-def write_seed(config_path: Path, out_dir: Path, erased: frozenset[str] = frozenset()) -> Built:
-    """The demo shop's build in ``out_dir``, leaving out the ``erased`` (tombstones) and anyone erased in the
-    store already there."""
-    erased = erased | erased_in(out_dir)
+def write_seed(config_path: Path, out_dir: Path, erased: frozenset[str] = frozenset(),
+               database: str | None = None) -> Built:
+    """The demo shop's build in ``out_dir`` (its origin store in ``database`` if given), leaving out the
+    ``erased`` (tombstones) and anyone erased in the store already there."""
+    erased = erased | erased_in(out_dir, database)
     shop, built = build_seed(config_path, erased)
-    write_outputs(shop, built, out_dir, erased)
+    write_outputs(shop, built, out_dir, erased, database)
     write_inputs(shop, out_dir / "inputs", erased)
-    simulate_experiment(load_config(config_path), built.generation, out_dir / "origin")
+    simulate_experiment(load_config(config_path), built.generation, out_dir / "origin", database)
     return built

@@ -28,9 +28,8 @@ from starlette.routing import Route
 from personalizer import jsontext, keys
 from personalizer.digits import ascii_digits
 from personalizer_adapters.batch.model import Model
+from personalizer_adapters.store import DATABASE_ENV, StoreUnavailable, open_stores
 from personalizer_adapters.store.base import ReadOnlyLog
-from personalizer_adapters.store.eventlog import EventLog
-from personalizer_adapters.store.profiles import ProfileStore
 
 from .history import person_profile
 
@@ -48,12 +47,13 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 
 class Origin:
-    """The origin's data: model artifacts and the profile store of one generation."""
+    """The origin's data: model artifacts (read only, from ``data_dir``) and the stores of one generation: the
+    SQLite files beside them, or the database at ``database`` (then nothing local is written)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database: str | None = None) -> None:
         self.model = Model.load(data_dir)
-        self.store = ProfileStore(data_dir / "store.sqlite")
-        self.log = EventLog(data_dir / "events.sqlite")
+        stores = open_stores(data_dir, database)
+        self.store, self.log, self.where = stores.profiles, stores.log, stores.where
 
     def resolve(self, key: str) -> bytes | None:
         kind, gen, ident = keys.parse(key)
@@ -65,10 +65,10 @@ class Origin:
         return None
 
 
-def create_app(data_dir: Path, secret: str) -> Starlette:
+def create_app(data_dir: Path, secret: str, database: str | None = None) -> Starlette:
     if len(secret) < 16:
         raise ValueError("ORIGIN_SECRET must be at least 16 characters")
-    origin = Origin(data_dir)
+    origin = Origin(data_dir, database)
     expected = secret.encode()
 
     async def guarded_body(request: Request, limit: int) -> bytes | Response:
@@ -102,6 +102,10 @@ def create_app(data_dir: Path, secret: str) -> Starlette:
             value = await run_in_threadpool(origin.resolve, key)
         except ValueError as exc:
             return error(400, "bad_key", str(exc))
+        except StoreUnavailable as exc:  # at once, within the edge's budget: it answers from the next tier
+            log.warning("resolve failed error=%s", exc)
+            stats["unavailable"] += 1
+            return error(503, "unavailable", "the store is not available")
         if value is None:
             stats["not_found"] += 1
             return error(404, "not_found", "no such record")
@@ -114,7 +118,7 @@ def create_app(data_dir: Path, secret: str) -> Starlette:
             return body
         try:
             counts = await run_in_threadpool(_ingest, origin, body)
-        except (ReadOnlyLog, sqlite3.OperationalError) as exc:  # nothing stored: the queue delivers it again
+        except (ReadOnlyLog, sqlite3.OperationalError, StoreUnavailable) as exc:  # nothing stored: delivered again
             log.warning("ingest not stored error=%s", type(exc).__name__)
             resp = error(503, "unavailable", "events not stored here, deliver them again later")
             resp.headers["retry-after"] = str(INGEST_RETRY_AFTER_S)
@@ -159,5 +163,7 @@ def _ingest(origin: Origin, body: bytes) -> dict[str, int] | None:
 
 
 def app_from_env() -> Starlette:
-    """The app as deployed: data from ``PZ_ORIGIN_DATA``, the shared secret from ``ORIGIN_SECRET``."""
-    return create_app(Path(os.environ.get("PZ_ORIGIN_DATA", "kv-seed/out/origin")), os.environ["ORIGIN_SECRET"])
+    """The app as deployed: the model artifacts from ``PZ_ORIGIN_DATA`` (read only), the shared secret from
+    ``ORIGIN_SECRET``, the store at ``PZ_DATABASE_URL`` (else SQLite files in the data directory)."""
+    return create_app(Path(os.environ.get("PZ_ORIGIN_DATA", "kv-seed/out/origin")), os.environ["ORIGIN_SECRET"],
+                      os.environ.get(DATABASE_ENV) or None)

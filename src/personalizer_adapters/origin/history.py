@@ -13,8 +13,7 @@ import numpy.typing as npt
 
 from personalizer import codec
 from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, profile_payload
-from personalizer_adapters.store.eventlog import EventLog
-from personalizer_adapters.store.profiles import ProfileStore
+from personalizer_adapters.store.base import EventStore, ProfileData
 
 Rows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
@@ -47,7 +46,7 @@ def merge_log(rows: Rows, events: Iterable[dict[str, Any]], index: dict[str, int
     return (np.array(products, dtype=np.int64), np.array(kinds, dtype=np.int64), np.array(ts, dtype=np.int64))
 
 
-def person_profile(model: Model, store: ProfileStore, log: EventLog, who: str, person: str) -> bytes | None:
+def person_profile(model: Model, store: ProfileData, log: EventStore, who: str, person: str) -> bytes | None:
     """One person's profile record from the store and the event log; ``None`` if neither knows them."""
     empty = np.zeros(0, dtype=np.int64)
     known = store.shopper(person) if who == "customer" else None

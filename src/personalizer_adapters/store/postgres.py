@@ -50,8 +50,9 @@ CREATE TABLE watermarks (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
 """,
 }
 APPEND_LOCK = 0x707A_6576  # "pzev": the event log's append lock (pg_advisory_xact_lock)
-STATEMENT_TIMEOUT_MS = 5000
-CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 5000  # a statement's deadline (ingest of a batch, a snapshot's COPY is exempt)
+WAIT_MS = 1000  # the longest wait for a pooled connection: a server that is down fails the call within it
+CONNECT_TIMEOUT_S = 2  # libpq's smallest
 NOW = "EXTRACT(EPOCH FROM now())::BIGINT"
 
 
@@ -93,14 +94,24 @@ class Database:
     _pools: dict[str, Database] = {}
     _lock = threading.Lock()
 
-    def __init__(self, url: str, *, timeout_ms: int = STATEMENT_TIMEOUT_MS, max_size: int = 8) -> None:
-        self.url = url
-        self.pool = psycopg_pool.ConnectionPool(
-            url, min_size=0, max_size=max_size, timeout=timeout_ms / 1000, open=True, reconnect_timeout=30,
-            check=psycopg_pool.ConnectionPool.check_connection,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "options": f"-c statement_timeout={int(timeout_ms)}",
-                    "application_name": "personalizer"})
+    def __init__(self, url: str, *, timeout_ms: int = STATEMENT_TIMEOUT_MS, wait_ms: int = WAIT_MS,
+                 max_size: int = 8) -> None:
+        self.url, self.timeout_ms, self.wait_ms, self.max_size = url, timeout_ms, wait_ms, max_size
+        self.pool = self._pool()
         self._checked = False
+
+    def _pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        return psycopg_pool.ConnectionPool(
+            self.url, min_size=0, max_size=self.max_size, timeout=self.wait_ms / 1000, open=True,
+            check=psycopg_pool.ConnectionPool.check_connection,  # a connection the server dropped is replaced
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "personalizer",
+                    "options": f"-c statement_timeout={int(self.timeout_ms)}"})
+
+    def _reset(self) -> None:
+        """A fresh pool after a failure: the old one's reconnection attempts back off (up to minutes), so a
+        server back from a restart would otherwise wait for them; closed in the background."""
+        old, self.pool = self.pool, self._pool()
+        threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
     @classmethod
     def of(cls, url: str) -> Database:
@@ -123,6 +134,8 @@ class Database:
                     self._checked = True
                 yield db
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            if not isinstance(exc, psycopg.errors.QueryCanceled):  # a statement past its deadline: the server is up
+                self._reset()
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
     def close(self) -> None:

@@ -1,0 +1,146 @@
+"""The origin on PostgreSQL: stateless instances (model artifacts read from a directory, nothing written there)
+sharing one database; `db upgrade`; the store down or slow is a 503 to retry, never a 200 for events not kept."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from personalizer import codec, keys
+from personalizer_adapters.origin.app import SECRET_HEADER
+from personalizer_adapters.store import open_stores
+from tests.runtime.harness import ROOT
+from tests.runtime.postgres import Server, postgres_server
+from tests.test_edge_events import free_port
+from tests.test_events import GOOD
+from tests.test_store import beacon
+
+SECRET = "postgres-origin-secret-0123456789"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300, env={**os.environ, "PZ_DATABASE_URL": "", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with postgres_server() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def seeded(server: Server, small_config: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The small demo shop seeded into a fresh database: its origin directory holds only model artifacts."""
+    url = server.new_database()
+    upgraded = cli("db", "upgrade", "--database", url)
+    assert upgraded.returncode == 0 and "schema version 0 -> 1" in upgraded.stderr, upgraded.stderr
+    again = cli("db", "upgrade", "--database", url)
+    assert again.returncode == 0 and "already current" in again.stderr
+    out = tmp_path_factory.mktemp("pg-seed") / "build"
+    made = cli("seed", "--config", str(small_config), "--out", str(out), "--tombstones", "/dev/null",
+               env={"PZ_DATABASE_URL": url})
+    assert made.returncode == 0, made.stderr
+    assert not list((out / "origin").glob("*.sqlite")), "the store is the database's, not a file's"
+    return url, out / "origin"
+
+
+def tree(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` with its content's digest: what an instance may not change."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@contextmanager
+def origin_process(data: Path, url: str) -> Iterator[httpx.Client]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "personalizer_adapters.cli", "origin", "--port", str(port),
+                             "--data", str(data), "--database", url, "--dev-vars", "/nonexistent"],
+                            cwd=ROOT, env={**os.environ, "ORIGIN_SECRET": SECRET}, stderr=subprocess.PIPE)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={SECRET_HEADER: SECRET}, timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(30)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def test_two_stateless_origins_share_one_database(seeded: tuple[str, Path], tmp_path: Path) -> None:
+    """Two origin processes on two copies of the artifacts: the same batch delivered to both is stored once;
+    both compute the same profile from the shared history; neither writes a byte into its directory."""
+    url, origin_dir = seeded
+    first, second = (Path(shutil.copytree(origin_dir, tmp_path / name)) for name in ("a", "b"))
+    before = tree(first), tree(second)
+    batch = {"beacons": [beacon("c00007", GOOD), beacon(None, GOOD[:1], visitor="vpg")]}
+    with origin_process(first, url) as a, origin_process(second, url) as b:
+        one, two = a.post("/v1/ingest", json=batch), b.post("/v1/ingest", json=batch)
+        assert one.status_code == two.status_code == 200
+        assert one.json()["stored"] + two.json()["stored"] == len(GOOD) + 1
+        assert one.json()["duplicates"] + two.json()["duplicates"] == len(GOOD) + 1
+        key = keys.profile("c00550")  # in the store only, never pushed (the small shop pushes 500 of 600)
+        ra, rb = (c.post("/v1/resolve", json={"key": key}) for c in (a, b))
+        assert ra.status_code == rb.status_code == 200 and ra.content == rb.content
+        assert codec.decode(ra.content, expect="profile").data["id"] == "c00550"
+        shared = b.post("/v1/resolve", json={"key": keys.segment(_gen(first), "new")})
+        assert shared.status_code in (200, 404)
+        for key in (keys.popular(_gen(first)), keys.banners(_gen(first))):
+            assert a.post("/v1/resolve", json={"key": key}).status_code == 200, key
+    assert (tree(first), tree(second)) == before
+    assert open_stores(first, url).log.events("c00007", "customer")[0]["id"] == "e-view"
+
+
+def _gen(origin_dir: Path) -> str:
+    from personalizer_adapters.batch.model import Model
+
+    return Model.load(origin_dir).generation
+
+
+def test_the_store_down_is_a_503_to_retry_and_nothing_is_lost(seeded: tuple[str, Path], server: Server,
+                                                              tmp_path: Path) -> None:
+    url, origin_dir = seeded
+    data = Path(shutil.copytree(origin_dir, tmp_path / "o"))
+    batch = {"beacons": [beacon("c00008", GOOD)]}
+    with origin_process(data, url) as origin:
+        server.stop()
+        try:
+            down = origin.post("/v1/ingest", json=batch)
+            assert down.status_code == 503 and down.headers["retry-after"]
+            assert down.json()["error"]["code"] == "unavailable" and "postgres" not in down.text.lower()
+            miss = origin.post("/v1/resolve", json={"key": keys.profile("c00551")})
+            assert miss.status_code == 503 and miss.json()["error"]["code"] == "unavailable"
+        finally:
+            server.start()
+        back = origin.post("/v1/ingest", json=batch)  # the queue's retry
+        assert back.status_code == 200 and back.json()["stored"] == len(GOOD)
+        assert origin.post("/v1/ingest", json=batch).json()["duplicates"] == len(GOOD)
+        assert origin.post("/v1/resolve", json={"key": keys.profile("c00551")}).status_code == 200
+
+
+def test_db_upgrade_says_what_is_wrong() -> None:
+    none = cli("db", "upgrade")
+    assert none.returncode == 2 and "--database postgresql://" in none.stderr
+    unreachable = cli("db", "upgrade", "--database", f"postgresql://pz:hunter2@127.0.0.1:{free_port()}/x")
+    assert unreachable.returncode == 2 and "OperationalError" in unreachable.stderr
+    assert "hunter2" not in unreachable.stderr
