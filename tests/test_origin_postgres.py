@@ -144,3 +144,39 @@ def test_db_upgrade_says_what_is_wrong() -> None:
     unreachable = cli("db", "upgrade", "--database", f"postgresql://pz:hunter2@127.0.0.1:{free_port()}/x")
     assert unreachable.returncode == 2 and "OperationalError" in unreachable.stderr
     assert "hunter2" not in unreachable.stderr
+
+
+def test_refresh_and_erase_run_on_another_host_against_the_same_database(seeded: tuple[str, Path],
+                                                                         tmp_path: Path) -> None:
+    """Events ingested by an origin instance; `refresh` in a third process (its own copy of the artifacts)
+    pushes the changed profile; `erase` removes the person from the database, and every instance refuses their
+    events from then on."""
+    from tests.runtime.harness import local_kv_get
+
+    url, origin_dir = seeded
+    build = origin_dir.parent
+    kv, state = tmp_path / "kv", tmp_path / "state"
+    target = ["--target", "local", "--persist", str(kv), "--state-dir", str(state)]
+    assert cli("push", "--build", str(build), *target).returncode == 0
+    before = local_kv_get(kv, keys.profile("c00009"))
+    views = [{"id": f"v{i}", "type": "view", "ts": GOOD[0]["ts"] + i, "item": f"p{i + 10:05d}"} for i in range(3)]
+    with origin_process(Path(shutil.copytree(origin_dir, tmp_path / "o")), url) as origin:
+        assert origin.post("/v1/ingest", json={"beacons": [beacon("c00009", views)]}).json()["stored"] == 3
+        elsewhere = Path(shutil.copytree(origin_dir, tmp_path / "batch-host"))
+        refreshed = cli("refresh", "--data", str(elsewhere), "--database", url, *target)
+        assert refreshed.returncode == 0 and " pushed in " in refreshed.stderr, refreshed.stderr  # (and others')
+        after = local_kv_get(kv, keys.profile("c00009"))
+        assert after is not None and after != before
+        recent = codec.decode(after, expect="profile").data["recent"]
+        assert [c[0] for c in recent][:3] == ["p00012", "p00011", "p00010"]
+        again = cli("refresh", "--data", str(elsewhere), "--database", url, *target)
+        assert again.returncode == 0 and "0 people with new events" in again.stderr  # the watermark held
+
+        erased = cli("erase", "--person", "c00009", "--data", str(elsewhere), "--database", url, "--build",
+                     str(tmp_path / "no-build"), "--tombstones", str(tmp_path / "tombstones.txt"), *target)
+        assert erased.returncode == 0, erased.stderr
+        stores = open_stores(elsewhere, url)
+        assert stores.log.events("c00009") == [] and stores.profiles.shopper("c00009") is None
+        late = origin.post("/v1/ingest", json={"beacons": [beacon("c00009", GOOD[:1])]})
+        assert late.json()["refused"] == 1 and stores.log.events("c00009") == []
+        assert origin.post("/v1/resolve", json={"key": keys.profile("c00009")}).status_code == 404

@@ -233,3 +233,11 @@ def test_a_statement_past_its_deadline_is_unavailable(server: Server) -> None:
         assert postgres.PgEventLog(db).count() == 0
     finally:
         db.close()
+
+
+def test_refresh_watermarks_are_kept_per_target(store: Store) -> None:
+    assert store.log.watermark("refresh:local") == 0
+    store.log.set_watermark("refresh:local", 41)
+    store.log.set_watermark("refresh:local", 42)
+    store.log.set_watermark("refresh:cloudflare", 7)
+    assert (store.log.watermark("refresh:local"), store.log.watermark("refresh:cloudflare")) == (42, 7)

@@ -406,8 +406,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from .kv.push import BAD_INPUT
 
     try:
-        refresher = Refresher(Path(args.data), Path(args.state_dir), _target_name(args))
-    except (ValueError, OSError, KeyError) as exc:
+        refresher = Refresher(Path(args.data), Path(args.state_dir), _target_name(args), database=args.database)
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
         print(f"error: {exc} (run `make seed` or a build for the origin data)", file=sys.stderr)
         return BAD_INPUT
     make_target = lambda: _target(args)  # noqa: E731 - a fresh target per push (a push closes its target)
@@ -430,8 +430,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from .batch.model import Model
     from .events.report import analyse, banner_rules, parse_since, render_html, render_text
-    from .store.eventlog import EventLog
-    from .store.profiles import ProfileStore
+    from .store import StoreUnavailable, open_stores
 
     data = Path(args.data)
     try:
@@ -440,12 +439,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     except (ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not (data / "events.sqlite").exists():
+    if not args.database and not (data / "events.sqlite").exists():
         print(f"error: no event log in {data} (events.sqlite): nothing has been ingested yet", file=sys.stderr)
         return 2
-    rules = banner_rules(ProfileStore(data / "store.sqlite").record(keys.banners(generation)))
-    report = analyse(EventLog(data / "events.sqlite").events(), rules, window_s=int(args.window_hours * 3600),
-                     since=since)
+    try:
+        stores = open_stores(data, args.database)
+        rules = banner_rules(stores.profiles.record(keys.banners(generation)))
+        events = stores.log.events()
+    except (StoreUnavailable, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = analyse(events, rules, window_s=int(args.window_hours * 3600), since=since)
     print(render_text(report), end="")
     if args.html:
         Path(args.html).write_text(render_html(report))
@@ -479,7 +483,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     builds = [Path(b) for b in (args.build or ["kv-seed/out"])]
     try:
         report = erase_person(args.person, target, Path(args.data), Path(args.state_dir),
-                              Tombstones(Path(args.tombstones) if args.tombstones else None), builds)
+                              Tombstones(Path(args.tombstones) if args.tombstones else None), builds, args.database)
     except PushError as exc:
         print(f"erase incomplete: {exc}; rerun (erase is idempotent)", file=sys.stderr)
         return PARTIAL
@@ -686,6 +690,7 @@ def parser() -> argparse.ArgumentParser:
                                                          "flight finish)")
     s.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
     _target_flags(s)
+    _database_flag(s)
     s.set_defaults(func=cmd_refresh)
     s = _add(sub, "report", "experiments (banner variants against their control) and slots/tiers, from the "
                             "event log")
@@ -693,6 +698,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--since", help="7d, 12h, a date (2026-11-01) or epoch seconds (default: everything)")
     s.add_argument("--window-hours", type=float, default=24.0, help="attribution window after an exposure")
     s.add_argument("--html", help="also write a self-contained HTML page with charts here")
+    _database_flag(s)
     s.set_defaults(func=cmd_report)
     s = _add(sub, "rollback", "flip pz1:manifest back to the previously pushed generation")
     _target_flags(s)
@@ -705,6 +711,7 @@ def parser() -> argparse.ArgumentParser:
                                                      "default: kv-seed/out)")
     _tombstones_flag(s)
     _target_flags(s)
+    _database_flag(s)
     s.set_defaults(func=cmd_erase)
     return p
 

@@ -24,8 +24,7 @@ from personalizer import keys
 from personalizer_adapters.kv.plan import Build, TargetState
 from personalizer_adapters.kv.push import OK, PARTIAL, Paths, Target, push, target_lock
 from personalizer_adapters.origin.history import person_profile
-from personalizer_adapters.store.eventlog import EventLog
-from personalizer_adapters.store.profiles import ProfileStore
+from personalizer_adapters.store import open_stores
 
 from .model import Model
 
@@ -40,27 +39,26 @@ class Refreshed:
 
 
 class Refresher:
-    """Refresh against one target; the watermark lives beside the target's push state."""
+    """Refresh against one target; the watermark (per target) lives in the store, so a refresh may run on any
+    host that reaches it (``database``: the PostgreSQL store; else the SQLite files in ``data``)."""
 
-    def __init__(self, data: Path, state_dir: Path, target_name: str, out: TextIO = sys.stderr) -> None:
+    def __init__(self, data: Path, state_dir: Path, target_name: str, out: TextIO = sys.stderr,
+                 database: str | None = None) -> None:
         self.data, self.state_dir, self.out = data, state_dir, out
         self.paths = Paths.of(state_dir, target_name)
-        self.mark = self.paths.state.parent / "refresh.json"
+        self.mark = f"refresh:{target_name}"
         self.model = Model.load(data)
-        self.store = ProfileStore(data / "store.sqlite")
-        self.log = EventLog(data / "events.sqlite")
+        stores = open_stores(data, database)
+        self.store, self.log = stores.profiles, stores.log
+        old = self.paths.state.parent / "refresh.json"  # where a release before the store kept it
+        if old.exists() and self.log.watermark(self.mark) == 0:
+            self.log.set_watermark(self.mark, int(json.loads(old.read_text())["seq"]))
 
     def watermark(self) -> int:
-        if not self.mark.exists():
-            return 0
-        saved = json.loads(self.mark.read_text())
-        return int(saved["seq"])
+        return self.log.watermark(self.mark)
 
     def _save(self, seq: int) -> None:
-        self.mark.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.mark.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seq": seq, "generation": self.model.generation}))
-        tmp.replace(self.mark)
+        self.log.set_watermark(self.mark, seq)
 
     def reload_if_rebuilt(self) -> bool:
         """Load the origin data again when a build has replaced it (its generation changed)."""

@@ -15,8 +15,7 @@ from pathlib import Path
 from personalizer_adapters.batch.seed import bulk_json_lines, replace_file
 from personalizer_adapters.kv.plan import read_bulk
 from personalizer_adapters.kv.push import Target, forget
-from personalizer_adapters.store.eventlog import EventLog
-from personalizer_adapters.store.profiles import ProfileStore
+from personalizer_adapters.store import open_stores
 
 from .tombstones import Tombstones, erased_marks, person_keys
 
@@ -68,11 +67,18 @@ def _csv_lines(rows: list[list[str]]) -> list[str]:
 
 
 def erase_person(person: str, target: Target, origin_data: Path, state_dir: Path,
-                 tombstones: Tombstones, builds: list[Path]) -> str:
-    """Tombstone, profile-store row and events, KV keys, build artifacts; a report of what went."""
+                 tombstones: Tombstones, builds: list[Path], database: str | None = None) -> str:
+    """Tombstone, profile-store row and events, KV keys, build artifacts; a report of what went.
+
+    ``database``: the PostgreSQL store (else the SQLite files in ``origin_data``). Its tombstone commits with the
+    profile store's rows in one transaction, before the event log's rows go: ingest refuses the person from that
+    commit on, on every origin instance."""
     tombstones.add(person)
-    events = ProfileStore(origin_data / "store.sqlite").erase(person) if origin_data.exists() else 0
-    beacons = EventLog(origin_data / "events.sqlite").erase(person) if origin_data.exists() else 0
+    events = beacons = 0
+    if database or origin_data.exists():
+        stores = open_stores(origin_data, database)
+        events = stores.profiles.erase(person)
+        beacons = stores.log.erase(person)
     marks = erased_marks({person})
     kv_keys = sorted(marks)
     try:  # the person's keys now hold the mark of the erasure: the edge serves them as nobody from here on

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS beacon_events (
     UNIQUE (who, person, id)
 );
 CREATE INDEX IF NOT EXISTS beacon_events_by_person ON beacon_events (person, ts);
+CREATE TABLE IF NOT EXISTS watermarks (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);  -- refresh's, per target
 """
 COLUMNS = "who, person, id, type, ts, received, robot, flags, data"
 # What SQLite says when the file or its directory cannot be written (a read-only file system or copy).
@@ -139,3 +140,13 @@ class EventLog:
     def count(self) -> int:
         with self._connect() as db:
             return int(db.execute("SELECT COUNT(*) FROM beacon_events").fetchone()[0])
+
+    def watermark(self, name: str) -> int:
+        """The last seq ``name`` (a refresh of one target) has dealt with; 0 when none."""
+        with self._connect() as db:
+            row = db.execute("SELECT seq FROM watermarks WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_watermark(self, name: str, seq: int) -> None:
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO watermarks VALUES (?, ?)", (name, seq))

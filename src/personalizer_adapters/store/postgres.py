@@ -194,6 +194,17 @@ class PgEventLog:
             return int(db.execute("SELECT COUNT(*) FROM beacon_events").fetchone()[0])  # type: ignore[index]
 
 
+    def watermark(self, name: str) -> int:
+        with self.db.connection() as db:
+            row = db.execute("SELECT seq FROM watermarks WHERE name = %s", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_watermark(self, name: str, seq: int) -> None:
+        with self.db.connection() as db:
+            db.execute("INSERT INTO watermarks VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq",
+                       (name, seq))
+
+
 class PgProfileStore:
     """Shoppers' history, the generation's shared records and the tombstones, in PostgreSQL."""
 
