@@ -49,6 +49,10 @@ seed: install
 assets: node_modules/.installed
 	$(PYTHON) web/build.py
 
+# DATABASE_URL=postgresql://...: the origin's store in that PostgreSQL database (schema upgraded, the demo seeded
+# into it), not in SQLite files.
+DATABASE_URL ?=
+
 # The origin (127.0.0.1:$(ORIGIN_PORT)) and the demo shop (127.0.0.1:$(SHOP_PORT)) run beside the edge and stop
 # with it. The shop is another origin (ALLOWED_ORIGINS) and the worker's PAGES_ORIGIN (edge-side injection).
 dev: install .dev.vars .wrangler/state/.seeded
@@ -56,7 +60,10 @@ dev: install .dev.vars .wrangler/state/.seeded
 	@echo "one only the origin knows (a miss, then a KV hit): pz_uid=$$($(VENV)/bin/personalizer sign-user c05001)"
 	@echo "the demo shop (pz.js, cross-origin): http://127.0.0.1:$(SHOP_PORT)/  through the worker (injection): http://127.0.0.1:$(PORT)/injected"
 	@echo "a campaign before it goes live (an hour): $$(SHOP_PORT=$(SHOP_PORT) $(VENV)/bin/personalizer preview-link --campaign loyalty-gold 2>/dev/null)"
-	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) & origin=$$!; \
+	@if [ -n "$(DATABASE_URL)" ]; then \
+		$(VENV)/bin/personalizer db upgrade --database "$(DATABASE_URL)" && \
+		$(VENV)/bin/personalizer seed --database "$(DATABASE_URL)" || exit 2; fi
+	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) $(if $(DATABASE_URL),--database "$(DATABASE_URL)") & origin=$$!; \
 		$(VENV)/bin/personalizer shop --port $(SHOP_PORT) --edge http://127.0.0.1:$(PORT) & shop=$$!; \
 		trap "kill $$origin $$shop 2>/dev/null" EXIT; \
 		sleep 2; kill -0 $$origin 2>/dev/null && kill -0 $$shop 2>/dev/null || exit 2; \

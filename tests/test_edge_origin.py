@@ -28,7 +28,7 @@ from tests.runtime.harness import edge_runtime, local_kv_get, serve_asgi
 
 pytestmark = pytest.mark.edge
 SECRET = "edge-origin-secret-0123456789"
-TIMEOUT_MS = 1500  # the slow origin (0.3 s) stays inside it under a full parallel run; asleep (3 s) does not
+TIMEOUT_MS = 1500  # the slow origin (0.6 s) stays inside it under a full parallel run; asleep (3 s) does not
 Scope = dict[str, Any]
 
 
@@ -47,7 +47,7 @@ class Switchboard:
         mode = self.mode
         if mode in ("pass", "slow"):
             if mode == "slow":
-                await asyncio.sleep(0.3)  # slow but inside the deadline: concurrent requests overlap
+                await asyncio.sleep(0.6)  # slow but inside the deadline: concurrent requests overlap, loaded or not
             replayed = False
 
             async def replay() -> dict[str, Any]:

@@ -12,13 +12,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from personalizer import codec, keys
 from personalizer_adapters.origin.app import SECRET_HEADER
-from personalizer_adapters.store import open_stores
+from personalizer_adapters.store import StoreUnavailable, open_stores
 from tests.runtime.harness import ROOT
 from tests.runtime.postgres import Server, postgres_server
 from tests.test_edge_events import free_port
@@ -180,3 +181,55 @@ def test_refresh_and_erase_run_on_another_host_against_the_same_database(seeded:
         late = origin.post("/v1/ingest", json={"beacons": [beacon("c00009", GOOD[:1])]})
         assert late.json()["refused"] == 1 and stores.log.events("c00009") == []
         assert origin.post("/v1/resolve", json={"key": keys.profile("c00009")}).status_code == 404
+
+
+@pytest.mark.edge
+def test_beacons_through_the_queue_survive_the_database_going_away(seeded: tuple[str, Path], server: Server,
+                                                                    built: Any, tmp_path: Path) -> None:
+    """A stream of beacons through the offline edge's queue to a PostgreSQL origin; the database stops for a
+    while in the middle: every accepted event is in the database once, counted exactly, when it is back."""
+    from starlette.applications import Starlette
+
+    from personalizer_adapters.origin.app import create_app
+    from tests.conftest import TEST_KEY, uid_cookie
+    from tests.runtime.harness import edge_runtime, serve_asgi
+    from tests.test_edge_events import TEXT, wait_for
+
+    url, origin_dir = seeded
+    app: Starlette = create_app(Path(shutil.copytree(origin_dir, tmp_path / "o")), SECRET, url)
+    log = open_stores(origin_dir, url).log
+    with serve_asgi(app) as origin_url:
+        variables = {"PZ_SIGNING_KEYS": TEST_KEY, "ORIGIN_URL": origin_url, "ORIGIN_SECRET": SECRET,
+                     "EVENTS_RETRY_BASE_S": "1", "EVENTS_RETRY_MAX_S": "2"}
+        with edge_runtime(tmp_path / "state", variables=variables,
+                          flags={"max-retries": "20", "batch-timeout": "0.2"}) as (edge_url, _), \
+                httpx.Client(base_url=edge_url, timeout=30) as edge:
+            now = time.time()
+
+            def send(i: int) -> None:
+                events = [{"id": f"q{i}-{k}", "type": "view", "ts": now - 5, "item": f"p{k + 1:05d}"} for k in range(2)]
+                r = edge.post("/v1/events", json={"events": events},
+                              headers={**TEXT, "cookie": uid_cookie("c00012")})
+                assert r.status_code == 202 and r.json()["stored"] == 2
+
+            for i in range(10):
+                send(i)
+            wait_for(lambda: len(log.events("c00012")) == 20, what="the first half")
+            server.stop()
+            try:
+                for i in range(10, 30):
+                    send(i)
+                time.sleep(3)  # deliveries fail meanwhile: the origin answers 503, the queue retries
+                assert app.state.stats["events_stored"] == 20
+            finally:
+                server.start()
+            def count() -> int:
+                try:
+                    return len(log.events("c00012"))
+                except StoreUnavailable:  # the pool this process shares with the origin is being replaced
+                    return -1
+
+            wait_for(lambda: count() == 60, what="every event once the database is back")
+            time.sleep(2)  # nothing more arrives: no event twice
+            mine = log.events("c00012")
+            assert len(mine) == 60 and len({e["id"] for e in mine}) == 60

@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--python", default="3.13", help="the Lambda runtime's Python version (default 3.13)")
     p.add_argument("--out", default="dist/lambda.zip")
-    p.add_argument("--data", help="also put this origin data directory in the zip, as data/ "
-                                  "(then PZ_ORIGIN_DATA=/var/task/data; read-only: the event log needs EFS)")
+    p.add_argument("--data", help="also put this origin data directory (the generation's model artifacts) in the "
+                                  "zip, as data/: then PZ_ORIGIN_DATA=/var/task/data, read only; the store is "
+                                  "PZ_DATABASE_URL's")
     args = p.parse_args(argv)
     out = Path(args.out)
     try:

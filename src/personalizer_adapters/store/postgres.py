@@ -104,7 +104,9 @@ class Database:
         return psycopg_pool.ConnectionPool(
             self.url, min_size=0, max_size=self.max_size, timeout=self.wait_ms / 1000, open=True,
             check=psycopg_pool.ConnectionPool.check_connection,  # a connection the server dropped is replaced
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "personalizer",
+            # prepare_threshold None: no server-side prepared statements, which a transaction-mode pooler in
+            # front of the server (PgBouncer, RDS Proxy, Supabase's and Neon's poolers) may not carry over.
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "personalizer", "prepare_threshold": None,
                     "options": f"-c statement_timeout={int(self.timeout_ms)}"})
 
     def _reset(self) -> None:
@@ -133,8 +135,9 @@ class Database:
                                            f"{SCHEMA_VERSION}: run `personalizer db upgrade`")
                     self._checked = True
                 yield db
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-            if not isinstance(exc, psycopg.errors.QueryCanceled):  # a statement past its deadline: the server is up
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed) as exc:
+            # A statement past its deadline: the server is up. A closed pool: another call replaced it already.
+            if not isinstance(exc, psycopg.errors.QueryCanceled | psycopg_pool.PoolClosed):
                 self._reset()
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
