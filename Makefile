@@ -107,6 +107,7 @@ lint: install
 BATCH_SCALE ?= 1000000 100000 20000000
 bench: install kv-seed/out/kv.json
 	$(PY) tests/bench/bench.py
+	$(PY) tests/bench/store_bench.py
 	$(PY) tests/bench/relevance_bench.py
 	$(PY) tests/bench/batch_bench.py $(BATCH_SCALE)
 

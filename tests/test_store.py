@@ -241,3 +241,21 @@ def test_refresh_watermarks_are_kept_per_target(store: Store) -> None:
     store.log.set_watermark("refresh:local", 42)
     store.log.set_watermark("refresh:cloudflare", 7)
     assert (store.log.watermark("refresh:local"), store.log.watermark("refresh:cloudflare")) == (42, 7)
+
+
+def test_a_connection_the_server_dropped_is_replaced(server: Server) -> None:
+    """Every backend of the pool killed (a failover, an idle timeout at a proxy): the next call gets a working
+    connection, without an error."""
+    url = server.new_database()
+    postgres.upgrade(url)
+    db = postgres.Database(url)
+    log = postgres.PgEventLog(db)
+    try:
+        assert log.ingest([beacon("c1", GOOD[:1])], nobody).stored == 1
+        with psycopg.connect(server.url(), autocommit=True) as admin:
+            killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = %s AND pid != pg_backend_pid()", (url.rsplit("/", 1)[1],))
+            assert killed.fetchone() == (1,)
+        assert log.ingest([beacon("c1", GOOD[1:2])], nobody).stored == 1 and log.count() == 2
+    finally:
+        db.close()
