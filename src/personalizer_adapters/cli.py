@@ -91,9 +91,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         # kv_profiles (the seed's demo split into pushed and store-only shoppers) never applies to real data.
         cfg = {k: v for k, v in load_config(Path(args.config)).items() if k != "kv_profiles"}
         erased = _erased(args) | erased_in(out, args.database)
-        shop, report = load_shop(Path(args.catalog), Path(args.events), Path(args.shoppers) if args.shoppers else None,
-                                 strict=args.on_bad_row == "fail", now=args.now, erased=erased)
-    except (InputError, OSError, ValueError) as exc:
+        events, shoppers = Path(args.events), Path(args.shoppers) if args.shoppers else None
+        if args.events == "store":  # the store's history and the beacons since: what the origin has seen
+            from .store import open_stores
+            from .store.base import write_build_inputs
+
+            stores = open_stores(out / "origin", args.database)
+            events, from_store = write_build_inputs(stores.log, stores.profiles, out / "inputs-from-store")
+            shoppers = shoppers or from_store
+            print(f"build: events from the store ({stores.where}) -> {events}", file=sys.stderr)
+        shop, report = load_shop(Path(args.catalog), events, shoppers, strict=args.on_bad_row == "fail", now=args.now,
+                                 erased=erased)
+    except (InputError, OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary(), file=sys.stderr)
@@ -588,7 +597,9 @@ def parser() -> argparse.ArgumentParser:
     s = _add(sub, "build", "build a generation's records from a catalog and events (csv, jsonl, parquet)")
     s.add_argument("--catalog", required=True, help="id, category, title, price, url, image[, stock, currency, "
                                                     "previous_price]")
-    s.add_argument("--events", required=True, help="shopper, product, kind (view|add_to_cart|purchase), ts")
+    s.add_argument("--events", required=True, help="shopper, product, kind (view|add_to_cart|purchase), ts; or "
+                                                   "`store`: the store's history and the customers' beacons since "
+                                                   "(--database, else OUT/origin's SQLite files)")
     s.add_argument("--shoppers", help="id, loyalty (optional; else loyalty tiers come from the config's rules)")
     s.add_argument("--config", default="kv-seed/seed.toml", help="list sizes, decay, segment rules")
     s.add_argument("--out", required=True, help="output directory (kv.json, manifest.json, origin/)")

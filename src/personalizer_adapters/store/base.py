@@ -6,8 +6,9 @@ One suite of tests (tests/test_store.py) holds every engine to it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -98,3 +99,42 @@ class ProfileData(Protocol):
     def erased(self, people: set[str]) -> set[str]: ...
     def put_record(self, key: str, value: bytes) -> None: ...
     def record(self, key: str) -> bytes | None: ...
+    def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int]]]: ...
+
+
+KINDS = ("view", "add_to_cart", "purchase")  # the history's kind numbers (the batch's EVENT_KINDS)
+
+
+def write_build_inputs(log: EventStore, profiles: ProfileData, directory: Path) -> tuple[Path, Path]:
+    """The store's data as a build's inputs (``events.csv``, ``shoppers.csv`` in ``directory``): the last
+    snapshot's history and every customer's beacon events newer than it (views, cart adds, purchased lines;
+    robots aside), so a build from the store, then another, counts no beacon twice. Visitors' events stay out:
+    a build's profiles are customers' (``pz1:p:``), and a visitor id must never name one; ``refresh`` keeps
+    visitors' profiles."""
+    import csv
+
+    directory.mkdir(parents=True, exist_ok=True)
+    shoppers, events = profiles.history()
+    events_csv, shoppers_csv = directory / "events.csv", directory / "shoppers.csv"
+    known = {s for s, _ in shoppers}
+    with events_csv.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["shopper", "product", "kind", "ts"])
+        after = 0  # the snapshot's newest event: beacons up to it are in the snapshot already (as on a miss)
+        for shopper, product, kind, ts in events:
+            w.writerow((shopper, product, KINDS[kind], ts))
+            after = max(after, ts)
+        for e in log.events(who="customer"):
+            if e["robot"] or e["ts"] <= after:
+                continue
+            known.add(e["person"])
+            if e["type"] in ("view", "add_to_cart"):
+                w.writerow([e["person"], e["item"], e["type"], int(e["ts"])])
+            elif e["type"] == "purchase":
+                w.writerows([e["person"], line["item"], "purchase", int(e["ts"])] for line in e["items"])
+    with shoppers_csv.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "loyalty"])
+        loyalty = dict(shoppers)
+        w.writerows((s, loyalty.get(s) or "") for s in sorted(known))
+    return events_csv, shoppers_csv

@@ -286,3 +286,14 @@ class PgProfileStore:
         with self.db.connection() as db:
             row = db.execute("SELECT value FROM records WHERE key = %s", (key,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int]]]:
+        with self.db.connection() as db:
+            shoppers = [(str(i), None if t is None else str(t))
+                        for i, t in db.execute("SELECT id, loyalty FROM shoppers")]
+
+        def events() -> Iterator[tuple[str, str, int, int]]:
+            with self.db.connection() as db, db.cursor(name="history") as cur:  # server-side: streamed
+                cur.execute("SELECT shopper, product, kind, ts FROM events ORDER BY ts")
+                yield from cur
+        return shoppers, events()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -117,3 +117,14 @@ class ProfileStore:
         with closing(self._connect()) as db:
             row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
+
+    def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int]]]:
+        """The snapshot's shoppers, and its events as they are read (a build's inputs)."""
+        with closing(self._connect()) as db:
+            shoppers = [(str(i), None if t is None else str(t))
+                        for i, t in db.execute("SELECT id, loyalty FROM shoppers")]
+
+        def events() -> Iterator[tuple[str, str, int, int]]:
+            with closing(self._connect()) as db:
+                yield from db.execute("SELECT shopper, product, kind, ts FROM events ORDER BY ts")
+        return shoppers, events()
