@@ -72,7 +72,7 @@ def schema_version(db: psycopg.Connection[Any]) -> int:
 
 def upgrade(url: str) -> tuple[int, int]:
     """Apply every migration the database lacks, each in its own transaction; (version before, after)."""
-    with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S) as db:
+    with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, options="-c synchronous_commit=on") as db:
         with db.transaction():  # one upgrader at a time
             db.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK + 1,))
             before = schema_version(db)
@@ -120,7 +120,9 @@ class Database:
             # prepare_threshold None: no server-side prepared statements, which a transaction-mode pooler in
             # front of the server (PgBouncer, RDS Proxy, Supabase's and Neon's poolers) may not carry over.
             kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "personalizer", "prepare_threshold": None,
-                    "options": f"-c statement_timeout={int(self.timeout_ms)}"})
+                    # synchronous_commit on whatever the server's default: an ingest's 200 means the events
+                    # survive a crash of the server, so the queue may forget them.
+                    "options": f"-c statement_timeout={int(self.timeout_ms)} -c synchronous_commit=on"})
 
     def _reset(self) -> None:
         """A fresh pool after a failure: the old one's reconnection attempts back off (up to minutes), so a
