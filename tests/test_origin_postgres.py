@@ -108,6 +108,8 @@ def test_two_stateless_origins_share_one_database(seeded: tuple[str, Path], tmp_
         assert shared.status_code in (200, 404)
         for key in (keys.popular(_gen(first)), keys.banners(_gen(first))):
             assert a.post("/v1/resolve", json={"key": key}).status_code == 200, key
+        health = b.get("/healthz").json()  # the generation's metadata is the database's too
+        assert health["store_generation"] == health["generation"] == _gen(first) and health["in_step"] is True
     assert (tree(first), tree(second)) == before
     assert open_stores(first, url).log.events("c00007", "customer")[0]["id"] == "e-view"
 

@@ -153,8 +153,10 @@ def test_a_snapshot_swaps_in_with_history_records_and_tombstones(store: Store) -
     assert store.profiles.record("pz1:g:g1:popular") == b"\x00\x01popular"
     store.profiles.put_record("pz1:g:g1:banners", b"new")
     assert store.profiles.record("pz1:g:g1:banners") == b"new" and store.profiles.record("pz1:x") is None
-    store.profiles.replace_all([("s3", None)], [], [])  # type: ignore[list-item]
+    assert store.profiles.generation() is None  # a snapshot written without its generation
+    store.profiles.replace_all([("s3", None)], [], [], "g2")  # type: ignore[list-item]
     assert store.profiles.shopper("s1") is None and store.profiles.tombstones() == {"gone"}
+    assert store.profiles.generation() == "g2"
     assert store.profiles.record("pz1:g:g1:popular") is None
 
 

@@ -68,7 +68,7 @@ def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[st
         ((s["id"], s["loyalty"]) for s in shop.shoppers if s["id"] not in erased),
         zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
             ev["kind"].tolist(), ev["ts"].tolist(), strict=True),
-        shared)
+        shared, built.generation)
 
 
 def erased_in(out_dir: Path, database: str | None = None) -> set[str]:

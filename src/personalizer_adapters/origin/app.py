@@ -55,6 +55,13 @@ class Origin:
         stores = open_stores(data_dir, database)
         self.store, self.log, self.where = stores.profiles, stores.log, stores.where
 
+    def store_generation(self) -> str | None:
+        """The generation of the store's snapshot, which should be the artifacts' (a build writes both)."""
+        try:
+            return self.store.generation()
+        except StoreUnavailable:
+            return None
+
     def resolve(self, key: str) -> bytes | None:
         kind, gen, ident = keys.parse(key)
         if kind == "profile":  # the store's history and the event log's newer events, as refresh computes it
@@ -130,7 +137,11 @@ def create_app(data_dir: Path, secret: str, database: str | None = None) -> Star
         return JSONResponse(counts, headers={"cache-control": "no-store"})
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "generation": origin.model.generation})
+        """Liveness, and whether the artifacts and the store's snapshot are of the same generation (a build
+        writes both; until the new artifacts are deployed, shared records of the new one are not served)."""
+        stored = await run_in_threadpool(origin.store_generation)
+        return JSONResponse({"status": "ok", "generation": origin.model.generation, "store_generation": stored,
+                             "in_step": stored in (None, origin.model.generation)})
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -234,7 +234,7 @@ class PgProfileStore:
         self.db = db
 
     def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
-                    records: Iterable[tuple[str, bytes]]) -> None:
+                    records: Iterable[tuple[str, bytes]], generation: str | None = None) -> None:
         """A full snapshot (a build) swapped in in one transaction: readers see the old one until it commits;
         tombstoned people's rows are left out, whenever their erasure landed."""
         with self.db.connection() as db, db.cursor() as cur:
@@ -251,6 +251,10 @@ class PgProfileStore:
                     copy.write_row((key, bytes(value)))
             cur.execute("DELETE FROM shoppers WHERE id IN (SELECT id FROM tombstones)")
             cur.execute("DELETE FROM events WHERE shopper IN (SELECT id FROM tombstones)")
+            cur.execute("DELETE FROM pz_meta WHERE key IN ('generation', 'snapshot_at')")
+            if generation is not None:
+                cur.execute(f"INSERT INTO pz_meta VALUES ('generation', %s), ('snapshot_at', {NOW}::text)",
+                            (generation,))
 
     def shopper(self, shopper: str) -> tuple[str | None] | None:
         with self.db.connection() as db:
@@ -313,3 +317,8 @@ class PgProfileStore:
                 cur.execute("SELECT shopper, product, kind, ts FROM events ORDER BY ts")
                 yield from cur
         return shoppers, events()
+
+    def generation(self) -> str | None:
+        with self.db.connection() as db:
+            row = db.execute("SELECT value FROM pz_meta WHERE key = 'generation'").fetchone()
+        return None if row is None else str(row[0])

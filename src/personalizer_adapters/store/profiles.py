@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS events (shopper TEXT NOT NULL, product TEXT NOT NULL,
                                    ts INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, erased_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- the snapshot's generation
 """
 INDEXES = "CREATE INDEX IF NOT EXISTS events_by_shopper ON events (shopper);"
 SCHEMA = TABLES + INDEXES
@@ -34,7 +35,7 @@ class ProfileStore:
         return sqlite3.connect(self.path, timeout=10)
 
     def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
-                    records: Iterable[tuple[str, bytes]]) -> None:
+                    records: Iterable[tuple[str, bytes]], generation: str | None = None) -> None:
         """Load a full snapshot (the seed, or a build) and swap it in atomically, tombstones carried over.
 
         The snapshot is written to a new file that nothing reads yet, so it needs no rollback journal, and
@@ -52,6 +53,8 @@ class ProfileStore:
                 db.executemany("INSERT INTO shoppers VALUES (?, ?)", shoppers)
                 db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
                 db.executemany("INSERT INTO records VALUES (?, ?)", records)
+                if generation is not None:
+                    db.execute("INSERT INTO meta VALUES ('generation', ?)", (generation,))
                 # nothing of an erased person, whatever the snapshot holds
                 db.execute("DELETE FROM shoppers WHERE id IN (SELECT id FROM tombstones)")
                 db.execute("DELETE FROM events WHERE shopper IN (SELECT id FROM tombstones)")
@@ -128,3 +131,9 @@ class ProfileStore:
             with closing(self._connect()) as db:
                 yield from db.execute("SELECT shopper, product, kind, ts FROM events ORDER BY ts")
         return shoppers, events()
+
+    def generation(self) -> str | None:
+        """The generation of the snapshot the store holds (``None``: one written without it)."""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return None if row is None else str(row[0])
