@@ -162,8 +162,7 @@ def _preview(args: argparse.Namespace, rules: list[dict[str, Any]]) -> int:
               file=sys.stderr)
     country = (args.country or "").upper()
     region = f"{country}-{args.region.upper()}" if args.region and country else ""
-    utm = tuple((f"utm_{n}", v.lower()) for n in ("campaign", "source", "medium")
-                if (v := getattr(args, f"utm_{n}")))
+    utm = _utm_flags(args)
     context = Context(now, country, region, None if args.device is None else args.device == "mobile", utm,
                       args.timezone)
     result = preview(rules, profile, manifest, inventory, context, consented=not args.no_consent,
@@ -174,6 +173,12 @@ def _preview(args: argparse.Namespace, rules: list[dict[str, Any]]) -> int:
           f"{' '.join(f'{k}={v}' for k, v in utm) or 'no utm'}")
     print(result.text())
     return 0
+
+
+def _utm_flags(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The landing parameters given with --utm-campaign, --utm-source, --utm-medium, lower case (as the edge
+    reads a page's)."""
+    return tuple((f"utm_{n}", v.lower()) for n in ("campaign", "source", "medium") if (v := getattr(args, f"utm_{n}")))
 
 
 def cmd_preview_link(args: argparse.Namespace) -> int:
@@ -216,7 +221,7 @@ def cmd_preview_link(args: argparse.Namespace) -> int:
         args.campaign, args.variant, args.person, country,
         f"{country}-{args.region.upper()}" if args.region and country else (args.region or "").upper(),
         args.device or "", args.timezone or "", at,
-        tuple((f"utm_{n}", v.lower()) for n in ("campaign", "source", "medium") if (v := getattr(args, f"utm_{n}"))),
+        _utm_flags(args),
         now + args.minutes * 60)
     try:
         token = preview.sign(shown, now, key)

@@ -69,6 +69,23 @@ def ingest_rows(beacons: Iterable[Any], erased: Callable[[set[str]], set[str]]) 
     return rows, IngestCounts(refused=refused, rejected=rejected, bad_beacons=bad)
 
 
+def events_query(person: str | None, who: str | None, mark: str) -> tuple[str, list[str]]:
+    """The event log's read of stored events (of one person, one kind of sender, or all) in arrival order, with
+    the engine's parameter ``mark`` (``?`` or ``%s``), and its arguments; rows for ``event_dict``."""
+    where = [f"{column} = {mark}" for column, value in (("person", person), ("who", who)) if value is not None]
+    args = [value for value in (person, who) if value is not None]
+    return ("SELECT who, person, received, robot, flags, data FROM beacon_events"
+            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY received, ts, id"), args
+
+
+def changed_query(mark: str) -> str:
+    """Who has events stored in a range of seq (two parameters ``mark``) that can change a profile: views, cart
+    changes, purchases; robots and anonymous senders aside."""
+    return (f"SELECT DISTINCT who, person FROM beacon_events WHERE seq > {mark} AND seq <= {mark} AND robot = 0 "
+            "AND who != 'anonymous' AND type IN ('view', 'add_to_cart', 'remove_from_cart', 'purchase') "
+            "ORDER BY who, person")
+
+
 def event_dict(who: str, person: str, received: int, robot: Any, flags: str, data: str) -> dict[str, Any]:
     """A stored event as the readers see it: the event's fields with its envelope's."""
     return {**json.loads(data), "who": who, "person": person, "received": int(received), "robot": bool(robot),

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .base import IngestCounts, ReadOnlyLog, event_dict, ingest_rows
+from .base import IngestCounts, ReadOnlyLog, changed_query, event_dict, events_query, ingest_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS beacon_events (
@@ -114,17 +114,9 @@ class EventLog:
 
     def events(self, person: str | None = None, who: str | None = None) -> list[dict[str, Any]]:
         """Stored events (of one person, or all) in arrival order, each with its envelope fields."""
-        query = "SELECT who, person, received, robot, flags, data FROM beacon_events"
-        where, args = [], []
-        if person is not None:
-            where.append("person = ?")
-            args.append(person)
-        if who is not None:
-            where.append("who = ?")
-            args.append(who)
+        query, args = events_query(person, who, "?")
         with self._connect() as db:
-            rows = db.execute(query + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY received, ts, id",
-                              args).fetchall()
+            rows = db.execute(query, args).fetchall()
         return [event_dict(*row) for row in rows]
 
     def changed_since(self, seq: int) -> tuple[list[tuple[str, str]], int]:
@@ -132,9 +124,7 @@ class EventLog:
         robots' aside), and the newest seq."""
         with self._connect() as db:
             top = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM beacon_events").fetchone()[0])
-            people = db.execute("SELECT DISTINCT who, person FROM beacon_events WHERE seq > ? AND seq <= ? "
-                                "AND robot = 0 AND who != 'anonymous' AND type IN ('view', 'add_to_cart', "
-                                "'remove_from_cart', 'purchase') ORDER BY who, person", (seq, top)).fetchall()
+            people = db.execute(changed_query("?"), (seq, top)).fetchall()
         return [(str(w), str(p)) for w, p in people], top
 
     def count(self) -> int:

@@ -29,7 +29,7 @@ import numpy.typing as npt
 import psycopg
 import psycopg_pool
 
-from .base import IngestCounts, StoreUnavailable, event_dict, ingest_rows
+from .base import IngestCounts, StoreUnavailable, changed_query, event_dict, events_query, ingest_rows
 
 SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, str] = {
@@ -190,15 +190,7 @@ class PgEventLog:
                               (person,)).rowcount
 
     def events(self, person: str | None = None, who: str | None = None) -> list[dict[str, Any]]:
-        where, args = [], []
-        if person is not None:
-            where.append("person = %s")
-            args.append(person)
-        if who is not None:
-            where.append("who = %s")
-            args.append(who)
-        query = ("SELECT who, person, received, robot, flags, data FROM beacon_events"
-                 + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY received, ts, id")
+        query, args = events_query(person, who, "%s")
         with self.db.connection() as db:
             rows = db.execute(query.encode(), args).fetchall()
         return [event_dict(*row) for row in rows]
@@ -206,9 +198,7 @@ class PgEventLog:
     def changed_since(self, seq: int) -> tuple[list[tuple[str, str]], int]:
         with self.db.connection() as db:
             top = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM beacon_events").fetchone()[0])  # type: ignore[index]
-            people = db.execute("SELECT DISTINCT who, person FROM beacon_events WHERE seq > %s AND seq <= %s "
-                                "AND robot = 0 AND who != 'anonymous' AND type IN ('view', 'add_to_cart', "
-                                "'remove_from_cart', 'purchase') ORDER BY who, person", (seq, top)).fetchall()
+            people = db.execute(changed_query("%s").encode(), (seq, top)).fetchall()
         return [(str(w), str(p)) for w, p in people], top
 
     def count(self) -> int:
