@@ -19,7 +19,7 @@ import pytest
 
 from personalizer import codec, keys
 from personalizer_adapters.origin.app import SECRET_HEADER
-from personalizer_adapters.store import StoreUnavailable, open_stores
+from personalizer_adapters.store import StoreUnavailable, open_stores, postgres
 from tests.runtime.harness import ROOT
 from tests.runtime.postgres import Server, postgres_server
 from tests.test_edge_events import free_port
@@ -45,7 +45,8 @@ def seeded(server: Server, small_config: Path, tmp_path_factory: pytest.TempPath
     """The small demo shop seeded into a fresh database: its origin directory holds only model artifacts."""
     url = server.new_database()
     upgraded = cli("db", "upgrade", "--database", url)
-    assert upgraded.returncode == 0 and "schema version 0 -> 1" in upgraded.stderr, upgraded.stderr
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert f"schema version 0 -> {postgres.SCHEMA_VERSION}" in upgraded.stderr
     again = cli("db", "upgrade", "--database", url)
     assert again.returncode == 0 and "already current" in again.stderr
     out = tmp_path_factory.mktemp("pg-seed") / "build"
@@ -63,10 +64,12 @@ def tree(directory: Path) -> dict[str, str]:
 
 
 @contextmanager
-def origin_process(data: Path, url: str) -> Iterator[httpx.Client]:
+def origin_process(data: Path | None, url: str) -> Iterator[httpx.Client]:
+    """An origin process on the database at ``url``, its model artifacts from ``data`` (``None``: the database's)."""
     port = free_port()
+    where = ["--data", str(data)] if data is not None else []
     proc = subprocess.Popen([sys.executable, "-m", "personalizer_adapters.cli", "origin", "--port", str(port),
-                             "--data", str(data), "--database", url, "--dev-vars", "/nonexistent"],
+                             *where, "--database", url, "--dev-vars", "/nonexistent"],
                             cwd=ROOT, env={**os.environ, "ORIGIN_SECRET": SECRET}, stderr=subprocess.PIPE)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={SECRET_HEADER: SECRET}, timeout=30)
     try:
@@ -118,6 +121,56 @@ def _gen(origin_dir: Path) -> str:
     from personalizer_adapters.batch.model import Model
 
     return Model.load(origin_dir).generation
+
+
+def test_an_origin_with_nothing_but_the_database_url(seeded: tuple[str, Path], server: Server) -> None:
+    """No data directory at all: the model artifacts are the ones the build wrote into the database with its
+    snapshot, and the origin answers as one given the directory does; nothing is written in its working
+    directory."""
+    url, origin_dir = seeded
+    key = keys.profile("c00552")
+    with origin_process(origin_dir, url) as packaged:
+        expected = packaged.post("/v1/resolve", json={"key": key})
+    before = tree(ROOT / "kv-seed")
+    with origin_process(None, url) as bare:
+        health = bare.get("/healthz").json()
+        assert health["artifacts"] == "the store" and health["generation"] == _gen(origin_dir) and health["in_step"]
+        got = bare.post("/v1/resolve", json={"key": key})
+        assert got.status_code == 200 and got.content == expected.content
+        assert bare.post("/v1/resolve", json={"key": keys.popular(_gen(origin_dir))}).status_code == 200
+    assert tree(ROOT / "kv-seed") == before
+    empty = server.new_database()  # upgraded, never built into
+    assert cli("db", "upgrade", "--database", empty).returncode == 0
+    missing = cli("origin", "--database", empty, "--port", str(free_port()), "--dev-vars", "/nonexistent",
+                  env={"ORIGIN_SECRET": SECRET})
+    assert missing.returncode == 2 and "holds no model artifacts" in missing.stderr, missing.stderr
+
+
+def test_an_origin_on_the_database_follows_each_new_build(seeded: tuple[str, Path], server: Server) -> None:
+    """A build that writes a new generation into the database reaches a running origin at its next check,
+    without a redeploy; a database that cannot be reached meanwhile keeps the model it serves."""
+    from dataclasses import replace
+
+    from personalizer_adapters.batch.model import Model
+    from personalizer_adapters.origin.app import Origin
+
+    url = server.new_database()
+    assert postgres.upgrade(url)[1] == postgres.SCHEMA_VERSION
+    model = Model.load(seeded[1])
+    store = open_stores(Path("."), url).profiles
+    store.replace_all([("s1", None)], [], [], model.generation, model.files())
+    origin = Origin(None, url)
+    assert origin.model.generation == model.generation
+    newer = replace(model, generation="g-next", cards=model.cards[:10])
+    store.replace_all([("s1", None)], [], [], newer.generation, newer.files())
+    assert origin.model.generation == model.generation  # not before its next check
+    origin.live.check_s, origin.live._next = 0.0, 0.0
+    assert origin.model.generation == "g-next" and len(origin.model.cards) == 10
+    server.stop()
+    try:
+        assert origin.model.generation == "g-next"  # the check failed: the model served stays
+    finally:
+        server.start()
 
 
 def test_the_store_down_is_a_503_to_retry_and_nothing_is_lost(seeded: tuple[str, Path], server: Server,
@@ -172,7 +225,7 @@ def test_refresh_and_erase_run_on_another_host_against_the_same_database(seeded:
         assert after is not None and after != before
         recent = codec.decode(after, expect="profile").data["recent"]
         assert [c[0] for c in recent][:3] == ["p00012", "p00011", "p00010"]
-        again = cli("refresh", "--data", str(elsewhere), "--database", url, *target)
+        again = cli("refresh", "--database", url, *target)  # the model artifacts from the database this time
         assert again.returncode == 0 and "0 people with new events" in again.stderr  # the watermark held
 
         erased = cli("erase", "--person", "c00009", "--data", str(elsewhere), "--database", url, "--build",

@@ -154,10 +154,14 @@ def test_a_snapshot_swaps_in_with_history_records_and_tombstones(store: Store) -
     store.profiles.put_record("pz1:g:g1:banners", b"new")
     assert store.profiles.record("pz1:g:g1:banners") == b"new" and store.profiles.record("pz1:x") is None
     assert store.profiles.generation() is None  # a snapshot written without its generation
-    store.profiles.replace_all([("s3", None)], [], [], "g2")  # type: ignore[list-item]
+    assert store.profiles.artifacts() == {}  # nor its model's artifacts
+    artifacts = {"model.json": b'{"generation": "g2"}', "model.npz": bytes(range(256)) * 4}
+    store.profiles.replace_all([("s3", None)], [], [], "g2", artifacts)  # type: ignore[list-item]
     assert store.profiles.shopper("s1") is None and store.profiles.tombstones() == {"gone"}
-    assert store.profiles.generation() == "g2"
+    assert store.profiles.generation() == "g2" and store.profiles.artifacts() == artifacts
     assert store.profiles.record("pz1:g:g1:popular") is None
+    store.profiles.replace_all([], [], [], "g3", {"model.json": b"{}"})
+    assert store.profiles.artifacts() == {"model.json": b"{}"}  # the new snapshot's, none of the old's
 
 
 def test_erase_tombstones_first_and_removes_the_person(store: Store) -> None:
@@ -200,6 +204,29 @@ def test_upgrade_is_idempotent_and_an_unupgraded_database_is_refused(server: Ser
         conn.execute("UPDATE pz_meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(RuntimeError, match="newer than this release"):
         postgres.upgrade(url)
+
+
+def test_upgrade_from_the_first_schema_keeps_the_data(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database made by the first release (schema 1, events in it) upgraded by this one: the new migrations
+    only, the events kept; an engine of this release refuses it until then."""
+    url = server.new_database()
+    monkeypatch.setattr(postgres, "SCHEMA_VERSION", 1)
+    assert postgres.upgrade(url) == (0, 1)
+    first = postgres.Database(url)
+    try:
+        assert postgres.PgEventLog(first).ingest([beacon("s1", GOOD)], nobody).stored == len(GOOD)
+    finally:
+        first.close()
+    monkeypatch.undo()
+    db = postgres.Database(url)
+    try:
+        with pytest.raises(RuntimeError, match="version 1, this release needs"):
+            postgres.PgEventLog(db).count()
+        assert postgres.upgrade(url) == (1, postgres.SCHEMA_VERSION)
+        assert postgres.PgEventLog(db).count() == len(GOOD)
+        assert postgres.PgProfileStore(db).artifacts() == {}
+    finally:
+        db.close()
 
 
 def test_a_server_that_is_down_is_unavailable_not_an_error_page(server: Server) -> None:

@@ -298,12 +298,13 @@ def cmd_origin(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .origin.app import create_app
+    from .origin.artifacts import data_dir
 
     if _port_taken(args.host, args.port, "ORIGIN_PORT"):
         return 2
     secret = worker_vars(Path(args.dev_vars)).get("ORIGIN_SECRET", "")
     try:
-        app = create_app(Path(args.data), secret, args.database)
+        app = create_app(data_dir(args.data, args.database), secret, args.database)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc} (set ORIGIN_SECRET; run `make seed` for the data)", file=sys.stderr)
         return 2
@@ -418,9 +419,11 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from .batch.refresh import Refresher, follow
     from .kv.cloudflare import PushError
     from .kv.push import BAD_INPUT
+    from .origin.artifacts import data_dir
 
     try:
-        refresher = Refresher(Path(args.data), Path(args.state_dir), _target_name(args), database=args.database)
+        refresher = Refresher(data_dir(args.data, args.database), Path(args.state_dir), _target_name(args),
+                              database=args.database)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         print(f"error: {exc} (run `make seed` or a build for the origin data)", file=sys.stderr)
         return BAD_INPUT
@@ -442,25 +445,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from personalizer import keys
 
-    from .batch.model import Model
     from .events.report import analyse, banner_rules, parse_since, render_html, render_text
+    from .origin.artifacts import ModelSource, data_dir
     from .store import StoreUnavailable, open_stores
 
-    data = Path(args.data)
+    data = data_dir(args.data, args.database)
     try:
         since = parse_since(args.since, time.time())
-        generation = Model.load(data).generation
-    except (ValueError, OSError, KeyError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not args.database and not (data / "events.sqlite").exists():
+    if data is not None and not args.database and not (data / "events.sqlite").exists():
         print(f"error: no event log in {data} (events.sqlite): nothing has been ingested yet", file=sys.stderr)
         return 2
     try:
-        stores = open_stores(data, args.database)
+        stores = open_stores(data or Path("."), args.database)
+        generation = ModelSource(data, stores.profiles).load().generation
         rules = banner_rules(stores.profiles.record(keys.banners(generation)))
         events = stores.log.events()
-    except (StoreUnavailable, RuntimeError, ValueError) as exc:
+    except (StoreUnavailable, RuntimeError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = analyse(events, rules, window_s=int(args.window_hours * 3600), since=since)
@@ -671,7 +674,8 @@ def parser() -> argparse.ArgumentParser:
     s = _add(sub, "origin", "serve the origin (the edge's miss path) with uvicorn")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8788)
-    s.add_argument("--data", default="kv-seed/out/origin", help="the model artifacts (read only with --database)")
+    s.add_argument("--data", help="the model artifacts, read only (default: kv-seed/out/origin; with --database: "
+                                  "the database's, followed as builds replace them)")
     s.add_argument("--dev-vars", default=".dev.vars")
     _database_flag(s)
     s.set_defaults(func=cmd_origin)
@@ -701,7 +705,8 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_push)
     s = _add(sub, "refresh", "recompute the profiles of people with new events (the event log) and push the "
                              "changed ones")
-    s.add_argument("--data", default="kv-seed/out/origin", help="origin data directory")
+    s.add_argument("--data", help="origin data directory (default: kv-seed/out/origin; with --database: the "
+                                  "model artifacts are the database's)")
     s.add_argument("--follow", action="store_true", help="keep refreshing until Ctrl-C (which lets the batch in "
                                                          "flight finish)")
     s.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --follow")
@@ -710,7 +715,8 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_refresh)
     s = _add(sub, "report", "experiments (banner variants against their control) and slots/tiers, from the "
                             "event log")
-    s.add_argument("--data", default="kv-seed/out/origin", help="origin data directory")
+    s.add_argument("--data", help="origin data directory (default: kv-seed/out/origin; with --database: the "
+                                  "model artifacts are the database's)")
     s.add_argument("--since", help="7d, 12h, a date (2026-11-01) or epoch seconds (default: everything)")
     s.add_argument("--window-hours", type=float, default=24.0, help="attribution window after an exposure")
     s.add_argument("--html", help="also write a self-contained HTML page with charts here")

@@ -6,8 +6,10 @@ computed on a miss has exactly the form and the logic of one pushed by a batch.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+ARTIFACT_META, ARTIFACT_ARRAYS = "model.json", "model.npz"  # a model's artifacts (files, or in the store)
 EVENT_WEIGHT = np.array([1.0, 3.0, 5.0])  # view, add_to_cart, purchase
 VIEW, CART, PURCHASE = 0, 1, 2
 MAX_BOUGHT = 500  # distinct purchases a profile keeps (the most recent)
@@ -184,29 +187,48 @@ class Model:
     def index(self) -> dict[str, int]:
         return {c[0]: i for i, c in enumerate(self.cards)}
 
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    def files(self) -> dict[str, bytes]:
+        """The model's artifacts as files (``model.json``, ``model.npz``): written beside the origin's data by a
+        build, and kept in the store (``ProfileData.artifacts``) so an origin may load them from the database."""
         arrays: dict[str, npt.NDArray[Any]] = {
             "category_of": self.category_of, "in_stock": self.in_stock, "neighbours": self.neighbours,
             "weights": self.weights, "category_top": self.category_top, "within_share": self.within_share}
         if self.repeat_rate is not None and self.repeat_interval is not None:
             arrays |= {"repeat_rate": self.repeat_rate, "repeat_interval": self.repeat_interval}
-        np.savez_compressed(directory / "model.npz", **arrays)  # type: ignore[arg-type]  # stubs: **kw as allow_pickle
-        (directory / "model.json").write_text(json.dumps({
+        npz = io.BytesIO()
+        np.savez_compressed(npz, **arrays)  # type: ignore[arg-type]  # stubs: **kw as allow_pickle
+        meta = json.dumps({
             "generation": self.generation, "now": self.now, "half_life_s": self.half_life_s,
             "personal_list": self.personal_list, "categories": self.categories, "cards": self.cards,
             "rules": self.rules.as_json(), "prices": self.prices or {}, "taste_weight": self.taste_weight,
-            "recency_half_life": self.recency_half_life}))
+            "recency_half_life": self.recency_half_life})
+        return {ARTIFACT_META: meta.encode(), ARTIFACT_ARRAYS: npz.getvalue()}
 
     @classmethod
-    def load(cls, directory: Path) -> Model:
-        meta = json.loads((directory / "model.json").read_text())
-        with np.load(directory / "model.npz") as arrays:
+    def from_files(cls, files: Mapping[str, bytes]) -> Model:
+        """The model from its artifacts (``files()``); ``KeyError``/``ValueError`` when they are incomplete."""
+        meta = json.loads(files[ARTIFACT_META])
+        with np.load(io.BytesIO(files[ARTIFACT_ARRAYS])) as arrays:
             return cls(meta["generation"], meta["now"], meta["half_life_s"], meta["personal_list"], meta["cards"],
                        meta["categories"], arrays["category_of"], arrays["in_stock"], arrays["neighbours"],
                        arrays["weights"], arrays["category_top"], arrays["within_share"],
                        SegmentRules.from_json(meta["rules"]), meta["prices"], meta["taste_weight"],
                        meta["recency_half_life"], arrays.get("repeat_rate"), arrays.get("repeat_interval"))
+
+    def save(self, directory: Path) -> dict[str, bytes]:
+        """Write the artifacts into ``directory`` (each replaced atomically, ``model.json`` last: it names the
+        generation); returns them."""
+        directory.mkdir(parents=True, exist_ok=True)
+        files = self.files()
+        for name, value in sorted(files.items(), reverse=True):
+            tmp = directory / (name + ".tmp")
+            tmp.write_bytes(value)
+            tmp.replace(directory / name)
+        return files
+
+    @classmethod
+    def load(cls, directory: Path) -> Model:
+        return cls.from_files({name: (directory / name).read_bytes() for name in (ARTIFACT_META, ARTIFACT_ARRAYS)})
 
 
 def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.int64]:

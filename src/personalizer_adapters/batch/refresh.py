@@ -23,10 +23,9 @@ from typing import TextIO
 from personalizer import keys
 from personalizer_adapters.kv.plan import Build, TargetState
 from personalizer_adapters.kv.push import OK, PARTIAL, Paths, Target, push, target_lock
+from personalizer_adapters.origin.artifacts import ModelSource
 from personalizer_adapters.origin.history import person_profile
 from personalizer_adapters.store import open_stores
-
-from .model import Model
 
 
 @dataclass(frozen=True)
@@ -42,14 +41,17 @@ class Refresher:
     """Refresh against one target; the watermark (per target) lives in the store, so a refresh may run on any
     host that reaches it (``database``: the PostgreSQL store; else the SQLite files in ``data``)."""
 
-    def __init__(self, data: Path, state_dir: Path, target_name: str, out: TextIO = sys.stderr,
+    def __init__(self, data: Path | None, state_dir: Path, target_name: str, out: TextIO = sys.stderr,
                  database: str | None = None) -> None:
-        self.data, self.state_dir, self.out = data, state_dir, out
+        self.state_dir, self.out = state_dir, out
         self.paths = Paths.of(state_dir, target_name)
         self.mark = f"refresh:{target_name}"
-        self.model = Model.load(data)
-        stores = open_stores(data, database)
+        if data is None and not database:
+            raise ValueError("name the origin data directory, or a database that holds the model artifacts")
+        stores = open_stores(data or Path("."), database)
         self.store, self.log = stores.profiles, stores.log
+        self.source = ModelSource(data, self.store)  # the directory's artifacts, else the store's
+        self.model = self.source.load()
         old = self.paths.state.parent / "refresh.json"  # where a release before the store kept it
         if old.exists() and self.log.watermark(self.mark) == 0:
             self.log.set_watermark(self.mark, int(json.loads(old.read_text())["seq"]))
@@ -61,11 +63,11 @@ class Refresher:
         self.log.set_watermark(self.mark, seq)
 
     def reload_if_rebuilt(self) -> bool:
-        """Load the origin data again when a build has replaced it (its generation changed)."""
-        current = json.loads((self.data / "model.json").read_text())["generation"]
-        if current == self.model.generation:
+        """Load the model again when a build has replaced it (its generation changed)."""
+        current = self.source.generation()
+        if current in (None, self.model.generation):
             return False
-        self.model = Model.load(self.data)
+        self.model = self.source.load()
         print(f"refresh: origin data is now generation {current}", file=self.out)
         return True
 

@@ -53,10 +53,10 @@ def bulk_json_lines(records: dict[str, bytes]) -> Iterator[str]:
 
 def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[str] = frozenset(),
                  database: str | None = None) -> None:
-    """The origin's data: model artifacts (in ``directory``), and a profile store with every shopper (pushed or
-    not) but the erased, whose ids go into the store's tombstones so the origin refuses them too: the SQLite
-    file beside the artifacts, or the database at ``database``."""
-    built.model.save(directory)
+    """The origin's data: model artifacts (in ``directory``, and in the store), and a profile store with every
+    shopper (pushed or not) but the erased, whose ids go into the store's tombstones so the origin refuses them
+    too: the SQLite file beside the artifacts, or the database at ``database``."""
+    artifacts = built.model.save(directory)
     ev = shop.events
     ids = [s["id"] for s in shop.shoppers]
     products = [p["id"] for p in shop.products]
@@ -68,7 +68,7 @@ def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[st
         ((s["id"], s["loyalty"]) for s in shop.shoppers if s["id"] not in erased),
         zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
             ev["kind"].tolist(), ev["ts"].tolist(), strict=True),
-        shared, built.generation)
+        shared, built.generation, artifacts)
 
 
 def erased_in(out_dir: Path, database: str | None = None) -> set[str]:

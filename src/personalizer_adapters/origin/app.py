@@ -31,6 +31,7 @@ from personalizer_adapters.batch.model import Model
 from personalizer_adapters.store import DATABASE_ENV, StoreUnavailable, open_stores
 from personalizer_adapters.store.base import ReadOnlyLog
 
+from .artifacts import LiveModel, ModelSource, data_dir
 from .history import person_profile
 
 log = logging.getLogger("personalizer.origin")
@@ -47,13 +48,20 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 
 class Origin:
-    """The origin's data: model artifacts (read only, from ``data_dir``) and the stores of one generation: the
-    SQLite files beside them, or the database at ``database`` (then nothing local is written)."""
+    """The origin's data: model artifacts (read only: from ``data_dir``, else the database's) and the stores of
+    one generation: the SQLite files in ``data_dir``, or the database at ``database`` (then nothing local is
+    written, and without ``data_dir`` nothing local is read)."""
 
-    def __init__(self, data_dir: Path, database: str | None = None) -> None:
-        self.model = Model.load(data_dir)
-        stores = open_stores(data_dir, database)
+    def __init__(self, data_dir: Path | None, database: str | None = None) -> None:
+        if data_dir is None and not database:
+            raise ValueError("name the origin data directory, or a database that holds the model artifacts")
+        stores = open_stores(data_dir or Path("."), database)
         self.store, self.log, self.where = stores.profiles, stores.log, stores.where
+        self.live = LiveModel(ModelSource(data_dir, self.store))
+
+    @property
+    def model(self) -> Model:
+        return self.live.current()
 
     def store_generation(self) -> str | None:
         """The generation of the store's snapshot, which should be the artifacts' (a build writes both)."""
@@ -64,15 +72,16 @@ class Origin:
 
     def resolve(self, key: str) -> bytes | None:
         kind, gen, ident = keys.parse(key)
+        model = self.model
         if kind == "profile":  # the store's history and the event log's newer events, as refresh computes it
             assert ident is not None
-            return person_profile(self.model, self.store, self.log, "customer", ident)
-        if kind in ("segment", "item", "popular", "banners") and gen == self.model.generation:
+            return person_profile(model, self.store, self.log, "customer", ident)
+        if kind in ("segment", "item", "popular", "banners") and gen == model.generation:
             return self.store.record(key)
         return None
 
 
-def create_app(data_dir: Path, secret: str, database: str | None = None) -> Starlette:
+def create_app(data_dir: Path | None, secret: str, database: str | None = None) -> Starlette:
     if len(secret) < 16:
         raise ValueError("ORIGIN_SECRET must be at least 16 characters")
     origin = Origin(data_dir, database)
@@ -140,8 +149,9 @@ def create_app(data_dir: Path, secret: str, database: str | None = None) -> Star
         """Liveness, and whether the artifacts and the store's snapshot are of the same generation (a build
         writes both; until the new artifacts are deployed, shared records of the new one are not served)."""
         stored = await run_in_threadpool(origin.store_generation)
-        return JSONResponse({"status": "ok", "generation": origin.model.generation, "store_generation": stored,
-                             "in_step": stored in (None, origin.model.generation)})
+        serving = origin.model.generation
+        return JSONResponse({"status": "ok", "generation": serving, "store_generation": stored,
+                             "in_step": stored in (None, serving), "artifacts": origin.live.source.where})
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -174,7 +184,8 @@ def _ingest(origin: Origin, body: bytes) -> dict[str, int] | None:
 
 
 def app_from_env() -> Starlette:
-    """The app as deployed: the model artifacts from ``PZ_ORIGIN_DATA`` (read only), the shared secret from
-    ``ORIGIN_SECRET``, the store at ``PZ_DATABASE_URL`` (else SQLite files in the data directory)."""
-    return create_app(Path(os.environ.get("PZ_ORIGIN_DATA", "kv-seed/out/origin")), os.environ["ORIGIN_SECRET"],
-                      os.environ.get(DATABASE_ENV) or None)
+    """The app as deployed: the shared secret from ``ORIGIN_SECRET``, the store at ``PZ_DATABASE_URL`` (else
+    SQLite files in the data directory), the model artifacts from ``PZ_ORIGIN_DATA`` (read only; unset with a
+    database: the database's, followed as builds replace them)."""
+    database = os.environ.get(DATABASE_ENV) or None
+    return create_app(data_dir(os.environ.get("PZ_ORIGIN_DATA"), database), os.environ["ORIGIN_SECRET"], database)

@@ -6,7 +6,7 @@ One suite of tests (tests/test_store.py) holds every engine to it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,8 +106,10 @@ class EventStore(Protocol):
 
 class ProfileData(Protocol):
     def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
-                    records: Iterable[tuple[str, bytes]], generation: str | None = None) -> None: ...
+                    records: Iterable[tuple[str, bytes]], generation: str | None = None,
+                    artifacts: Mapping[str, bytes] | None = None) -> None: ...
     def generation(self) -> str | None: ...
+    def artifacts(self) -> dict[str, bytes]: ...
     def shopper(self, shopper: str) -> tuple[str | None] | None: ...
     def events(self, shopper: str, index: dict[str, int]) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -31,7 +31,7 @@ import psycopg_pool
 
 from .base import IngestCounts, StoreUnavailable, changed_query, event_dict, events_query, ingest_rows
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS: dict[int, str] = {
     1: """
 CREATE TABLE pz_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,6 +50,9 @@ CREATE TABLE records (key TEXT PRIMARY KEY, value BYTEA NOT NULL);
 CREATE TABLE tombstones (id TEXT PRIMARY KEY, erased_at BIGINT NOT NULL);
 CREATE TABLE watermarks (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
 """,
+    # The generation's model artifacts (model.json, model.npz), written with its snapshot: an origin may load
+    # them from here instead of its package.
+    2: "CREATE TABLE artifacts (name TEXT PRIMARY KEY, value BYTEA NOT NULL);",
 }
 APPEND_LOCK = 0x707A_6576  # "pzev": the event log's append lock (pg_advisory_xact_lock)
 STATEMENT_TIMEOUT_MS = 5000  # a statement's deadline (ingest of a batch, a snapshot's COPY is exempt)
@@ -224,12 +227,15 @@ class PgProfileStore:
         self.db = db
 
     def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
-                    records: Iterable[tuple[str, bytes]], generation: str | None = None) -> None:
+                    records: Iterable[tuple[str, bytes]], generation: str | None = None,
+                    artifacts: Mapping[str, bytes] | None = None) -> None:
         """A full snapshot (a build) swapped in in one transaction: readers see the old one until it commits;
         tombstoned people's rows are left out, whenever their erasure landed."""
         with self.db.connection() as db, db.cursor() as cur:
             cur.execute("SET LOCAL statement_timeout = 0")  # a build's millions of rows take their time
-            cur.execute("TRUNCATE shoppers, events, records")
+            cur.execute("TRUNCATE shoppers, events, records, artifacts")
+            if artifacts:
+                cur.executemany("INSERT INTO artifacts VALUES (%s, %s)", sorted(artifacts.items()))
             with cur.copy("COPY shoppers (id, loyalty) FROM STDIN") as copy:
                 for shopper in shoppers:
                     copy.write_row(shopper)
@@ -312,3 +318,7 @@ class PgProfileStore:
         with self.db.connection() as db:
             row = db.execute("SELECT value FROM pz_meta WHERE key = 'generation'").fetchone()
         return None if row is None else str(row[0])
+
+    def artifacts(self) -> dict[str, bytes]:
+        with self.db.connection() as db:
+            return {str(n): bytes(v) for n, v in db.execute("SELECT name, value FROM artifacts")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 
@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS events (shopper TEXT NOT NULL, product TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, erased_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- the snapshot's generation
+CREATE TABLE IF NOT EXISTS artifacts (name TEXT PRIMARY KEY, value BLOB NOT NULL);  -- its model artifacts
 """
 INDEXES = "CREATE INDEX IF NOT EXISTS events_by_shopper ON events (shopper);"
 SCHEMA = TABLES + INDEXES
@@ -35,7 +36,8 @@ class ProfileStore:
         return sqlite3.connect(self.path, timeout=10)
 
     def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
-                    records: Iterable[tuple[str, bytes]], generation: str | None = None) -> None:
+                    records: Iterable[tuple[str, bytes]], generation: str | None = None,
+                    artifacts: Mapping[str, bytes] | None = None) -> None:
         """Load a full snapshot (the seed, or a build) and swap it in atomically, tombstones carried over.
 
         The snapshot is written to a new file that nothing reads yet, so it needs no rollback journal, and
@@ -53,6 +55,7 @@ class ProfileStore:
                 db.executemany("INSERT INTO shoppers VALUES (?, ?)", shoppers)
                 db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
                 db.executemany("INSERT INTO records VALUES (?, ?)", records)
+                db.executemany("INSERT INTO artifacts VALUES (?, ?)", sorted((artifacts or {}).items()))
                 if generation is not None:
                     db.execute("INSERT INTO meta VALUES ('generation', ?)", (generation,))
                 # nothing of an erased person, whatever the snapshot holds
@@ -137,3 +140,8 @@ class ProfileStore:
         with closing(self._connect()) as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return None if row is None else str(row[0])
+
+    def artifacts(self) -> dict[str, bytes]:
+        """The snapshot's model artifacts (``Model.files``), empty when it was written without them."""
+        with closing(self._connect()) as db:
+            return {str(n): bytes(v) for n, v in db.execute("SELECT name, value FROM artifacts")}
