@@ -17,7 +17,7 @@ install: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[origin,batch,eval,report,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[origin,serve,batch,eval,report,dev]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -76,13 +76,17 @@ def test_lambda_zip_fits_and_answers_a_function_url_event(built: Built, seed_dir
     assert got["heavy"] == [] and got["where"].startswith(str(unpacked)) and got["python"] == version
 
 
-@pytest.mark.parametrize("extra,absent", [("origin", ("scipy", "pyarrow", "httpx", "tqdm")), ("batch", ())])
+@pytest.mark.parametrize("extra,absent", [("origin", ("scipy", "pyarrow", "httpx", "tqdm", "uvicorn", "uvloop")),
+                                          ("serve", ("scipy", "pyarrow", "httpx")), ("batch", ())])
 def test_extras_split_the_origin_from_the_batch(extra: str, absent: tuple[str, ...]) -> None:
-    """pyproject: the Lambda's extra has none of the batch's heavy parts; the batch extra has the origin's."""
+    """pyproject: the Lambda's extra has none of the batch's heavy parts, nor a server (Mangum is its server);
+    the server's extra has the origin's, the batch's has the server's (its CLI serves the origin and the shop)."""
     import tomllib
 
     project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
     deps = " ".join(project["optional-dependencies"][extra])
     assert not any(name in deps for name in absent)
+    if extra == "serve":
+        assert "edge-personalizer[origin]" in deps and "uvicorn==" in deps
     if extra == "batch":
-        assert "edge-personalizer[origin]" in deps
+        assert "edge-personalizer[serve]" in deps

@@ -20,7 +20,7 @@ import pytest
 from personalizer import codec, keys
 from personalizer_adapters.origin.app import SECRET_HEADER
 from personalizer_adapters.store import StoreUnavailable, open_stores, postgres
-from tests.runtime.harness import ROOT
+from tests.runtime.harness import ROOT, local_kv_get
 from tests.runtime.postgres import Server, postgres_server
 from tests.test_edge_events import free_port
 from tests.test_events import GOOD
@@ -207,8 +207,6 @@ def test_refresh_and_erase_run_on_another_host_against_the_same_database(seeded:
     """Events ingested by an origin instance; `refresh` in a third process (its own copy of the artifacts)
     pushes the changed profile; `erase` removes the person from the database, and every instance refuses their
     events from then on."""
-    from tests.runtime.harness import local_kv_get
-
     url, origin_dir = seeded
     build = origin_dir.parent
     kv, state = tmp_path / "kv", tmp_path / "state"
@@ -236,6 +234,35 @@ def test_refresh_and_erase_run_on_another_host_against_the_same_database(seeded:
         late = origin.post("/v1/ingest", json={"beacons": [beacon("c00009", GOOD[:1])]})
         assert late.json()["refused"] == 1 and stores.log.events("c00009") == []
         assert origin.post("/v1/resolve", json={"key": keys.profile("c00009")}).status_code == 404
+
+
+def test_push_campaigns_updates_the_databases_banner_record(seeded: tuple[str, Path], tmp_path: Path) -> None:
+    """push --campaigns with the database: the origins' copy of the banner record (what a miss serves) is the
+    new file's, as the target's is; with the database out of reach nothing is pushed or rewritten."""
+    url, origin_dir = seeded
+    build = Path(shutil.copytree(origin_dir.parent, tmp_path / "build"))
+    kv, state = tmp_path / "kv", tmp_path / "state"
+    target = ["--target", "local", "--persist", str(kv), "--state-dir", str(state)]
+    assert cli("push", "--build", str(build), *target).returncode == 0
+    winter = tmp_path / "winter.toml"
+    winter.write_text((ROOT / "kv-seed" / "campaigns.toml").read_text().replace("The autumn edit", "The winter edit"))
+    key = keys.banners(_gen(origin_dir))
+    stores = open_stores(origin_dir, url)
+    before = stores.profiles.record(key)
+    down = cli("push", "--campaigns", str(winter), "--build", str(build), "--database",
+               f"postgresql://pz@127.0.0.1:{free_port()}/pz", *target)
+    assert down.returncode == 2 and "Nothing pushed" in down.stderr, down.stderr
+    assert stores.profiles.record(key) == before and "winter" not in (build / "kv.json").read_text().lower()
+    try:
+        pushed = cli("push", "--campaigns", str(winter), "--build", str(build), "--database", url, *target)
+        assert pushed.returncode == 0, pushed.stderr
+        stored = stores.profiles.record(key)
+        assert stored is not None and stored == local_kv_get(kv, key) and stored != before
+        titles = [v["title"] for r in codec.decode(stored, expect="banners").data["rules"] for v in r["variants"]]
+        assert "The winter edit" in titles
+    finally:
+        assert before is not None
+        stores.profiles.put_record(key, before)  # the module's snapshot as it was, for the tests after
 
 
 @pytest.mark.edge

@@ -14,7 +14,7 @@ import pytest
 
 from personalizer.events import clean_event, message
 from personalizer_adapters.store import postgres
-from personalizer_adapters.store.base import EventStore, ProfileData
+from personalizer_adapters.store.base import EventStore, PersonHistory, ProfileData, read_person
 from personalizer_adapters.store.eventlog import EventLog
 from personalizer_adapters.store.profiles import ProfileStore
 from tests.runtime.postgres import Server, postgres_server
@@ -27,6 +27,12 @@ class Store:
     log: EventStore
     profiles: ProfileData
     url: str = ""
+
+    def person_history(self, who: str, person: str, index: dict[str, int]) -> PersonHistory:
+        """As ``open_stores`` wires it: PostgreSQL's one-statement read, else the three reads."""
+        if isinstance(self.profiles, postgres.PgProfileStore):
+            return self.profiles.person_history(who, person, index)
+        return read_person(self.log, self.profiles, who, person, index)
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +96,10 @@ def test_tombstoned_people_are_refused_at_ingest(store: Store) -> None:
                               store.profiles.erased)
     assert (counts.refused, counts.stored) == (len(GOOD) + 2, 1)
     assert store.log.events("c9") == []
+    both = beacon("c2", GOOD[:2], visitor="c9")  # signed in on a device whose visitor id was erased: refused
+    again = store.log.ingest([beacon("c9", GOOD), both, beacon("c1", GOOD[:1])], store.profiles.erased)
+    assert (again.refused, again.stored, again.duplicates) == (len(GOOD) + 2, 0, 1)
+    assert store.log.events("c2") == []
 
 
 def test_concurrent_writers_store_each_event_once_and_the_watermark_misses_none(store: Store) -> None:
@@ -177,15 +187,29 @@ def test_erase_tombstones_first_and_removes_the_person(store: Store) -> None:
 
 
 def test_the_miss_paths_history_reads_either_engine(store: Store) -> None:
-    """The origin's person_profile (store history + newer beacon events) on this engine's store."""
+    """What the miss path and refresh read of one person (``Stores.person_history``): the shopper, their
+    snapshot's history and their own beacon events, nobody else's; a visitor has no snapshot; an erased shopper
+    is unknown."""
     from personalizer_adapters.origin.history import merge_log
 
-    store.profiles.replace_all([("s1", None)], [("s1", "p1", 0, 10)], [])  # type: ignore[list-item]
-    store.log.ingest([beacon("s1", [{"id": "b", "type": "add_to_cart", "ts": NOW - 1, "item": "p2",
-                                     "quantity": 1}])], nobody)
-    rows = merge_log(store.profiles.events("s1", {"p1": 0, "p2": 1}), store.log.events("s1", "customer"),
-                     {"p1": 0, "p2": 1}, after=100)
+    index = {"p1": 0, "p2": 1}
+    store.profiles.replace_all([("s1", "gold"), ("s2", None), ("s3", None)],  # type: ignore[list-item]
+                               [("s1", "p1", 0, 10), ("s1", "gone", 0, 11), ("s2", "p2", 2, 12)], [])
+    cart = {"id": "b", "type": "add_to_cart", "ts": NOW - 1, "item": "p2", "quantity": 1}
+    store.log.ingest([beacon("s1", [cart]), beacon("s2", GOOD[:1]), beacon(None, [cart], visitor="s1")], nobody)
+    s1 = store.person_history("customer", "s1", index)
+    assert s1.known == ("gold",) and [r.tolist() for r in s1.rows] == [[0], [0], [10]]  # "gone": not sold
+    assert [(e["id"], e["who"], e["person"]) for e in s1.events] == [("b", "customer", "s1")]
+    rows = merge_log(s1.rows, s1.events, index, after=100)
     assert [r.tolist() for r in rows] == [[0, 1], [0, 1], [10, NOW - 1]]
+    visitor = store.person_history("visitor", "s1", index)
+    assert visitor.known is None and visitor.rows[0].size == 0 and [e["who"] for e in visitor.events] == ["visitor"]
+    assert store.person_history("customer", "s3", index).known == (None,)  # known, tier from the rules
+    nobody_at_all = store.person_history("customer", "s9", index)
+    assert nobody_at_all.known is None and nobody_at_all.rows[0].size == 0 and nobody_at_all.events == []
+    store.profiles.erase("s2")
+    erased = store.person_history("customer", "s2", index)
+    assert erased.known is None and erased.rows[0].size == 0
 
 
 # -- PostgreSQL only: the schema's versions ---------------------------------------------------------------

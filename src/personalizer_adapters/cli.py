@@ -412,7 +412,7 @@ def _push_campaigns(args: argparse.Namespace) -> int:
     target = _open_target(args)
     if target is None:
         return BAD_INPUT
-    return publish(Path(args.campaigns), build_dir, target, Path(args.state_dir))
+    return publish(Path(args.campaigns), build_dir, target, Path(args.state_dir), database=args.database)
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -702,6 +702,7 @@ def parser() -> argparse.ArgumentParser:
                         "push from another machine")
     _tombstones_flag(s)
     _target_flags(s)
+    _database_flag(s)  # --campaigns: the origin's copy of the banner record
     s.set_defaults(func=cmd_push)
     s = _add(sub, "refresh", "recompute the profiles of people with new events (the event log) and push the "
                              "changed ones")

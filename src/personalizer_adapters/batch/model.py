@@ -183,8 +183,9 @@ class Model:
         """Each category's id (for segment and banner ids): ``categories`` are display names."""
         return category_ids(self.categories)
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
+        """Each product id's index (computed once: the miss path asks on every call; do not mutate)."""
         return {c[0]: i for i, c in enumerate(self.cards)}
 
     def files(self) -> dict[str, bytes]:

@@ -49,7 +49,7 @@ class Refresher:
         if data is None and not database:
             raise ValueError("name the origin data directory, or a database that holds the model artifacts")
         stores = open_stores(data or Path("."), database)
-        self.store, self.log = stores.profiles, stores.log
+        self.stores, self.store, self.log = stores, stores.profiles, stores.log
         self.source = ModelSource(data, self.store)  # the directory's artifacts, else the store's
         self.model = self.source.load()
         old = self.paths.state.parent / "refresh.json"  # where a release before the store kept it
@@ -77,10 +77,11 @@ class Refresher:
         people, top = self.log.changed_since(since)
         erased = self.store.erased({p for _, p in people})
         records: dict[str, bytes] = {}
+        index = self.model.index
         for who, person in people:
             if person in erased:
                 continue
-            record = person_profile(self.model, self.store, self.log, who, person)
+            record = person_profile(self.model, self.stores.person_history(who, person, index), person)
             if record is not None:
                 records[keys.profile(person) if who == "customer" else keys.visitor(person)] = record
         pushed, status = 0, OK

@@ -21,13 +21,15 @@ from personalizer.errors import DecodeError
 from personalizer_adapters.batch.seed import bulk_json_lines, replace_file
 from personalizer_adapters.kv.plan import Build, digest, read_bulk
 from personalizer_adapters.kv.push import BAD_INPUT, Target, push
-from personalizer_adapters.store.profiles import ProfileStore
+from personalizer_adapters.store import StoreUnavailable, open_stores, redacted
 
 from .file import CampaignsError, load_campaigns
 
 
-def publish(campaigns: Path, build_dir: Path, target: Target, state_dir: Path, *, out: TextIO = sys.stderr) -> int:
-    """Check ``campaigns``, write its banner record into ``build_dir`` and push it to ``target``."""
+def publish(campaigns: Path, build_dir: Path, target: Target, state_dir: Path, *, out: TextIO = sys.stderr,
+            database: str | None = None) -> int:
+    """Check ``campaigns``, write its banner record into ``build_dir`` and the origin's store (the database at
+    ``database``, else the build's SQLite file) and push it to ``target``."""
     try:
         rules = load_campaigns(campaigns)
     except CampaignsError as exc:
@@ -53,15 +55,34 @@ def publish(campaigns: Path, build_dir: Path, target: Target, state_dir: Path, *
     if keys.DEFAULT in pairs:  # the shop's default tier shows its generic campaign: the new file's
         cards = codec.decode(pairs[keys.DEFAULT], expect="default").data["cards"]
         changed[keys.DEFAULT] = default_record(cards, rules, generation, now)
+    if not _update_store(build_dir, database, generation, changed, out):
+        target.close()
+        return BAD_INPUT
     _rewrite_build(build_dir, pairs, changed)
-    store = build_dir / "origin" / "store.sqlite"
-    if store.exists():
-        origin = ProfileStore(store)
-        for key, value in changed.items():
-            origin.put_record(key, value)
     print(f"campaigns: {len(rules)} campaigns, {sum(len(r['variants']) for r in rules)} variants from {campaigns} "
           f"for generation {generation}", file=out)
     return push(Build(generation, changed), target, state_dir, out=out, partial=True)
+
+
+def _update_store(build_dir: Path, database: str | None, generation: str, changed: dict[str, bytes],
+                  out: TextIO) -> bool:
+    """The origin store's copy of the ``changed`` records (what the miss path serves), when it holds this
+    generation's snapshot; ``False`` (nothing written anywhere yet) when the database cannot be reached."""
+    if not database and not (build_dir / "origin" / "store.sqlite").exists():
+        return True
+    try:
+        store = open_stores(build_dir / "origin", database).profiles
+        held = store.generation()
+        if held not in (None, generation):
+            print(f"campaigns: the store ({redacted(database) if database else build_dir / 'origin'}) holds "
+                  f"generation {held}, not {generation}: its records left as they are", file=out)
+            return True
+        for key, value in changed.items():
+            store.put_record(key, value)
+    except (StoreUnavailable, RuntimeError, ValueError) as exc:
+        print(f"error: the store: {exc}. Nothing pushed.", file=out)
+        return False
+    return True
 
 
 def _rewrite_build(build_dir: Path, pairs: dict[str, bytes], changed: dict[str, bytes]) -> None:

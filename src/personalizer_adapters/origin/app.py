@@ -56,7 +56,7 @@ class Origin:
         if data_dir is None and not database:
             raise ValueError("name the origin data directory, or a database that holds the model artifacts")
         stores = open_stores(data_dir or Path("."), database)
-        self.store, self.log, self.where = stores.profiles, stores.log, stores.where
+        self.stores, self.store, self.log, self.where = stores, stores.profiles, stores.log, stores.where
         self.live = LiveModel(ModelSource(data_dir, self.store))
 
     @property
@@ -75,7 +75,7 @@ class Origin:
         model = self.model
         if kind == "profile":  # the store's history and the event log's newer events, as refresh computes it
             assert ident is not None
-            return person_profile(model, self.store, self.log, "customer", ident)
+            return person_profile(model, self.stores.person_history("customer", ident, model.index), ident)
         if kind in ("segment", "item", "popular", "banners") and gen == model.generation:
             return self.store.record(key)
         return None

@@ -9,13 +9,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from personalizer import codec
 from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, profile_payload
-from personalizer_adapters.store.base import EventStore, ProfileData
-
-Rows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+from personalizer_adapters.store.base import PersonHistory, Rows
 
 
 def merge_log(rows: Rows, events: Iterable[dict[str, Any]], index: dict[str, int], after: float) -> Rows:
@@ -46,15 +43,11 @@ def merge_log(rows: Rows, events: Iterable[dict[str, Any]], index: dict[str, int
     return (np.array(products, dtype=np.int64), np.array(kinds, dtype=np.int64), np.array(ts, dtype=np.int64))
 
 
-def person_profile(model: Model, store: ProfileData, log: EventStore, who: str, person: str) -> bytes | None:
-    """One person's profile record from the store and the event log; ``None`` if neither knows them."""
-    empty = np.zeros(0, dtype=np.int64)
-    known = store.shopper(person) if who == "customer" else None
-    rows: Rows = store.events(person, model.index) if known is not None else (empty, empty, empty)
-    rows = merge_log(rows, log.events(person, who), model.index, model.now)
-    if known is None and not len(rows[0]):
+def person_profile(model: Model, history: PersonHistory, person: str) -> bytes | None:
+    """One person's profile record from what the store holds of them (``Stores.person_history``); ``None`` if
+    it knows nothing of them."""
+    rows = merge_log(history.rows, history.events, model.index, model.now)
+    if history.known is None and not len(rows[0]):
         return None
-    payload = profile_payload(model, person, known[0] if known else None, *rows)
+    payload = profile_payload(model, person, history.known[0] if history.known else None, *rows)
     return codec.encode("profile", payload, produced_at=model.now)
-
-

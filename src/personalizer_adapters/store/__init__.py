@@ -8,13 +8,16 @@ instances and batch hosts. ``base`` is the contract both keep.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .base import EventStore, ProfileData, StoreUnavailable
+from .base import EventStore, PersonHistory, ProfileData, StoreUnavailable, read_person
 
-__all__ = ["DATABASE_ENV", "EventStore", "ProfileData", "StoreUnavailable", "Stores", "open_stores", "redacted"]
+__all__ = ["DATABASE_ENV", "EventStore", "PersonHistory", "ProfileData", "StoreUnavailable", "Stores", "open_stores",
+           "redacted"]
 
 DATABASE_ENV = "PZ_DATABASE_URL"
 
@@ -27,6 +30,8 @@ class Stores:
     profiles: ProfileData
     where: str
     local: bool  # SQLite files in a data directory (else a database server)
+    # (who, person, product index) -> what the miss path and refresh read of one person
+    person_history: Callable[[str, str, dict[str, int]], PersonHistory]
 
 
 def redacted(url: str) -> str:
@@ -46,9 +51,11 @@ def open_stores(data_dir: Path, database: str | None = None) -> Stores:
         if not postgres.is_url(database):
             raise ValueError(f"{DATABASE_ENV} / --database must be a postgresql:// URL, not {redacted(database)!r}")
         db = postgres.Database.of(database)
-        return Stores(postgres.PgEventLog(db), postgres.PgProfileStore(db), redacted(database), local=False)
+        profiles = postgres.PgProfileStore(db)
+        return Stores(postgres.PgEventLog(db), profiles, redacted(database), local=False,
+                      person_history=profiles.person_history)
     from .eventlog import EventLog
     from .profiles import ProfileStore
 
-    return Stores(EventLog(data_dir / "events.sqlite"), ProfileStore(data_dir / "store.sqlite"), str(data_dir),
-                  local=True)
+    log, store = EventLog(data_dir / "events.sqlite"), ProfileStore(data_dir / "store.sqlite")
+    return Stores(log, store, str(data_dir), local=True, person_history=partial(read_person, log, store))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +18,8 @@ from personalizer.events import Rejected, accept, check_message
 
 # One stored beacon event: who, person, id, type, ts, received, robot, flags (JSON), data (JSON).
 Row = tuple[str, str, str, str, float, int, int, str, str]
+# A shopper's snapshot history: product indices, kinds, timestamps.
+Rows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,31 +44,56 @@ class StoreUnavailable(RuntimeError):
     503 with Retry-After (the queue delivers again), the miss path fails fast."""
 
 
-def ingest_rows(beacons: Iterable[Any], erased: Callable[[set[str]], set[str]]) -> tuple[list[Row], IngestCounts]:
-    """Every beacon and event checked again: the rows to append, and the counts of what was not kept (``stored``
-    and ``duplicates`` are the engine's to fill). ``erased(ids)``: which of these ids are tombstoned."""
-    rows: list[Row] = []
-    rejected = bad = refused = 0
-    checked = []
+@dataclass(frozen=True, slots=True)
+class CheckedBatch:
+    """A batch of beacons checked again, before the tombstones are consulted: each message's senders and rows."""
+
+    messages: list[tuple[tuple[str, ...], list[Row]]]
+    counts: IngestCounts  # rejected and bad_beacons
+
+    def senders(self) -> set[str]:
+        return {p for senders, _ in self.messages for p in senders}
+
+    def rows(self, gone: set[str]) -> tuple[list[Row], IngestCounts]:
+        """The rows to append, every message of an ``gone`` (tombstoned) sender left out and counted refused."""
+        rows: list[Row] = []
+        refused = 0
+        for senders, kept in self.messages:
+            if gone.intersection(senders):
+                refused += len(kept)
+            else:
+                rows.extend(kept)
+        return rows, replace(self.counts, refused=refused)
+
+
+def check_batch(beacons: Iterable[Any]) -> CheckedBatch:
+    """Every beacon and event checked again (the edge checks first; this is the second check): the CPU part of
+    an append, done before any lock or transaction is taken."""
+    messages: list[tuple[tuple[str, ...], list[Row]]] = []
+    rejected = bad = 0
     for raw in beacons:
         try:
-            checked.append(check_message(raw))
+            m = check_message(raw)
         except Rejected:
             bad += 1
-    gone = erased({p for m in checked for p in (m["customer"], m["visitor"]) if p})
-    for m in checked:
+            continue
         kept, out = accept(m["events"], m["received"])
         rejected += len(out)
-        if m["customer"] in gone or m["visitor"] in gone:
-            refused += len(kept)
-            continue
         who, person = (("customer", m["customer"]) if m["customer"] else
                        ("visitor", m["visitor"]) if m["visitor"] else ("anonymous", ""))
         robot = int(bool(m["flags"]))
         flags = json.dumps(m["flags"])
-        rows.extend((who, person, e["id"], e["type"], e["ts"], m["received"], robot, flags,
-                     json.dumps(e, separators=(",", ":"))) for e in kept)
-    return rows, IngestCounts(refused=refused, rejected=rejected, bad_beacons=bad)
+        senders = tuple(p for p in (m["customer"], m["visitor"]) if p)
+        messages.append((senders, [(who, person, e["id"], e["type"], e["ts"], m["received"], robot, flags,
+                                    json.dumps(e, separators=(",", ":"))) for e in kept]))
+    return CheckedBatch(messages, IngestCounts(rejected=rejected, bad_beacons=bad))
+
+
+def ingest_rows(beacons: Iterable[Any], erased: Callable[[set[str]], set[str]]) -> tuple[list[Row], IngestCounts]:
+    """The rows to append and the counts of what was not kept (``stored`` and ``duplicates`` are the engine's to
+    fill). ``erased(ids)``: which of these ids are tombstoned."""
+    checked = check_batch(beacons)
+    return checked.rows(erased(checked.senders()))
 
 
 def events_query(person: str | None, who: str | None, mark: str) -> tuple[str, list[str]]:
@@ -92,7 +119,33 @@ def event_dict(who: str, person: str, received: int, robot: Any, flags: str, dat
             "flags": json.loads(flags)}
 
 
+def history_rows(rows: Iterable[tuple[str, int, int]], index: dict[str, int]) -> Rows:
+    """A shopper's stored (product, kind, ts) rows as arrays of product indices, products no longer sold left
+    out."""
+    kept = [(index[p], k, t) for p, k, t in rows if p in index]
+    arr = np.array(kept, dtype=np.int64).reshape(-1, 3)
+    return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+def no_rows() -> Rows:
+    empty = np.zeros(0, dtype=np.int64)
+    return empty, empty, empty
+
+
+@dataclass(frozen=True)
+class PersonHistory:
+    """What the miss path and ``refresh`` read of one person: ``(loyalty,)`` when the store knows them as a
+    shopper (``None`` otherwise, or when erased), their snapshot history, and their beacon events."""
+
+    known: tuple[str | None] | None
+    rows: Rows
+    events: list[dict[str, Any]]
+
+
 class EventStore(Protocol):
+    """``ingest(beacons, erased)``: ``erased(ids)`` says which senders are tombstoned; an engine that keeps the
+    tombstones itself (PostgreSQL) also refuses those it holds, read in the append's own transaction."""
+
     read_only: bool
 
     def ingest(self, beacons: Iterable[Any], erased: Callable[[set[str]], set[str]]) -> IngestCounts: ...
@@ -120,6 +173,14 @@ class ProfileData(Protocol):
     def put_record(self, key: str, value: bytes) -> None: ...
     def record(self, key: str) -> bytes | None: ...
     def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int]]]: ...
+
+
+def read_person(log: EventStore, profiles: ProfileData, who: str, person: str, index: dict[str, int]) -> PersonHistory:
+    """One person's history read from the two parts of the store, one call each (an engine that can read all at
+    once in one round trip does so instead: ``postgres.PgProfileStore.person_history``)."""
+    known = profiles.shopper(person) if who == "customer" else None
+    rows = profiles.events(person, index) if known is not None else no_rows()
+    return PersonHistory(known, rows, log.events(person, who))
 
 
 KINDS = ("view", "add_to_cart", "purchase")  # the history's kind numbers (the batch's EVENT_KINDS)

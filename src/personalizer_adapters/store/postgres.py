@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -29,7 +29,17 @@ import numpy.typing as npt
 import psycopg
 import psycopg_pool
 
-from .base import IngestCounts, StoreUnavailable, changed_query, event_dict, events_query, ingest_rows
+from .base import (
+    IngestCounts,
+    PersonHistory,
+    StoreUnavailable,
+    changed_query,
+    check_batch,
+    event_dict,
+    events_query,
+    history_rows,
+    no_rows,
+)
 
 SCHEMA_VERSION = 2
 MIGRATIONS: dict[int, str] = {
@@ -59,6 +69,33 @@ STATEMENT_TIMEOUT_MS = 5000  # a statement's deadline (ingest of a batch, a snap
 WAIT_MS = 1000  # the longest wait for a pooled connection: a server that is down fails the call within it
 CONNECT_TIMEOUT_S = 2  # libpq's smallest
 NOW = "EXTRACT(EPOCH FROM now())::BIGINT"
+# A batch appended in one statement (autocommit: its own transaction, one round trip): the append lock first
+# (joined to every row, so taken before the first row takes its seq, held to the commit), the rows as arrays
+# (sent in binary, %b), each with the ids of its message's senders ('' for none) so that a sender tombstoned in
+# the database is left out; returns how many rows were new and which senders are tombstoned.
+APPEND = b"""
+WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock(%s)),
+batch AS (SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], %b::int8[],
+                               %b::int2[], %b::text[], %b::text[], %b::text[], %b::text[])
+          AS b (who, person, id, type, ts, received, robot, flags, data, sender, other)),
+gone AS MATERIALIZED (SELECT id FROM tombstones WHERE id IN (SELECT sender FROM batch UNION SELECT other FROM batch)),
+ins AS (INSERT INTO beacon_events (who, person, id, type, ts, received, robot, flags, data)
+        SELECT who, person, id, type, ts, received, robot, flags, data FROM batch, lock
+         WHERE sender NOT IN (SELECT id FROM gone) AND other NOT IN (SELECT id FROM gone)
+        ON CONFLICT (who, person, id) DO NOTHING RETURNING 1)
+SELECT (SELECT count(*) FROM ins), ARRAY(SELECT id FROM gone)
+"""
+# One person's history (base.read_person) in one statement, each row tagged with the read it belongs to:
+# 0 the shopper (loyalty), 1 their snapshot's events, 2 their beacon events (event_dict's columns).
+PERSON_QUERY = b"""
+SELECT 0, loyalty, NULL, NULL::bigint, NULL::bigint, NULL, NULL FROM shoppers
+ WHERE %(customer)s AND id = %(person)s AND id NOT IN (SELECT id FROM tombstones)
+UNION ALL
+SELECT 1, product, NULL, kind::bigint, ts, NULL, NULL FROM events WHERE %(customer)s AND shopper = %(person)s
+UNION ALL
+SELECT 2, who, person, received, robot::bigint, flags, data FROM beacon_events
+ WHERE person = %(person)s AND who = %(who)s
+"""
 
 
 def is_url(value: str | None) -> bool:
@@ -122,7 +159,10 @@ class Database:
             check=_check_if_idle,  # a connection the server dropped is replaced
             # prepare_threshold None: no server-side prepared statements, which a transaction-mode pooler in
             # front of the server (PgBouncer, RDS Proxy, Supabase's and Neon's poolers) may not carry over.
+            # autocommit: a single statement is its own transaction (no BEGIN and COMMIT round trips); blocks of
+            # several statements that must commit together ask for one (``connection(atomic=True)``).
             kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "personalizer", "prepare_threshold": None,
+                    "autocommit": True,
                     # synchronous_commit on whatever the server's default: an ingest's 200 means the events
                     # survive a crash of the server, so the queue may forget them.
                     "options": f"-c statement_timeout={int(self.timeout_ms)} -c synchronous_commit=on"})
@@ -141,9 +181,10 @@ class Database:
             return cls._pools[url]
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection in a transaction (committed when the block ends); ``StoreUnavailable`` when
-        the server cannot be reached, drops the connection, or a statement passes its deadline."""
+    def connection(self, atomic: bool = True) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection, its statements in one transaction committed when the block ends (``atomic``),
+        else each statement its own (one round trip for a block of one); ``StoreUnavailable`` when the server
+        cannot be reached, drops the connection, or a statement passes its deadline."""
         try:
             with self.pool.connection() as db:
                 if not self._checked:
@@ -152,7 +193,8 @@ class Database:
                         raise RuntimeError(f"the database's schema is version {version}, this release needs "
                                            f"{SCHEMA_VERSION}: run `personalizer db upgrade`")
                     self._checked = True
-                yield db
+                with db.transaction() if atomic else nullcontext():
+                    yield db
                 _USED[db] = time.monotonic()
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed) as exc:
             # A statement past its deadline: the server is up. A closed pool: another call replaced it already.
@@ -173,49 +215,56 @@ class PgEventLog:
         self.db = db
 
     def ingest(self, beacons: Iterable[Any], erased: Callable[[set[str]], set[str]]) -> IngestCounts:
-        rows, counts = ingest_rows(beacons, erased)
+        checked = check_batch(beacons)  # the CPU part first, outside the statement and its lock
+        if not checked.messages:
+            return checked.counts
+        # The tombstones of this very database (the origin's case) are read by the append itself; any other
+        # ``erased`` is asked first.
+        here = getattr(erased, "__self__", None)
+        gone = set() if isinstance(here, PgProfileStore) and here.db.url == self.db.url else erased(checked.senders())
+        rows, senders = [], []
+        for who, kept in checked.messages:
+            if not gone.intersection(who):
+                rows.extend(kept)
+                senders.extend([who] * len(kept))
         if not rows:
-            return counts
+            return checked.rows(gone)[1]
         columns = [list(c) for c in zip(*rows, strict=True)]
-        with self.db.connection() as db, db.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
-            # One statement for the whole batch (the rows as arrays): one round trip, not one per row.
-            cur.execute("INSERT INTO beacon_events (who, person, id, type, ts, received, robot, flags, data) "
-                        "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::float8[], "
-                        "%b::int8[], %b::int2[], %b::text[], %b::text[]) ON CONFLICT (who, person, id) DO NOTHING",
-                        columns)  # %b: the arrays sent in binary, dumped by psycopg's C code, not escaped
-            stored = cur.rowcount
-        return replace(counts, stored=stored, duplicates=len(rows) - stored)
+        columns += [[s[0] if s else "" for s in senders], [s[1] if len(s) > 1 else "" for s in senders]]
+        with self.db.connection(atomic=False) as db:  # one statement, one round trip, its own transaction
+            stored, erased_now = db.execute(APPEND, [APPEND_LOCK, *columns]).fetchone()  # type: ignore[misc]
+        return replace(checked.rows(gone | set(erased_now))[1], stored=stored,
+                       duplicates=len(rows) - stored - sum(1 for s in senders if set(erased_now).intersection(s)))
 
     def erase(self, person: str) -> int:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             return db.execute("DELETE FROM beacon_events WHERE person = %s AND who != 'anonymous'",
                               (person,)).rowcount
 
     def events(self, person: str | None = None, who: str | None = None) -> list[dict[str, Any]]:
         query, args = events_query(person, who, "%s")
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             rows = db.execute(query.encode(), args).fetchall()
         return [event_dict(*row) for row in rows]
 
     def changed_since(self, seq: int) -> tuple[list[tuple[str, str]], int]:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             top = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM beacon_events").fetchone()[0])  # type: ignore[index]
             people = db.execute(changed_query("%s").encode(), (seq, top)).fetchall()
         return [(str(w), str(p)) for w, p in people], top
 
     def count(self) -> int:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             return int(db.execute("SELECT COUNT(*) FROM beacon_events").fetchone()[0])  # type: ignore[index]
 
 
     def watermark(self, name: str) -> int:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             row = db.execute("SELECT seq FROM watermarks WHERE name = %s", (name,)).fetchone()
         return int(row[0]) if row else 0
 
     def set_watermark(self, name: str, seq: int) -> None:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             db.execute("INSERT INTO watermarks VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq",
                        (name, seq))
 
@@ -253,18 +302,24 @@ class PgProfileStore:
                             (generation,))
 
     def shopper(self, shopper: str) -> tuple[str | None] | None:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             row = db.execute("SELECT loyalty FROM shoppers WHERE id = %s AND id NOT IN (SELECT id FROM tombstones)",
                              (shopper,)).fetchone()
         return None if row is None else (None if row[0] is None else str(row[0]),)
 
     def events(self, shopper: str, index: dict[str, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
                                                                      npt.NDArray[np.int64]]:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             rows = db.execute("SELECT product, kind, ts FROM events WHERE shopper = %s", (shopper,)).fetchall()
-        kept = [(index[p], k, t) for p, k, t in rows if p in index]
-        arr = np.array(kept, dtype=np.int64).reshape(-1, 3)
-        return arr[:, 0], arr[:, 1], arr[:, 2]
+        return history_rows(rows, index)
+
+    def person_history(self, who: str, person: str, index: dict[str, int]) -> PersonHistory:
+        """``base.read_person`` in one statement (one round trip, one pooled connection): the miss path's read."""
+        with self.db.connection(atomic=False) as db:
+            rows = db.execute(PERSON_QUERY, {"person": person, "who": who, "customer": who == "customer"}).fetchall()
+        known = next(((None if r[1] is None else str(r[1]),) for r in rows if r[0] == 0), None)
+        history = history_rows(((r[1], r[3], r[4]) for r in rows if r[0] == 1), index) if known else no_rows()
+        return PersonHistory(known, history, [event_dict(*r[1:]) for r in rows if r[0] == 2])
 
     def erase(self, shopper: str) -> int:
         """Tombstone first, then the rows, in one transaction: ingest sees the tombstone the moment it
@@ -284,27 +339,27 @@ class PgProfileStore:
             cur.execute("DELETE FROM events WHERE shopper = ANY(%s)", (ids,))
 
     def tombstones(self) -> set[str]:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             return {str(r[0]) for r in db.execute("SELECT id FROM tombstones")}
 
     def erased(self, people: set[str]) -> set[str]:
         if not people:
             return set()
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             return {str(r[0]) for r in db.execute("SELECT id FROM tombstones WHERE id = ANY(%s)", (sorted(people),))}
 
     def put_record(self, key: str, value: bytes) -> None:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             db.execute("INSERT INTO records VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                        (key, value))
 
     def record(self, key: str) -> bytes | None:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             row = db.execute("SELECT value FROM records WHERE key = %s", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int]]]:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             shoppers = [(str(i), None if t is None else str(t))
                         for i, t in db.execute("SELECT id, loyalty FROM shoppers")]
 
@@ -315,10 +370,10 @@ class PgProfileStore:
         return shoppers, events()
 
     def generation(self) -> str | None:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             row = db.execute("SELECT value FROM pz_meta WHERE key = 'generation'").fetchone()
         return None if row is None else str(row[0])
 
     def artifacts(self) -> dict[str, bytes]:
-        with self.db.connection() as db:
+        with self.db.connection(atomic=False) as db:
             return {str(n): bytes(v) for n, v in db.execute("SELECT name, value FROM artifacts")}

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from .base import history_rows
+
 TABLES = """
 CREATE TABLE IF NOT EXISTS shoppers (id TEXT PRIMARY KEY, loyalty TEXT);
 CREATE TABLE IF NOT EXISTS events (shopper TEXT NOT NULL, product TEXT NOT NULL, kind INTEGER NOT NULL,
@@ -80,9 +82,7 @@ class ProfileStore:
         """(product indices, kinds, timestamps) of the shopper's events on products still in the catalog."""
         with closing(self._connect()) as db:
             rows = db.execute("SELECT product, kind, ts FROM events WHERE shopper = ?", (shopper,)).fetchall()
-        rows = [(index[p], k, t) for p, k, t in rows if p in index]
-        arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
-        return arr[:, 0], arr[:, 1], arr[:, 2]
+        return history_rows(rows, index)
 
     def erase(self, shopper: str) -> int:
         """Tombstone first, then the rows, in one transaction; returns the number of events removed."""
