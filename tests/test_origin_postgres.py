@@ -202,6 +202,44 @@ def test_db_upgrade_says_what_is_wrong() -> None:
     assert "hunter2" not in unreachable.stderr
 
 
+def test_the_readmes_database_role_is_enough_and_no_more(server: Server, small_config: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Deploy section's SQL, as written, run by the owner on a database at the first schema: the role it
+    makes can seed (a build's snapshot, artifacts included, in a table a later upgrade added), ingest, resolve
+    and erase, and cannot upgrade the schema."""
+    import re
+
+    import psycopg
+
+    url = server.new_database()
+    monkeypatch.setattr(postgres, "SCHEMA_VERSION", 1)
+    assert postgres.upgrade(url) == (0, 1)
+    monkeypatch.undo()
+    readme = (ROOT / "README.md").read_text()
+    deploy = readme[readme.index("## Deploy"):]
+    block = re.search(r"```sql\n(.*?)```", deploy, re.S)
+    assert block is not None and "CREATE ROLE pz_app" in block.group(1)
+    role = f"pz_app_{os.getpid()}"  # roles are the server's, not the database's
+    sql = block.group(1).replace("pz_app", role).replace("PASSWORD '...'", "PASSWORD 'not-used-trust-auth'")
+    with psycopg.connect(url, autocommit=True) as owner:
+        for statement in (line.strip() for line in sql.split(";\n") if line.strip()):
+            owner.execute(statement.encode())
+    app_url = url.replace("postgresql://pz@", f"postgresql://{role}@")
+    refused = cli("db", "upgrade", "--database", app_url)
+    assert refused.returncode == 2 and "InsufficientPrivilege" in refused.stderr, refused.stderr
+    assert cli("db", "upgrade", "--database", url).returncode == 0  # the owner: schema 1 -> 2 (artifacts)
+    made = cli("seed", "--config", str(small_config), "--out", str(tmp_path / "build"), "--tombstones", "/dev/null",
+               env={"PZ_DATABASE_URL": app_url})
+    assert made.returncode == 0, made.stderr
+    with origin_process(None, app_url) as origin:  # the artifacts from the table the upgrade added
+        assert origin.post("/v1/ingest", json={"beacons": [beacon("c00014", GOOD)]}).json()["stored"] == len(GOOD)
+        assert origin.post("/v1/resolve", json={"key": keys.profile("c00553")}).status_code == 200
+    stores = open_stores(tmp_path, app_url)
+    assert stores.profiles.erase("c00014") >= 0 and stores.log.erase("c00014") == len(GOOD)
+    with psycopg.connect(app_url, autocommit=True) as app, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        app.execute("CREATE TABLE pz_sneaky (x int)")
+
+
 def test_refresh_and_erase_run_on_another_host_against_the_same_database(seeded: tuple[str, Path],
                                                                          tmp_path: Path) -> None:
     """Events ingested by an origin instance; `refresh` in a third process (its own copy of the artifacts)
