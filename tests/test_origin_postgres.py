@@ -194,6 +194,25 @@ def test_the_store_down_is_a_503_to_retry_and_nothing_is_lost(seeded: tuple[str,
         assert origin.post("/v1/resolve", json={"key": keys.profile("c00551")}).status_code == 200
 
 
+def test_a_slow_store_fails_the_miss_path_within_the_edges_budget(seeded: tuple[str, Path]) -> None:
+    """A miss whose reads the database holds up (a table locked by a long migration, say) is answered 503 when
+    the resolve deadline (PZ_RESOLVE_DEADLINE_MS, the edge's 150 ms budget by default) passes, not after the
+    store's 5 s statement deadline, which the edge would never wait for; ingest, which the queue waits for,
+    goes on meanwhile."""
+    import psycopg
+
+    url, origin_dir = seeded
+    with origin_process(origin_dir, url) as origin, psycopg.connect(url) as locker:
+        assert origin.post("/v1/resolve", json={"key": keys.profile("c00554")}).status_code == 200
+        locker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")  # held until the block ends
+        slow = origin.post("/v1/resolve", json={"key": keys.profile("c00555")}, timeout=2.0)
+        assert slow.status_code == 503 and slow.json()["error"]["code"] == "unavailable"
+        batch = {"beacons": [beacon("c00015", GOOD)]}
+        assert origin.post("/v1/ingest", json=batch).json()["stored"] == len(GOOD)
+        locker.rollback()
+        assert origin.post("/v1/resolve", json={"key": keys.profile("c00555")}).status_code == 200
+
+
 def test_db_upgrade_says_what_is_wrong() -> None:
     none = cli("db", "upgrade")
     assert none.returncode == 2 and "--database postgresql://" in none.stderr

@@ -41,6 +41,18 @@ MAX_INGEST_BODY = 16 * 1024 * 1024  # 100 queue messages of at most one 64 KiB b
 MAX_INGEST_BEACONS = 1000
 MSGPACK = "application/x-msgpack"
 INGEST_RETRY_AFTER_S = 30  # a 503 from ingest: when the queue may deliver again
+RESOLVE_DEADLINE_ENV = "PZ_RESOLVE_DEADLINE_MS"
+RESOLVE_DEADLINE_MS = 150  # the edge's ORIGIN_TIMEOUT_MS: a miss read slower than that is answered for nobody
+
+
+def resolve_deadline_ms() -> int:
+    """How long a miss may take the store (``PZ_RESOLVE_DEADLINE_MS``; set it to the edge's ORIGIN_TIMEOUT_MS)."""
+    raw = os.environ.get(RESOLVE_DEADLINE_ENV, "")
+    if not raw:
+        return RESOLVE_DEADLINE_MS
+    if not ascii_digits(raw) or not 10 <= int(raw) <= 60_000:
+        raise ValueError(f"{RESOLVE_DEADLINE_ENV} must be milliseconds between 10 and 60000, not {raw!r}")
+    return int(raw)
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -57,6 +69,9 @@ class Origin:
             raise ValueError("name the origin data directory, or a database that holds the model artifacts")
         stores = open_stores(data_dir or Path("."), database)
         self.stores, self.store, self.log, self.where = stores, stores.profiles, stores.log, stores.where
+        # The miss path's reads end within the edge's budget (an answer later than that is not waited for);
+        # ingest keeps the store's longer deadline (the queue waits for it).
+        self.reads = stores if stores.local else open_stores(Path("."), database, deadline_ms=resolve_deadline_ms())
         self.live = LiveModel(ModelSource(data_dir, self.store))
 
     @property
@@ -75,9 +90,9 @@ class Origin:
         model = self.model
         if kind == "profile":  # the store's history and the event log's newer events, as refresh computes it
             assert ident is not None
-            return person_profile(model, self.stores.person_history("customer", ident, model.index), ident)
+            return person_profile(model, self.reads.person_history("customer", ident, model.index), ident)
         if kind in ("segment", "item", "popular", "banners") and gen == model.generation:
-            return self.store.record(key)
+            return self.reads.profiles.record(key)
         return None
 
 

@@ -42,15 +42,16 @@ def redacted(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def open_stores(data_dir: Path, database: str | None = None) -> Stores:
+def open_stores(data_dir: Path, database: str | None = None, deadline_ms: int | None = None) -> Stores:
     """PostgreSQL when ``database`` is a ``postgresql://`` URL (nothing local is read or written but the
-    model artifacts, by the caller), else the SQLite files in ``data_dir``."""
+    model artifacts, by the caller), else the SQLite files in ``data_dir``. ``deadline_ms`` (PostgreSQL): every
+    call ends within it, answered or ``StoreUnavailable`` (the miss path's reads)."""
     if database:
         from . import postgres
 
         if not postgres.is_url(database):
             raise ValueError(f"{DATABASE_ENV} / --database must be a postgresql:// URL, not {redacted(database)!r}")
-        db = postgres.Database.of(database)
+        db = postgres.Database.of(database, deadline_ms)
         profiles = postgres.PgProfileStore(db)
         return Stores(postgres.PgEventLog(db), profiles, redacted(database), local=False,
                       person_history=profiles.person_history)

@@ -148,14 +148,15 @@ class Database:
     _lock = threading.Lock()
 
     def __init__(self, url: str, *, timeout_ms: int = STATEMENT_TIMEOUT_MS, wait_ms: int = WAIT_MS,
-                 max_size: int = 8) -> None:
-        self.url, self.timeout_ms, self.wait_ms, self.max_size = url, timeout_ms, wait_ms, max_size
+                 max_size: int = 8, min_size: int = 0) -> None:
+        self.url, self.timeout_ms, self.wait_ms = url, timeout_ms, wait_ms
+        self.max_size, self.min_size = max_size, min_size
         self.pool = self._pool()
         self._checked = False
 
     def _pool(self) -> psycopg_pool.ConnectionPool[Any]:
         return psycopg_pool.ConnectionPool(
-            self.url, min_size=0, max_size=self.max_size, timeout=self.wait_ms / 1000, open=True,
+            self.url, min_size=self.min_size, max_size=self.max_size, timeout=self.wait_ms / 1000, open=True,
             check=_check_if_idle,  # a connection the server dropped is replaced
             # prepare_threshold None: no server-side prepared statements, which a transaction-mode pooler in
             # front of the server (PgBouncer, RDS Proxy, Supabase's and Neon's poolers) may not carry over.
@@ -174,11 +175,16 @@ class Database:
         threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
     @classmethod
-    def of(cls, url: str) -> Database:
+    def of(cls, url: str, deadline_ms: int | None = None) -> Database:
+        """The process's pool for ``url``; with ``deadline_ms``, a pool of its own whose statements and waits
+        for a connection end within it (the origin's miss path: the edge gives up after its own budget)."""
+        key = f"{deadline_ms}:{url}"
         with cls._lock:
-            if url not in cls._pools:
-                cls._pools[url] = cls(url)
-            return cls._pools[url]
+            if key not in cls._pools:
+                cls._pools[key] = (cls(url) if deadline_ms is None else
+                                   # one connection kept open: a miss does not wait for a connection to be made
+                                   cls(url, timeout_ms=deadline_ms, wait_ms=deadline_ms, min_size=1))
+            return cls._pools[key]
 
     @contextmanager
     def connection(self, atomic: bool = True) -> Iterator[psycopg.Connection[Any]]:
