@@ -139,7 +139,7 @@ def test_missing_inputs_are_bad_input(tmp_path: Path) -> None:
         load_shop(tmp_path / "c.csv", tmp_path / "none.jsonl", None, strict=False, now=None)
     (tmp_path / "c.csv").write_text("id,category\n")
     with pytest.raises(InputError, match=r"c.csv:1: the header is id, category; expected id, category, title, "
-                                         r"price, url, image\[, stock, currency, previous_price\] \(missing title"):
+                                         r"price, url\[, image, stock, currency, previous_price\] \(missing title"):
         load_shop(tmp_path / "c.csv", tmp_path / "none.jsonl", None, strict=False, now=None)
 
 
@@ -159,7 +159,7 @@ def test_excel_csv_with_bom_semicolons_and_spaces_builds(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("row, message", [
-    ("p9,tents,Tent,12.50,/p/9", "5 field(s), the header has 6 (id, category, title, price, url, image)"),
+    ("p9,tents,Tent,12.50", "4 field(s), the header has 6 (id, category, title, price, url, image)"),
     ("p9,tents,Tent, large,12.50,/p/9,https://img.test/9.jpg",
      "7 field(s), the header has 6 (id, category, title, price, url, image) - an unquoted comma?"),
     ("p9,tents,Tent,twelve,/p/9,https://img.test/9.jpg", "column 4 (price): bad price 'twelve'"),

@@ -165,3 +165,15 @@ def test_the_render_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
             len(b'{"slot":"s","tier":"t","generation":"g","items":['):-2].decode()
         assert render.card_html(card) in carousel_html(Carousel("s", "t", (card,)), "g")
         assert len(render._json_memo) <= 3 and len(render._html_memo) <= 3
+
+
+def test_a_card_without_an_image_shows_the_placeholder_never_a_broken_image() -> None:
+    """A product the shop gave no image (its catalog's image column empty): a placeholder block in HTML, an
+    empty image in JSON; a card with one keeps its <img>."""
+    bare = Card("p1", "Plain <tea>", "/p/p1", "", 350, "EUR", "tea")
+    html = carousel_html(Carousel("home", "popular", (bare,)), "g1")
+    assert '<span class="pz-noimage" aria-hidden="true"></span>' in html and "<img" not in html
+    assert "Plain &lt;tea&gt;" in html
+    assert carousel_json(Carousel("home", "popular", (bare,)), "g1")["items"][0]["image"] == ""
+    pictured = Card("p2", "Tea", "/p/p2", "/i/p2.jpg", 350, "EUR", "tea")
+    assert '<img src="/i/p2.jpg"' in carousel_html(Carousel("home", "popular", (pictured,)), "g1")

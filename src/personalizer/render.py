@@ -64,7 +64,8 @@ def _remember(memo: dict[Any, str], key: Any, text: str) -> str:
 
 
 def card_json(card: Card) -> dict[str, Any]:
-    return {"id": card.id, "title": card.title, "url": safe_url(card.url), "image": safe_url(card.image),
+    return {"id": card.id, "title": card.title, "url": safe_url(card.url),
+            "image": safe_url(card.image) if card.image else "",  # "": the shop gave no image
             "price": price_text(card.price), "currency": card.currency, "category": card.category}
 
 
@@ -121,13 +122,20 @@ def banner_json_text(b: BannerChoice, generation: str, slot: str = "hero") -> st
             f'"variant":{string_text(v.id)}}}}}')
 
 
+def image_html(x: Card) -> str:
+    """The card's image; a product the shop gave none (the catalog's image column empty) has a placeholder
+    block of the same size (``.pz-noimage``), never a broken image."""
+    if not x.image:
+        return '<span class="pz-noimage" aria-hidden="true"></span>'
+    return f'<img src="{escape(safe_url(x.image))}" alt="{escape(x.title)}" loading="lazy">'
+
+
 def card_html(x: Card) -> str:
     """One carousel item; memoised."""
     html = _html_memo.get(x)
     return html if html is not None else _remember(_html_memo, x, (
         f'<li class="pz-item" data-id="{escape(x.id)}" data-category="{escape(x.category)}">'
-        f'<a href="{escape(safe_url(x.url))}"><img src="{escape(safe_url(x.image))}" alt="{escape(x.title)}"'
-        f' loading="lazy"><span class="pz-title">{escape(x.title)}</span>'
+        f'<a href="{escape(safe_url(x.url))}">{image_html(x)}<span class="pz-title">{escape(x.title)}</span>'
         f'<span class="pz-price">{price_text(x.price)} {escape(x.currency)}</span></a></li>'))
 
 

@@ -106,6 +106,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary(), file=sys.stderr)
+    for warning in report.mostly_bad():
+        print(f"warning: {warning}", file=sys.stderr)
     built = build(shop, cfg, None if args.full else previous_profiles(out),
                   progress=lambda line: print(line, file=sys.stderr, flush=True), campaigns=campaigns)
     for warning in built.warnings:
