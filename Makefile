@@ -26,7 +26,8 @@ node_modules/.installed: package.json package-lock.json
 
 .dev.vars:
 	@echo "creating .dev.vars with fresh local secrets (git-ignored)"
-	@printf 'PZ_SIGNING_KEYS=%s\nORIGIN_SECRET=%s\n' \
+	@printf 'PZ_SIGNING_KEYS=%s\nORIGIN_SECRET=%s\nPZ_ID_KEY=%s\n' \
+		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" \
 		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" \
 		"$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" > $@
 

@@ -173,7 +173,7 @@ def test_no_valid_event_says_why_with_counts(tmp_path: Path) -> None:
     events.write_text("\n".join(json.dumps({"shopper": "s1", "product": f"x{i}", "kind": "view", "ts": T0})
                                 for i in range(5)) + '\n{"shopper": "s1"}\n')
     code, err = build(tmp_path, catalog, events)
-    assert code == 2 and "no valid event: all 6 rows skipped: 5 unknown product, 1 missing product" in err, err
+    assert code == 2 and "no valid event: all 6 rows skipped: 5 unknown product, 1 missing kind" in err, err
     assert f"{events}:1, column" not in err and f"{events}:1: unknown product 'x0'" in err
 
 

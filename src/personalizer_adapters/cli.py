@@ -38,6 +38,24 @@ def worker_vars(dev_vars: Path) -> dict[str, str]:
     return env
 
 
+def id_key(dev_vars: Path) -> str | None:
+    """The key of the pseudonymous ids (``PZ_ID_KEY``: the environment, else ``.dev.vars``)."""
+    return os.environ.get("PZ_ID_KEY") or read_dev_vars(dev_vars).get("PZ_ID_KEY") or None
+
+
+def cmd_pseudonym(args: argparse.Namespace) -> int:
+    from .imports.identity import ID_KEY_ENV, MIN_KEY, pseudonym
+
+    key = id_key(Path(args.dev_vars))
+    if key is None or len(key) < MIN_KEY:
+        print(f"error: set {ID_KEY_ENV} (at least {MIN_KEY} characters) in the environment or in .dev.vars: the "
+              "key the build used", file=sys.stderr)
+        return 2
+    for identifier in args.identifier:
+        print(pseudonym(identifier, key))
+    return 0
+
+
 def signing_key(dev_vars: Path) -> bytes | None:
     """The first of the worker's PZ_SIGNING_KEYS (environment, else .dev.vars); ``None`` said on stderr."""
     keys = parse_config(worker_vars(dev_vars)).signing_keys
@@ -76,6 +94,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .batch.inputs import InputError, load_shop
     from .batch.seed import erased_in, load_config, previous_profiles, write_outputs
     from .campaigns import CampaignsError, load_campaigns
+    from .imports.formats import parse_mapping
 
     t0 = time.perf_counter()
     out = Path(args.out)
@@ -101,7 +120,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             shoppers = shoppers or from_store
             print(f"build: events from the store ({stores.where}) -> {events}", file=sys.stderr)
         shop, report = load_shop(Path(args.catalog), events, shoppers, strict=args.on_bad_row == "fail", now=args.now,
-                                 erased=erased)
+                                 erased=erased, id_key=id_key(Path(".dev.vars")), mapping=parse_mapping(args.map),
+                                 currency=args.currency)
     except (InputError, OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -575,6 +595,7 @@ EXAMPLES = {
     "campaigns": "personalizer campaigns check kv-seed/campaigns.toml",
     "preview-link": "personalizer preview-link --campaign restock --variant restock-b",
     "db": "personalizer db upgrade --database postgresql://pz@127.0.0.1/pz",
+    "pseudonym": "personalizer pseudonym anna@example.com",
 }
 
 
@@ -620,9 +641,18 @@ def parser() -> argparse.ArgumentParser:
                    help="recompute every profile (default: reuse those whose shopper's events did not change)")
     s.add_argument("--campaigns", help="the shop's campaigns file (campaigns.toml: the hero's banners; checked "
                                        "first, as `personalizer campaigns check` does); none: no banners")
+    s.add_argument("--map", action="append", default=[], metavar="KIND.COLUMN=YOURS",
+                   help="take a column of the build's from one of your file's, e.g. catalog.id=Handle,"
+                        "events.shopper=customer_email (repeatable; @FILE: one per line)")
+    s.add_argument("--currency", default="EUR", help="the catalog's currency when its rows do not say (ISO 4217)")
     _tombstones_flag(s)
     _database_flag(s)
     s.set_defaults(func=cmd_build)
+    s = _add(sub, "pseudonym", "print the pseudonymous id the build gives an email or other identifier (keyed by "
+                               "PZ_ID_KEY): what the shop's login code signs as pz_uid")
+    s.add_argument("identifier", nargs="+")
+    s.add_argument("--dev-vars", default=".dev.vars")
+    s.set_defaults(func=cmd_pseudonym)
     s = _add(sub, "campaigns", "the shop's campaigns file: `check FILE` reports every problem with its line and "
                                "field (exit 2), or how many campaigns and variants it holds")
     s.add_argument("action", choices=("check", "preview"))

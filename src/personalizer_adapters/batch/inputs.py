@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,7 +19,9 @@ import numpy as np
 from personalizer import jsontext
 from personalizer.digits import ascii_digits
 from personalizer.keys import is_valid_id
+from personalizer_adapters.imports import formats
 from personalizer_adapters.imports.files import NotText, data_suffix, open_text
+from personalizer_adapters.imports.identity import NoIdKey, People
 from personalizer_adapters.imports.values import AmbiguousColumn, MixedUnits, Timestamps, price_convention
 
 from .seedgen import EVENT_KINDS, Shop
@@ -42,6 +45,9 @@ class Report:
     erased: int = 0  # shoppers left out because they are tombstoned
     encodings: dict[str, str] = field(default_factory=dict)  # text file -> the encoding it was read in
     read: dict[str, int] = field(default_factory=dict)  # file -> rows read (good and bad)
+    formats: dict[str, str] = field(default_factory=dict)  # file -> the export recognised in it
+    left_out: dict[str, dict[str, int]] = field(default_factory=dict)  # file -> rule -> rows (refunds, ...)
+    pseudonymised: int = 0  # distinct identifiers (emails, ...) turned into pseudonymous ids
 
     def reject(self, where: str, reason: str) -> None:
         message = f"{where}: {reason}"
@@ -60,9 +66,20 @@ class Report:
     def summary(self) -> str:
         read = ["inputs: read " + ", ".join(f"{path} as {label}" for path, label in self.encodings.items())] \
             if self.encodings else []
+        read += [f"inputs: {path} is a {name}" for path, name in self.formats.items()]
+        read += [f"inputs: left out {sum(per.values())} row(s) of {path} by rule: " + ", ".join(
+            f"{c} {k}" for k, c in sorted(per.items(), key=lambda x: -x[1])) for path, per in self.left_out.items()]
+        if self.pseudonymised:
+            read.append(f"inputs: {self.pseudonymised} identifier(s) (emails, ...) turned into pseudonymous ids")
         if not self.bad:
             return "\n".join(read + ["inputs: no bad rows"])
         return "\n".join(read + [self.skipped(path) for path in self.bad] + [f"  {e}" for e in self.examples])
+
+    def leave(self, where: str, reason: str) -> None:
+        """A row a rule leaves out (a refunded order, an event kind not used): counted, not a bad row."""
+        path = where.rsplit(":", 1)[0]
+        per = self.left_out.setdefault(path, {})
+        per[reason] = per.get(reason, 0) + 1
 
     def mostly_bad(self) -> list[str]:
         """Warnings for the files of which more than half the rows were skipped."""
@@ -88,7 +105,8 @@ class Report:
     def as_json(self) -> dict[str, Any]:
         """Counts only (no row content, which may name people): for the build's report file."""
         return {"rows_read": dict(self.read), "rows_skipped": dict(self.bad), "by_reason": self.reasons,
-                "encodings": dict(self.encodings), "erased_shoppers_left_out": self.erased}
+                "left_out_by_rule": self.left_out, "formats": dict(self.formats), "encodings": dict(self.encodings),
+                "pseudonymised_ids": self.pseudonymised, "erased_shoppers_left_out": self.erased}
 
 
 class FieldError(ValueError):
@@ -108,10 +126,12 @@ def _delimiter(line: str) -> str:
 
 
 def rows(path: Path, required: tuple[str, ...] = (), optional: tuple[str, ...] = (),
-         report: Report | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+         report: Report | None = None, kind: str = "", mapping: dict[str, str] | None = None) -> Iterator[
+        tuple[str, dict[str, Any]]]:
     """``(where, row)`` pairs from a .csv, .jsonl/.ndjson/.json or .parquet file (the text ones also gzipped,
     ``.csv.gz``), ``where`` being ``file:line``; the text's encoding is detected (``imports.files``) and noted
-    in ``report``.
+    in ``report``. Rows come in the build's columns: as the file has them, renamed by ``mapping`` (``--map``), or
+    converted from an export recognised by its columns (``imports.formats``, for ``kind``).
 
     A CSV's header must name the ``required`` columns (``InputError`` with the expected header if not); a row
     with more or fewer fields than the header is reported with both counts (an unquoted comma, a short row).
@@ -119,6 +139,41 @@ def rows(path: Path, required: tuple[str, ...] = (), optional: tuple[str, ...] =
     suffix = data_suffix(path)
     if not path.exists():
         raise InputError(f"{path.resolve()}: no such file")
+    if suffix not in (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json", ".parquet"):
+        raise InputError(f"{path.resolve()}: unknown format {suffix!r} (use .csv, .jsonl, .json or .parquet, "
+                         "each text one also as .gz)")
+    try:
+        with _raw_rows(path, suffix, report) as (header, raw):
+            if mapping:
+                header = None if header is None else header + [c for c, src in mapping.items() if src in header]
+                raw = formats.mapped(mapping)(raw)
+            elif (found := formats.recognise(kind, header or [])) is not None:
+                if report is not None:
+                    report.formats[str(path)] = found.name
+                yield from found.convert(raw)
+                return
+            missing = [c for c in required if header is not None and c not in header]
+            if missing:
+                expected = ", ".join(required) + (f"[, {', '.join(optional)}]" if optional else "")
+                raise InputError(f"{path.resolve()}:1: the header is {', '.join(header or []) or '(empty)'}; "
+                                 f"expected {expected} (missing {', '.join(missing)}); or a recognised export, or "
+                                 f"--map {kind}.COLUMN=YOURS")
+            for where, row in raw:
+                if "__header__" in row and any(row.get(h) is None for h in required):
+                    given = sum(1 for h in row["__header__"] if row.get(h) is not None)
+                    row = {"__error__": f"{given} field(s), the header has {len(row['__header__'])} "
+                                        f"({', '.join(row['__header__'])})"}
+                yield where, row
+    except NotText as exc:
+        raise InputError(str(exc)) from None
+    except UnicodeDecodeError as exc:  # UTF-16 with a BOM that breaks off, say
+        raise InputError(f"{path.resolve()}: not valid text in its encoding ({exc.reason})") from None
+
+
+@contextmanager
+def _raw_rows(path: Path, suffix: str, report: Report | None) -> Iterator[tuple[list[str] | None, Iterator[
+        tuple[str, dict[str, Any]]]]]:
+    """(the columns: a CSV's header, or the first JSON object's or Parquet row's fields; the rows as read)."""
     if suffix == ".parquet":
         import pyarrow.parquet as pq  # imported only when a Parquet file is given
 
@@ -126,50 +181,43 @@ def rows(path: Path, required: tuple[str, ...] = (), optional: tuple[str, ...] =
             parquet = pq.ParquetFile(path)
         except Exception as exc:  # noqa: BLE001 - pyarrow's errors share no base: one line, the file named
             raise InputError(f"{path.resolve()}: not a readable Parquet file ({type(exc).__name__})") from None
-        n = 0
-        for batch in parquet.iter_batches(batch_size=65536):
-            for row in batch.to_pylist():
-                n += 1
-                yield f"{path}:row {n}", row
+        yield list(parquet.schema_arrow.names), _parquet_rows(path, parquet)
         return
-    if suffix not in (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json"):
-        raise InputError(f"{path.resolve()}: unknown format {suffix!r} (use .csv, .jsonl, .json or .parquet, "
-                         "each text one also as .gz)")
-    try:
-        with open_text(path) as (text, encoding):
-            if report is not None:
-                report.encodings[str(path)] = encoding
-            if suffix in (".jsonl", ".ndjson", ".json"):
-                yield from _json_rows(path, text)
-            else:
-                yield from _csv_rows(path, text, required, optional)
-    except NotText as exc:
-        raise InputError(str(exc)) from None
-    except UnicodeDecodeError as exc:  # UTF-16 with a BOM that breaks off, say
-        raise InputError(f"{path.resolve()}: not valid text in its encoding ({exc.reason})") from None
+    with open_text(path) as (text, encoding):
+        if report is not None:
+            report.encodings[str(path)] = encoding
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            objects = _json_rows(path, text)
+            first = next(objects, None)
+            if first is None:
+                yield [], iter(())
+                return
+            yield [k for k in first[1] if not k.startswith("__")], itertools.chain([first], objects)
+        else:
+            first_line = text.readline()
+            reader = csv.DictReader(itertools.chain([first_line], text), delimiter=_delimiter(first_line))
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            yield header, _csv_rows(path, reader, header)
 
 
-def _csv_rows(path: Path, text: TextIO, required: tuple[str, ...], optional: tuple[str, ...]) -> Iterator[
-        tuple[str, dict[str, Any]]]:
-    expected = ", ".join(required) + (f"[, {', '.join(optional)}]" if optional else "")
-    first = text.readline()
-    delimiter = _delimiter(first)
-    reader = csv.DictReader(itertools.chain([first], text), delimiter=delimiter)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputError(f"{path.resolve()}:1: the header is {', '.join(header) or '(empty)'}; expected "
-                         f"{expected} (missing {', '.join(missing)}; separator {delimiter!r} detected)")
+def _parquet_rows(path: Path, parquet: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    n = 0
+    for batch in parquet.iter_batches(batch_size=65536):
+        for row in batch.to_pylist():
+            n += 1
+            yield f"{path}:row {n}", row
+
+
+def _csv_rows(path: Path, reader: csv.DictReader[str], header: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     for row in reader:
         where = f"{path}:{reader.line_num}"
         extra = row.pop(None, None)
-        given = len(header) + len(extra or []) - sum(1 for h in header if row.get(h) is None)
-        if extra or any(row.get(h) is None for h in required):  # short of an optional column: fine
-            yield where, {"__error__": f"{given} field(s), the header has {len(header)} "
-                                       f"({', '.join(header)})" + (" - an unquoted comma?" if extra else "")}
+        if extra:
+            yield where, {"__error__": f"{len(header) + len(extra)} field(s), the header has {len(header)} "
+                                       f"({', '.join(header)}) - an unquoted comma?"}
             continue
-        yield where, {**row, "__header__": header}
+        yield where, {**row, "__header__": header}  # a short row: None in its last columns (rows() checks)
 
 
 def _json_rows(path: Path, text: TextIO) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -239,16 +287,24 @@ def _stock(raw: Any) -> int:
 NO_IMAGE = ""  # a product without an image: its card has none, and the page shows the placeholder block
 
 
-def read_catalog(path: Path, report: Report) -> list[dict[str, Any]]:
+def read_catalog(path: Path, report: Report, mapping: dict[str, str] | None = None,
+                 currency: str = "EUR") -> list[dict[str, Any]]:
+    """The catalog's products; a product from an export with variants keeps their SKUs (``skus``), which
+    events may name instead of the product's id."""
     products: list[dict[str, Any]] = []
     seen: set[str] = set()
-    table = list(rows(path, CATALOG_COLUMNS[:-1], ("image", "stock", "currency", "previous_price"), report))
+    table = list(rows(path, CATALOG_COLUMNS[:-1], ("image", "stock", "currency", "previous_price"), report,
+                      "catalog", mapping))
+    usable = [(w, r) for w, r in table if "__error__" not in r and "__left_out__" not in r]
     try:  # one convention per price column, from all its values (imports.values)
-        price, was_price = (price_convention(((w, r.get(c)) for w, r in table if "__error__" not in r), c)
+        price, was_price = (price_convention(((w, r.get(c)) for w, r in usable), c)
                             for c in ("price", "previous_price"))
     except AmbiguousColumn as exc:
         raise InputError(f"{path.resolve()}: {exc}") from None
     for where, row in table:
+        if "__left_out__" in row:
+            report.leave(where, row["__left_out__"])
+            continue
         try:
             if "__error__" in row:
                 raise ValueError(row["__error__"])
@@ -268,8 +324,8 @@ def read_catalog(path: Path, report: Report) -> list[dict[str, Any]]:
             # The card carries the reference price; a lower current price is a drop the edge can announce.
             products.append({"id": pid, "category": cell(row, "category"), "title": cell(row, "title"),
                              "url": cell(row, "url"), "image": image, "price": max(was, current),
-                             "current": current, "currency": str(row.get("currency") or "EUR").strip(),
-                             "stock": stock})
+                             "current": current, "currency": str(row.get("currency") or currency).strip(),
+                             "stock": stock, "skus": row.get("__skus__", ())})
             seen.add(pid)
         except ValueError as exc:
             report.reject(where_column(where, row, exc), str(exc))
@@ -278,59 +334,127 @@ def read_catalog(path: Path, report: Report) -> list[dict[str, Any]]:
     return products
 
 
-def read_events(path: Path, products: dict[str, int], report: Report) -> tuple[list[str], np.ndarray]:  # type: ignore[type-arg]
-    """Events as the build's structured array; shoppers are indexed in order of first appearance."""
+EVENT_KINDS_READ = (*EVENT_KINDS, "remove_from_cart")  # a removal takes back the person's earlier adds
+
+
+@dataclass
+class Catalog:
+    """How events name products: by id, by a variant's SKU, or (an order line's name) by title."""
+
+    index: dict[str, int]
+    skus: dict[str, int] = field(default_factory=dict)
+    titles: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, products: list[dict[str, Any]]) -> Catalog:
+        index = {p["id"]: i for i, p in enumerate(products)}
+        skus = {sku: i for i, p in enumerate(products) for sku in p.get("skus", ()) if sku not in index}
+        return cls(index, skus, {p["title"]: i for i, p in enumerate(products)})
+
+    def find(self, product: str, name: str = "") -> int | None:
+        found = self.index.get(product, self.skus.get(product))
+        if found is None and name:  # "Title - Variant", as order exports name a line
+            found = self.titles.get(name, self.titles.get(name.rsplit(" - ", 1)[0]))
+        return found
+
+
+def read_events(path: Path, products: dict[str, int] | Catalog, report: Report, people: People | None = None,
+                mapping: dict[str, str] | None = None) -> tuple[list[str], np.ndarray]:  # type: ignore[type-arg]
+    """Events as the build's structured array; shoppers are indexed in order of first appearance. A removal
+    from the cart takes back that person's earlier adds of the item; ids that are emails or otherwise not
+    plain ids become pseudonyms (``imports.identity``)."""
+    catalog = products if isinstance(products, Catalog) else Catalog(products)
+    people = people or People(None)
     shoppers: dict[str, int] = {}
     out: list[tuple[int, int, int, int]] = []
+    removes: list[tuple[int, int, int]] = []
     stamps = Timestamps(path.resolve())
-    for where, row in rows(path, EVENT_COLUMNS, (), report):
+    for where, row in rows(path, EVENT_COLUMNS, (), report, "events", mapping):
         report.read[str(path)] = report.read.get(str(path), 0) + 1
+        if "__left_out__" in row:
+            report.leave(where, row["__left_out__"])
+            continue
         try:
             if "__error__" in row:
                 raise ValueError(row["__error__"])
-            shopper, product, kind = cell(row, "shopper"), cell(row, "product"), cell(row, "kind")
-            if not is_valid_id(shopper):
-                raise FieldError("shopper", f"invalid shopper id {shopper!r}")
-            if product not in products:
-                raise FieldError("product", f"unknown product {product!r}")
-            if kind not in EVENT_KINDS:
-                raise FieldError("kind", f"unknown kind {kind!r} (expected {', '.join(EVENT_KINDS)})")
+            raw_shopper, kind = cell(row, "shopper"), cell(row, "kind")
+            name = str(row.get("__product_name__") or "").strip()  # an order line's name, when its SKU is blank
+            product = cell(row, "product") if not name else str(row.get("product") or "").strip()
+            shopper = people.id(raw_shopper, "shopper")
+            found = catalog.find(product, name)
+            if found is None:
+                raise FieldError("product", f"unknown product {product or name!r}")
+            if kind not in EVENT_KINDS_READ:
+                raise FieldError("kind", f"unknown kind {kind!r} (expected {', '.join(EVENT_KINDS_READ)})")
             ts = cell(row, "ts", lambda raw, at=where: stamps.seconds(raw, at))  # before the shopper is registered
-            out.append((shoppers.setdefault(shopper, len(shoppers)), products[product], EVENT_KINDS.index(kind), ts))
-        except MixedUnits as exc:
-            raise InputError(str(exc)) from None
+            person = shoppers.setdefault(shopper, len(shoppers))
+            if kind == "remove_from_cart":
+                removes.append((person, found, ts))
+            else:
+                out.append((person, found, EVENT_KINDS.index(kind), ts))
+        except (MixedUnits, NoIdKey) as exc:
+            raise InputError(f"{path.resolve()}: {exc}" if isinstance(exc, NoIdKey) else str(exc)) from None
         except ValueError as exc:
             report.reject(where_column(where, row, exc), str(exc))
     events = np.array(out, dtype=[("shopper", "i4"), ("product", "i4"), ("kind", "i1"), ("ts", "i8")])
-    return list(shoppers), events
+    return list(shoppers), _take_back(events, removes)
 
 
-def read_loyalty(path: Path | None, report: Report) -> dict[str, str]:
+def _take_back(events: np.ndarray, removes: list[tuple[int, int, int]]) -> np.ndarray:  # type: ignore[type-arg]
+    """The events without the cart adds a later removal of the same item by the same person took back."""
+    if not removes:
+        return events
+    last: dict[tuple[int, int], int] = {}
+    for person, product, ts in removes:
+        last[(person, product)] = max(ts, last.get((person, product), ts))
+    cart = EVENT_KINDS.index("add_to_cart")
+    keep = [not (k == cart and t <= last.get((s, p), -1))
+            for s, p, k, t in zip(events["shopper"].tolist(), events["product"].tolist(), events["kind"].tolist(),
+                                  events["ts"].tolist(), strict=True)]
+    kept: np.ndarray = events[np.array(keep, dtype=bool)]  # type: ignore[type-arg]
+    return kept
+
+
+def read_loyalty(path: Path | None, report: Report, people: People | None = None,
+                 mapping: dict[str, str] | None = None) -> dict[str, str]:
     out: dict[str, str] = {}
     if path is None:
         return out
-    for where, row in rows(path, ("id",), ("loyalty",), report):
+    people = people or People(None)
+    for where, row in rows(path, ("id",), ("loyalty",), report, "shoppers", mapping):
         try:
             if "__error__" in row:
                 raise ValueError(row["__error__"])
-            sid = cell(row, "id")
+            sid = people.id(cell(row, "id"), "id")
             tier = str(row.get("loyalty") or "").strip()
             if tier not in ("", "silver", "gold", "platinum"):
                 raise FieldError("loyalty", f"unknown loyalty tier {tier!r}")
             out[sid] = tier
+        except NoIdKey as exc:
+            raise InputError(f"{path.resolve()}: {exc}") from None
         except ValueError as exc:
             report.reject(where_column(where, row, exc), str(exc))
     return out
 
 
 def load_shop(catalog: Path, events: Path, shoppers: Path | None, *, strict: bool, now: int | None,
-              erased: set[str] | frozenset[str] = frozenset()) -> tuple[Shop, Report]:
-    """Read and validate the inputs into the build's in-memory shop; tombstoned people are left out."""
+              erased: set[str] | frozenset[str] = frozenset(), id_key: str | None = None,
+              mapping: dict[str, dict[str, str]] | None = None, currency: str = "EUR") -> tuple[Shop, Report]:
+    """Read and validate the inputs into the build's in-memory shop; tombstoned people are left out.
+    ``id_key``: the key of the pseudonyms of ids that are not plain ids (emails); ``mapping``: ``--map``;
+    ``currency``: the catalog's when its rows do not say (an export that has none)."""
     report = Report(strict)
-    products = read_catalog(catalog, report)
-    index = {p["id"]: i for i, p in enumerate(products)}
-    ids, ev = read_events(events, index, report)
-    loyalty = read_loyalty(shoppers, report)
+    mapping = mapping or {}
+    try:
+        people = People(id_key)
+    except NoIdKey as exc:
+        raise InputError(str(exc)) from None
+    products = read_catalog(catalog, report, mapping.get("catalog"), currency)
+    ids, ev = read_events(events, Catalog.of(products), report, people, mapping.get("events"))
+    loyalty = read_loyalty(shoppers, report, people, mapping.get("shoppers"))
+    report.pseudonymised = people.pseudonymised
+    for p in products:
+        p.pop("skus", None)
     ev.sort(order=["ts", "shopper"], kind="stable")
     drops = {i: p["current"] for i, p in enumerate(products) if p["current"] < p["price"]}
     # No tier given: None, so the build's loyalty rules (purchases and value) decide.
