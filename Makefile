@@ -54,21 +54,33 @@ assets: node_modules/.installed
 # into it), not in SQLite files.
 DATABASE_URL ?=
 
+# DATA=build/mine: serve your own build (pushed with `personalizer push --build build/mine --target local`)
+# with its own origin data and event log (build/mine/origin) and its catalog in the demo shop; the demo is not
+# seeded. STATE: the local KV directory (default .wrangler/state, where `--target local` pushes).
+DATA ?=
+STATE ?= .wrangler/state
+
 # The origin (127.0.0.1:$(ORIGIN_PORT)) and the demo shop (127.0.0.1:$(SHOP_PORT)) run beside the edge and stop
 # with it. The shop is another origin (ALLOWED_ORIGINS) and the worker's PAGES_ORIGIN (edge-side injection).
-dev: install .dev.vars .wrangler/state/.seeded
-	@echo "a signed-in shopper: curl -H \"Cookie: pz_uid=$$($(VENV)/bin/personalizer sign-user c00001)\" 'http://127.0.0.1:$(PORT)/v1/page?slots=hero,home,recent'"
-	@echo "one only the origin knows (a miss, then a KV hit): pz_uid=$$($(VENV)/bin/personalizer sign-user c05001)"
+dev: install .dev.vars $(if $(DATA),,.wrangler/state/.seeded)
+	@if [ -n "$(DATA)" ]; then \
+		test -f "$(DATA)/origin/model.json" || { echo "error: $(DATA) is not a build (no origin/model.json): run personalizer build --out $(DATA), then push it --target local"; exit 2; }; \
+		echo "your build $(DATA), generation $$(cat $(DATA)/generation.txt): a signed-in shopper: curl -H \"Cookie: pz_uid=\$$($(VENV)/bin/personalizer sign-user ID)\" 'http://127.0.0.1:$(PORT)/v1/page?slots=hero,home,recent'"; \
+		echo "its profiles after beacons: personalizer refresh --data $(DATA)/origin --target local; experiments: personalizer report --data $(DATA)/origin"; \
+	else \
+		echo "a signed-in shopper: curl -H \"Cookie: pz_uid=$$($(VENV)/bin/personalizer sign-user c00001)\" 'http://127.0.0.1:$(PORT)/v1/page?slots=hero,home,recent'"; \
+		echo "one only the origin knows (a miss, then a KV hit): pz_uid=$$($(VENV)/bin/personalizer sign-user c05001)"; \
+		echo "a campaign before it goes live (an hour): $$(SHOP_PORT=$(SHOP_PORT) $(VENV)/bin/personalizer preview-link --campaign loyalty-gold 2>/dev/null)"; \
+	fi
 	@echo "the demo shop (pz.js, cross-origin): http://127.0.0.1:$(SHOP_PORT)/  through the worker (injection): http://127.0.0.1:$(PORT)/injected"
-	@echo "a campaign before it goes live (an hour): $$(SHOP_PORT=$(SHOP_PORT) $(VENV)/bin/personalizer preview-link --campaign loyalty-gold 2>/dev/null)"
 	@if [ -n "$(DATABASE_URL)" ]; then \
 		$(VENV)/bin/personalizer db upgrade --database "$(DATABASE_URL)" && \
-		$(VENV)/bin/personalizer seed --database "$(DATABASE_URL)" || exit 2; fi
-	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) $(if $(DATABASE_URL),--database "$(DATABASE_URL)") & origin=$$!; \
-		$(VENV)/bin/personalizer shop --port $(SHOP_PORT) --edge http://127.0.0.1:$(PORT) & shop=$$!; \
+		$(if $(DATA),true,$(VENV)/bin/personalizer seed --database "$(DATABASE_URL)") || exit 2; fi
+	@$(VENV)/bin/personalizer origin --port $(ORIGIN_PORT) $(if $(DATA),--data "$(DATA)/origin") $(if $(DATABASE_URL),--database "$(DATABASE_URL)") & origin=$$!; \
+		$(VENV)/bin/personalizer shop --port $(SHOP_PORT) --edge http://127.0.0.1:$(PORT) $(if $(DATA),--inputs "$(DATA)/inputs") & shop=$$!; \
 		trap "kill $$origin $$shop 2>/dev/null" EXIT; \
 		sleep 2; kill -0 $$origin 2>/dev/null && kill -0 $$shop 2>/dev/null || exit 2; \
-		node tests/runtime/edge.mjs --port $(PORT) --persist .wrangler/state \
+		node tests/runtime/edge.mjs --port $(PORT) --persist $(STATE) \
 			--var ORIGIN_URL=http://127.0.0.1:$(ORIGIN_PORT) \
 			--var ALLOWED_ORIGINS=http://127.0.0.1:$(SHOP_PORT),http://localhost:$(SHOP_PORT) \
 			--var PAGES_ORIGIN=http://127.0.0.1:$(SHOP_PORT)

@@ -284,3 +284,37 @@ def test_the_readmes_login_code_computes_the_builds_pseudonym() -> None:
     script = javascript.group(1) + f"\nconsole.log(pzUserId({json.dumps(' Anna@Example.com')}, {json.dumps(ID_KEY)}));"
     node = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
     assert node.returncode == 0 and node.stdout.strip() == expected, node.stderr
+
+
+BROKEN_EVENTS: list[tuple[str, str, bytes, str]] = [
+    ("unknown-suffix", "events.xml", b"<events/>", "unknown format '.xml'"),
+    ("empty", "events.csv", b"", "the header is (empty); expected shopper, product, kind, ts"),
+    ("header-only", "events.csv", b"shopper,product,kind,ts\n", "no valid event (the file has no rows)"),
+    ("wrong-header", "events.csv", b"who,what\na,b\n", "the header is who, what; expected shopper, product, kind, ts"),
+    ("json-array-broken", "events.json", b'[{"shopper": "s1",', "not valid JSON"),
+    ("ga4-without-items", "ga4.jsonl", json.dumps({"event_name": "purchase", "event_timestamp": T0 * 10**6,
+                                                   "user_pseudo_id": "1.2"}).encode(),
+     "no valid event: all 1 rows skipped: 1 GA4 purchase without items[]"),
+    ("ga4-only-page-views", "ga4.jsonl", json.dumps({"event_name": "page_view", "event_timestamp": T0 * 10**6,
+                                                     "user_pseudo_id": "1.2"}).encode(),
+     "no valid event: all 1 rows left out by rule: 1 GA4 event not used (page_view)"),
+    ("segment-no-products", "seg.jsonl", json.dumps({"type": "track", "event": "Order Completed", "userId": "u",
+                                                     "timestamp": "2026-09-21T10:00:00Z", "properties": {}}).encode(),
+     "1 Segment Order Completed without products[]"),
+    ("xlsx", "events.csv", b"PK\x03\x04" + bytes(100), "an Excel workbook (.xlsx): save the sheet as CSV"),
+    ("mixed-units", "events.csv", f"shopper,product,kind,ts\ns1,linen-shirt,view,{T0}\ns1,linen-shirt,view,"
+                                  f"{T0 * 1000}\n".encode(), "timestamps in seconds"),
+    ("utf16-cut", "events.csv", b"\xff\xfe" + "shopper,product".encode("utf-16-le") + b"\x00", "not valid text"),
+]
+
+
+@pytest.mark.parametrize("name, filename, content, says", BROKEN_EVENTS, ids=[b[0] for b in BROKEN_EVENTS])
+def test_broken_inputs_each_fail_in_one_line(tmp_path: Path, name: str, filename: str, content: bytes,
+                                             says: str) -> None:
+    catalog = tmp_path / "products_export.csv"
+    shopify_products(catalog)
+    events = tmp_path / filename
+    events.write_bytes(content)
+    code, err, _ = build(tmp_path, catalog, events)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and says in errors[0], err

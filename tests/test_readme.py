@@ -91,6 +91,61 @@ def test_make_dev_then_the_readme_curl_lines() -> None:
             proc.stdout.close()
 
 
+@pytest.mark.edge
+def test_make_dev_on_your_own_build(tmp_path: Path) -> None:
+    """make dev DATA=build: your pushed build served with its own origin data and event log, your catalog in
+    the demo shop; a beacon lands in your build's event log and `refresh` on it pushes (no refusal)."""
+    from tests.test_edge_events import TEXT, wait_for
+    from tests.test_own_shop import PRODUCTS, write_shop
+
+    catalog, events, campaigns = write_shop(tmp_path)
+    build, kv, state = tmp_path / "build", tmp_path / "kv", tmp_path / "state"
+    target = ["--target", "local", "--persist", str(kv), "--state-dir", str(state)]
+    personalizer = str(ROOT / ".venv" / "bin" / "personalizer")
+    for args in (["build", "--catalog", str(catalog), "--events", str(events), "--campaigns", str(campaigns),
+                  "--out", str(build), "--tombstones", "/dev/null"], ["push", "--build", str(build), *target]):
+        made = subprocess.run([personalizer, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert made.returncode == 0, made.stderr
+    ports = {"PORT": free_port(), "ORIGIN_PORT": free_port(), "SHOP_PORT": free_port()}
+    proc = subprocess.Popen(["make", "dev", f"DATA={build}", f"STATE={kv}", *(f"{k}={v}" for k, v in ports.items())],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not (lines and lines[-1].startswith("ready ")):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        assert lines and lines[-1].startswith("ready "), "".join(lines[-30:])
+        assert f"your build {build}" in "".join(lines)
+        cookie = "pz_uid=" + subprocess.run([personalizer, "sign-user", "s03"], cwd=ROOT, capture_output=True,
+                                            text=True, timeout=60).stdout.strip()
+        edge = f"http://127.0.0.1:{ports['PORT']}"
+        page = httpx.get(edge + "/v1/page?slots=home", headers={"cookie": cookie}, timeout=30).json()
+        home = page["fragments"]["home"]
+        assert home["tier"] == "user" and {c["id"] for c in home["items"]} <= set(PRODUCTS)
+        shop = httpx.get(f"http://127.0.0.1:{ports['SHOP_PORT']}/p/k-v60", timeout=30)  # your catalog's page
+        assert shop.status_code == 200 and PRODUCTS["k-v60"][1] in shop.text
+        view = [{"id": "make-dev-view", "type": "view", "ts": time.time() - 5, "item": "k-grinder"}]
+        sent = httpx.post(edge + "/v1/events", json={"events": view}, headers={**TEXT, "cookie": cookie}, timeout=30)
+        assert sent.status_code == 202, sent.text
+        from personalizer_adapters.store import open_stores
+
+        log = open_stores(build / "origin").log
+        wait_for(lambda: any(e["id"] == "make-dev-view" for e in log.events("s03")), what="the beacon in DATA's log")
+        refreshed = subprocess.run([personalizer, "refresh", "--data", str(build / "origin"), *target], cwd=ROOT,
+                                   capture_output=True, text=True, timeout=300)
+        assert refreshed.returncode == 0 and "1 people with new events" in refreshed.stderr, refreshed.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        if proc.stdout:
+            proc.stdout.close()
+
+
 def test_make_targets_of_the_two_commands() -> None:
     for target in ("dev", "test"):
         assert re.search(rf"^make {target}\b", block("make dev "), re.M)

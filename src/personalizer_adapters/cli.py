@@ -92,7 +92,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from .batch.build import build
     from .batch.inputs import InputError, load_shop
-    from .batch.seed import erased_in, load_config, previous_profiles, write_outputs
+    from .batch.seed import erased_in, load_config, previous_profiles, write_inputs, write_outputs
     from .campaigns import CampaignsError, load_campaigns
     from .imports.formats import parse_mapping
 
@@ -136,6 +136,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"error: {len(built.warnings)} warning(s) under --on-bad-row fail: nothing written", file=sys.stderr)
         return 2
     write_outputs(shop, built, out, erased, args.database)
+    write_inputs(shop, out / "inputs", erased, events=False)  # the catalog as read: the demo shop on your data
     (out / "report.json").write_text(json.dumps({
         "generation": built.generation, "products": len(shop.products), "shoppers": len(shop.shoppers),
         "events": len(shop.events), "records": len(built.records), "inputs": report.as_json(),

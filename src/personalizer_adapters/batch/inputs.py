@@ -96,6 +96,10 @@ class Report:
     def nothing_valid(self, path: Path, what: str) -> InputError:
         """The error for a file with no usable row: its rows' reasons, counted, and the first examples."""
         key = str(path)
+        rules = self.left_out.get(key, {})
+        if not self.bad.get(key) and rules:
+            return InputError(f"{path.resolve()}: no valid {what}: all {sum(rules.values())} rows left out by rule: "
+                              + ", ".join(f"{c} {k}" for k, c in sorted(rules.items(), key=lambda x: -x[1])))
         if not self.bad.get(key):
             return InputError(f"{path.resolve()}: no valid {what} (the file has no rows)")
         first = [e for e in self.examples if e.startswith(key + ":")][:3]

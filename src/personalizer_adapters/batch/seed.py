@@ -121,9 +121,10 @@ def previous_profiles(out_dir: Path) -> dict[str, tuple[str, bytes]] | None:
     return out
 
 
-def write_inputs(shop: Shop, directory: Path, erased: frozenset[str] = frozenset()) -> None:
-    """The generated shop as `personalizer build` inputs (CSV): catalog, events, shoppers (the erased left
-    out: their events are already gone from ``shop``)."""
+def write_inputs(shop: Shop, directory: Path, erased: frozenset[str] = frozenset(), events: bool = True) -> None:
+    """The shop as `personalizer build` inputs (CSV): catalog, events (unless not ``events``), shoppers (the
+    erased left out: their events are already gone from ``shop``). A build writes its catalog and shoppers as
+    read (for the demo shop on your data: ``make dev DATA=...``)."""
     import csv
 
     from .seedgen import EVENT_KINDS
@@ -137,12 +138,13 @@ def write_inputs(shop: Shop, directory: Path, erased: frozenset[str] = frozenset
                         p["image"], p["stock"], p["currency"]])
     ids = [s["id"] for s in shop.shoppers]
     products = [p["id"] for p in shop.products]
-    with (directory / "events.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["shopper", "product", "kind", "ts"])
-        ev = shop.events
-        w.writerows(zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
-                        [EVENT_KINDS[k] for k in ev["kind"].tolist()], ev["ts"].tolist(), strict=True))
+    if events:
+        with (directory / "events.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["shopper", "product", "kind", "ts"])
+            ev = shop.events
+            w.writerows(zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
+                            [EVENT_KINDS[k] for k in ev["kind"].tolist()], ev["ts"].tolist(), strict=True))
     with (directory / "shoppers.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "loyalty"])
