@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -318,3 +319,52 @@ def test_broken_inputs_each_fail_in_one_line(tmp_path: Path, name: str, filename
     code, err, _ = build(tmp_path, catalog, events)
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and says in errors[0], err
+
+
+def test_quantities_and_orders_reach_the_profile_and_the_miss_path_agrees(tmp_path: Path) -> None:
+    """An order's quantities count in the purchase value (loyalty) and in "buy it again"; two orders an hour
+    apart are two baskets (a re-buy) where time alone would see one; the origin's miss path computes the same
+    profile from the store as the build did."""
+    from personalizer_adapters.batch.inputs import load_shop
+    from personalizer_adapters.batch.model import order_key
+    from personalizer_adapters.origin.app import Origin
+
+    catalog, orders = tmp_path / "products_export.csv", tmp_path / "orders_export.csv.gz"
+    shopify_products(catalog)
+    shopify_orders(orders)
+    shop, _ = load_shop(catalog, orders, None, strict=False, now=None, id_key=ID_KEY)
+    assert sorted(set(shop.events["qty"].tolist())) == [1, 2]  # each order's second line has quantity 2
+    assert order_key("#1001") in shop.events["order"].tolist()
+    code, err, out = build(tmp_path, catalog, orders)
+    assert code == 0, err
+    origin = Origin(out / "origin")
+    for person in PEOPLE[:3]:
+        key = keys.profile(pseudonym(person, ID_KEY))
+        built = dict(read_bulk(out / "kv.json"))[key]
+        missed = origin.resolve(key)
+        assert missed is not None and codec.decode(missed, expect="profile").data == \
+            codec.decode(built, expect="profile").data
+
+    from personalizer_adapters.batch.model import baskets_of
+    from personalizer_adapters.store.base import NO_ORDER
+    ts = np.array([100, 100, 1900, 1900])
+    assert baskets_of(ts).tolist() == [0, 0, 0, 0]  # within the hour: one basket by time
+    assert baskets_of(ts, np.array([7, 7, 8, 8])).tolist() == [0, 0, 1, 1]  # two orders: two baskets
+    assert baskets_of(ts, np.array([7, 7, NO_ORDER, NO_ORDER])).tolist() == [0, 0, 0, 0]  # unknown: by time
+
+
+def test_quantity_counts_in_the_purchase_value(tmp_path: Path) -> None:
+    """Loyalty by the rules (orders and value): the same purchases with quantity 10 reach a higher tier."""
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("id,category,title,price,url,image\n" + "".join(
+        f"p{i},c{i % 2},Item {i},60.00,/p/{i},https://img.test/{i}.jpg\n" for i in range(1, 9)))
+    tiers = {}
+    for qty in (1, 10):
+        events = tmp_path / f"events-{qty}.csv"
+        events.write_text("shopper,product,kind,ts,quantity,order\n" + "".join(
+            f"s{s},p{(s + n) % 8 + 1},purchase,{T0 + n * 86400},{qty},o{s}-{n}\n" for s in range(4) for n in range(4)))
+        (tmp_path / str(qty)).mkdir()
+        code, err, out = build(tmp_path / str(qty), catalog, events)
+        assert code == 0, err
+        tiers[qty] = (profile(out, "s1") or {})["loyalty"]
+    assert tiers[1] != tiers[10] and tiers[10] == "gold", tiers  # 4 orders: 240.00 vs 2,400.00

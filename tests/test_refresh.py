@@ -15,7 +15,7 @@ from personalizer import codec, keys
 from personalizer.events import clean_event, message
 from personalizer.records import Profile
 from personalizer_adapters.batch.build import Built
-from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model
+from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, order_key
 from personalizer_adapters.batch.refresh import Refresher
 from personalizer_adapters.kv.plan import Build, TargetState, digest
 from personalizer_adapters.kv.push import OK, PARTIAL, Paths, push
@@ -140,15 +140,16 @@ def test_erased_people_are_not_refreshed(setup: Any) -> None:
 def test_merge_log_takes_back_removed_adds_and_counts_each_purchase_line() -> None:
     index = {"a": 0, "b": 1, "c": 2}
     empty = np.zeros(0, dtype=np.int64)
-    store = (np.array([2]), np.array([CART]), np.array([50]))
+    store = (np.array([2]), np.array([CART]), np.array([50]), np.array([1]), np.array([-1]))
     log = [{"type": "add_to_cart", "item": "a", "ts": 101.0}, {"type": "view", "item": "b", "ts": 102.0},
            {"type": "remove_from_cart", "item": "a", "ts": 103.0}, {"type": "view", "item": "zz", "ts": 104.0},
-           {"type": "purchase", "ts": 105.0, "items": [{"item": "b"}, {"item": "c"}]},
+           {"type": "purchase", "ts": 105.0, "order": "o-7", "items": [{"item": "b", "quantity": 3}, {"item": "c"}]},
            {"type": "view", "item": "c", "ts": 99.0}]  # older than the build's data: already in the store
-    products, kinds, ts = merge_log(store, log, index, after=100.0)
-    assert list(zip(products.tolist(), kinds.tolist(), ts.tolist(), strict=True)) == [
-        (2, CART, 50), (1, VIEW, 102), (1, PURCHASE, 105), (2, PURCHASE, 105)]
-    assert merge_log((empty, empty, empty), [], index, 0)[0].size == 0
+    products, kinds, ts, qty, keys = merge_log(store, log, index, after=100.0)
+    assert list(zip(products.tolist(), kinds.tolist(), ts.tolist(), qty.tolist(), strict=True)) == [
+        (2, CART, 50, 1), (1, VIEW, 102, 1), (1, PURCHASE, 105, 3), (2, PURCHASE, 105, 1)]
+    assert keys.tolist() == [-1, -1, order_key("o-7"), order_key("o-7")]  # the order, as the build keys it
+    assert merge_log((empty,) * 5, [], index, 0)[0].size == 0
 
 
 def test_the_origin_computes_a_miss_with_the_event_log_too(setup: Any) -> None:

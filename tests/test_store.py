@@ -156,8 +156,9 @@ def test_a_snapshot_swaps_in_with_history_records_and_tombstones(store: Store) -
                                [("pz1:g:g1:popular", b"\x00\x01popular"), ("pz1:g:g1:banners", b"banners")])
     assert store.profiles.shopper("s1") == ("gold",) and store.profiles.shopper("s2") == (None,)
     assert store.profiles.shopper("gone") is None and store.profiles.shopper("nobody") is None
-    products, kinds, ts = store.profiles.events("s1", {"p1": 0, "p2": 1})
+    products, kinds, ts, qty, keys = store.profiles.events("s1", {"p1": 0, "p2": 1})
     assert sorted(zip(products.tolist(), kinds.tolist(), ts.tolist(), strict=True)) == [(0, 0, 10), (1, 2, 20)]
+    assert qty.tolist() == [1, 1] and keys.tolist() == [-1, -1]  # a snapshot without quantities or orders
     assert store.profiles.events("s1", {"p2": 7})[0].tolist() == [7]  # products no longer sold are left out
     assert store.profiles.events("gone", {"p1": 0})[0].tolist() == []
     assert store.profiles.record("pz1:g:g1:popular") == b"\x00\x01popular"
@@ -194,14 +195,14 @@ def test_the_miss_paths_history_reads_either_engine(store: Store) -> None:
 
     index = {"p1": 0, "p2": 1}
     store.profiles.replace_all([("s1", "gold"), ("s2", None), ("s3", None)],  # type: ignore[list-item]
-                               [("s1", "p1", 0, 10), ("s1", "gone", 0, 11), ("s2", "p2", 2, 12)], [])
+                               [("s1", "p1", 2, 10, 3, 77), ("s1", "gone", 0, 11), ("s2", "p2", 2, 12)], [])
     cart = {"id": "b", "type": "add_to_cart", "ts": NOW - 1, "item": "p2", "quantity": 1}
     store.log.ingest([beacon("s1", [cart]), beacon("s2", GOOD[:1]), beacon(None, [cart], visitor="s1")], nobody)
     s1 = store.person_history("customer", "s1", index)
-    assert s1.known == ("gold",) and [r.tolist() for r in s1.rows] == [[0], [0], [10]]  # "gone": not sold
+    assert s1.known == ("gold",) and [r.tolist() for r in s1.rows] == [[0], [2], [10], [3], [77]]  # "gone": not sold
     assert [(e["id"], e["who"], e["person"]) for e in s1.events] == [("b", "customer", "s1")]
     rows = merge_log(s1.rows, s1.events, index, after=100)
-    assert [r.tolist() for r in rows] == [[0, 1], [0, 1], [10, NOW - 1]]
+    assert [r.tolist() for r in rows] == [[0, 1], [2, 1], [10, NOW - 1], [3, 1], [77, -1]]
     visitor = store.person_history("visitor", "s1", index)
     assert visitor.known is None and visitor.rows[0].size == 0 and [e["who"] for e in visitor.events] == ["visitor"]
     assert store.person_history("customer", "s3", index).known == (None,)  # known, tier from the rules
@@ -372,3 +373,21 @@ def test_a_server_restarted_mid_batch_keeps_every_event_once(server: Server) -> 
         assert log.count() == 200 * 100
     finally:
         db.close()
+
+
+def test_a_build_from_the_store_keeps_quantities_and_orders(store: Store, tmp_path: Path) -> None:
+    """build --events store: the snapshot's quantities and order keys, and a beacon purchase's, read back by
+    the build as they were (the snapshot's keys as they are, the beacon's order id keyed as an export's)."""
+    from personalizer_adapters.batch.inputs import Catalog, Report, read_events
+    from personalizer_adapters.batch.model import order_key
+    from personalizer_adapters.store.base import write_build_inputs
+
+    store.profiles.replace_all([("s1", None)], [("s1", "p1", 2, 10, 3, 4242), ("s1", "p2", 0, 11)], [])
+    bought = {"id": "buy", "type": "purchase", "ts": NOW - 5, "order": "web-17",
+              "items": [{"item": "p2", "quantity": 4, "price": "2.00"}]}
+    store.log.ingest([beacon("s1", [bought])], nobody)
+    events, shoppers = write_build_inputs(store.log, store.profiles, tmp_path / "in")
+    ids, ev = read_events(events, Catalog({"p1": 0, "p2": 1}), Report(strict=True))
+    rows = sorted(zip(ev["product"].tolist(), ev["kind"].tolist(), ev["qty"].tolist(), ev["order"].tolist(),
+                      strict=True))
+    assert ids == ["s1"] and rows == [(0, 2, 3, 4242), (1, 0, 1, -1), (1, 2, 4, order_key("web-17"))]

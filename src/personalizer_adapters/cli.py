@@ -629,7 +629,8 @@ def parser() -> argparse.ArgumentParser:
     s = _add(sub, "build", "build a generation's records from a catalog and events (csv, jsonl, parquet)")
     s.add_argument("--catalog", required=True, help="id, category, title, price, url, image[, stock, currency, "
                                                     "previous_price]")
-    s.add_argument("--events", required=True, help="shopper, product, kind (view|add_to_cart|purchase), ts; or "
+    s.add_argument("--events", required=True, help="shopper, product, kind (view|add_to_cart|remove_from_cart|"
+                                                   "purchase), ts[, quantity, order]; a recognised export; or "
                                                    "`store`: the store's history and the customers' beacons since "
                                                    "(--database, else OUT/origin's SQLite files)")
     s.add_argument("--shoppers", help="id, loyalty (optional; else loyalty tiers come from the config's rules)")

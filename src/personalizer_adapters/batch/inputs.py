@@ -23,12 +23,14 @@ from personalizer_adapters.imports import formats
 from personalizer_adapters.imports.files import NotText, data_suffix, open_text
 from personalizer_adapters.imports.identity import NoIdKey, People
 from personalizer_adapters.imports.values import AmbiguousColumn, MixedUnits, Timestamps, price_convention
+from personalizer_adapters.store.base import STORE_ORDER  # an order column written from the store: the key
 
+from .model import order_key
 from .seedgen import EVENT_KINDS, Shop
 
 MAX_REPORTED = 50
 CATALOG_COLUMNS = ("id", "category", "title", "price", "url", "image")
-EVENT_COLUMNS = ("shopper", "product", "kind", "ts")
+EVENT_COLUMNS = ("shopper", "product", "kind", "ts")  # and optionally quantity, order
 IN_STOCK_UNKNOWN = 1  # no stock figure given: sellable
 
 
@@ -338,7 +340,9 @@ def read_catalog(path: Path, report: Report, mapping: dict[str, str] | None = No
     return products
 
 
-EVENT_KINDS_READ = (*EVENT_KINDS, "remove_from_cart")  # a removal takes back the person's earlier adds
+EVENT_KINDS_READ = (*EVENT_KINDS, "remove_from_cart")
+# The events of files: the generated shop's columns, with each line's quantity and its order's key
+EVENTS_READ = [("shopper", "i4"), ("product", "i4"), ("kind", "i1"), ("ts", "i8"), ("qty", "i4"), ("order", "i8")]
 
 
 @dataclass
@@ -370,7 +374,7 @@ def read_events(path: Path, products: dict[str, int] | Catalog, report: Report, 
     catalog = products if isinstance(products, Catalog) else Catalog(products)
     people = people or People(None)
     shoppers: dict[str, int] = {}
-    out: list[tuple[int, int, int, int]] = []
+    out: list[tuple[int, int, int, int, int, int]] = []
     removes: list[tuple[int, int, int]] = []
     stamps = Timestamps(path.resolve())
     for where, row in rows(path, EVENT_COLUMNS, (), report, "events", mapping):
@@ -391,17 +395,36 @@ def read_events(path: Path, products: dict[str, int] | Catalog, report: Report, 
             if kind not in EVENT_KINDS_READ:
                 raise FieldError("kind", f"unknown kind {kind!r} (expected {', '.join(EVENT_KINDS_READ)})")
             ts = cell(row, "ts", lambda raw, at=where: stamps.seconds(raw, at))  # before the shopper is registered
+            qty = _quantity(row.get("quantity"))
+            order = str(row.get("order") or "").strip()
+            key = int(order[len(STORE_ORDER):]) if order.startswith(STORE_ORDER) and ascii_digits(
+                order[len(STORE_ORDER):]) else order_key(order)
             person = shoppers.setdefault(shopper, len(shoppers))
             if kind == "remove_from_cart":
                 removes.append((person, found, ts))
             else:
-                out.append((person, found, EVENT_KINDS.index(kind), ts))
+                out.append((person, found, EVENT_KINDS.index(kind), ts, qty, key))
         except (MixedUnits, NoIdKey) as exc:
             raise InputError(f"{path.resolve()}: {exc}" if isinstance(exc, NoIdKey) else str(exc)) from None
         except ValueError as exc:
             report.reject(where_column(where, row, exc), str(exc))
-    events = np.array(out, dtype=[("shopper", "i4"), ("product", "i4"), ("kind", "i1"), ("ts", "i8")])
+    events = np.array(out, dtype=EVENTS_READ)
     return list(shoppers), _take_back(events, removes)
+
+
+MAX_QUANTITY = 10_000
+
+
+def _quantity(raw: Any) -> int:
+    """A line's quantity: a whole number from 1 to ``MAX_QUANTITY``; none given: 1."""
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        return 1
+    if text.endswith(".0"):  # JSON and Parquet numbers
+        text = text[:-2]
+    if not ascii_digits(text) or not 1 <= int(text) <= MAX_QUANTITY:
+        raise FieldError("quantity", f"bad quantity {text!r} (a whole number from 1 to {MAX_QUANTITY})")
+    return int(text)
 
 
 def _take_back(events: np.ndarray, removes: list[tuple[int, int, int]]) -> np.ndarray:  # type: ignore[type-arg]

@@ -6,6 +6,7 @@ computed on a miss has exactly the form and the logic of one pushed by a batch.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from personalizer_adapters.store.base import NO_ORDER  # a purchase whose order is not known: baskets by time
+
 ARTIFACT_META, ARTIFACT_ARRAYS = "model.json", "model.npz"  # a model's artifacts (files, or in the store)
 EVENT_WEIGHT = np.array([1.0, 3.0, 5.0])  # view, add_to_cart, purchase
 VIEW, CART, PURCHASE = 0, 1, 2
@@ -27,9 +30,46 @@ BASKET_GAP_S = 3600  # purchases further apart than this are separate baskets (o
 AGAIN_HALF_LIFE = 5.0  # baskets: a purchase's weight for "buy it again" halves every this many orders back
 
 
-def baskets_of(ts: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-    """Basket (order) number of each purchase, times in order: a new basket after a gap over ``BASKET_GAP_S``."""
-    return np.concatenate([[0], np.cumsum(np.diff(ts.astype(np.int64)) > BASKET_GAP_S)]).astype(np.int64)
+MAX_QTY_WEIGHT = 10  # a line's quantity weighs its "buy it again" signal up to this many units
+
+
+def order_key(order: str) -> int:
+    """A stable number for an order id (the same in the build, the store and a beacon), ``NO_ORDER`` for none:
+    baskets compare orders for equality only."""
+    if not order:
+        return NO_ORDER
+    return int.from_bytes(hashlib.blake2b(order.encode(), digest_size=7).digest(), "big")
+
+
+def quantities(events: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Each event's quantity (1 where the source gave none)."""
+    names = events.dtype.names or ()
+    return events["qty"].astype(np.int64) if "qty" in names else np.ones(len(events), dtype=np.int64)
+
+
+def order_keys(events: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Each event's order key (``NO_ORDER`` where the source gave none)."""
+    names = events.dtype.names or ()
+    return events["order"].astype(np.int64) if "order" in names else np.full(len(events), NO_ORDER, dtype=np.int64)
+
+
+def new_basket(t: npt.NDArray[np.int64], keys: npt.NDArray[np.int64] | None) -> npt.NDArray[np.bool_]:
+    """For each consecutive pair of purchases (in time order): whether the second starts another basket: another
+    order when both orders are known, else a gap over ``BASKET_GAP_S``."""
+    gap = (t[1:] - t[:-1]) > BASKET_GAP_S
+    if keys is None:
+        return gap
+    known = (keys[1:] != NO_ORDER) & (keys[:-1] != NO_ORDER)
+    result: npt.NDArray[np.bool_] = np.where(known, keys[1:] != keys[:-1], gap)
+    return result
+
+
+def baskets_of(ts: npt.NDArray[Any], keys: npt.NDArray[Any] | None = None) -> npt.NDArray[np.int64]:
+    """Basket (order) number of each purchase, times in order: a new basket at another order (both known),
+    else after a gap over ``BASKET_GAP_S``."""
+    t = ts.astype(np.int64)
+    k = None if keys is None else keys.astype(np.int64)
+    return np.concatenate([[0], np.cumsum(new_basket(t, k))]).astype(np.int64)
 
 
 def _rebuys(events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.int64],
@@ -39,8 +79,8 @@ def _rebuys(events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any
     buys = events[events["kind"] == PURCHASE]
     order = np.lexsort((buys["ts"], buys["product"], buys["shopper"]))
     s, p, t = buys["shopper"][order], buys["product"][order], buys["ts"][order].astype(np.int64)
-    gap = t[1:] - t[:-1]
-    return s, p, gap, (s[1:] == s[:-1]) & (p[1:] == p[:-1]) & (gap > BASKET_GAP_S)
+    keys = order_keys(buys)[order]
+    return s, p, t[1:] - t[:-1], (s[1:] == s[:-1]) & (p[1:] == p[:-1]) & new_basket(t, keys)
 
 
 def rebought_pairs(events: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
@@ -75,18 +115,21 @@ def repurchase_stats(events: npt.NDArray[Any], products: int) -> tuple[npt.NDArr
 
 
 def again_entries(model: Model, products: npt.NDArray[Any], kinds: npt.NDArray[Any],
-                  ts: npt.NDArray[Any]) -> list[list[Any]]:
+                  ts: npt.NDArray[Any], qty: npt.NDArray[Any] | None = None,
+                  keys: npt.NDArray[Any] | None = None) -> list[list[Any]]:
     """A person's "buy it again" entries (events in time order): ``[card, weight, last, interval, rate]`` for
     the items they bought that someone re-buys, the most bought first (weighted towards their latest
-    baskets, on their own clock), at most ``MAX_AGAIN``."""
+    baskets, on their own clock, and by the quantity bought, up to ``MAX_QTY_WEIGHT``), at most ``MAX_AGAIN``.
+    ``qty``, ``keys``: each event's quantity and order key, where the source gave them."""
     if model.repeat_rate is None or model.repeat_interval is None:
         return []
     buys = kinds == PURCHASE
     if not buys.any():
         return []
     bp, bt = products[buys], ts[buys].astype(np.int64)
-    basket = baskets_of(bt)
-    weight = np.exp2(-(basket[-1] - basket) / AGAIN_HALF_LIFE)
+    basket = baskets_of(bt, None if keys is None else keys[buys])
+    units = 1.0 if qty is None else np.minimum(np.maximum(qty[buys], 1), MAX_QTY_WEIGHT)
+    weight = np.exp2(-(basket[-1] - basket) / AGAIN_HALF_LIFE) * units
     items, inverse = np.unique(bp, return_inverse=True)
     w = np.bincount(inverse, weights=weight, minlength=len(items))
     last = np.zeros(len(items), dtype=np.int64)
@@ -246,14 +289,19 @@ def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | Non
 
 
 def profile_payload(model: Model, shopper: str, loyalty: str | None, products: npt.NDArray[Any],
-                    kinds: npt.NDArray[Any], ts: npt.NDArray[Any]) -> dict[str, Any]:
-    """A v1 profile payload from one shopper's events (product indices, kinds, timestamps; any order).
+                    kinds: npt.NDArray[Any], ts: npt.NDArray[Any], qty: npt.NDArray[Any] | None = None,
+                    keys: npt.NDArray[Any] | None = None) -> dict[str, Any]:
+    """A v1 profile payload from one shopper's events (product indices, kinds, timestamps; any order; with
+    each event's quantity and order key where the source gave them: the purchase value and "buy it again" use
+    them).
 
     Works on the shopper's own items and their neighbours only, never on catalog-sized arrays, so a build
     of a million shoppers costs a million small computations. ``loyalty`` ``None``: derived by the rules.
     """
     order = np.argsort(ts, kind="stable")
     products, kinds, ts = products[order], kinds[order], ts[order]
+    qty = None if qty is None else qty[order]
+    keys = None if keys is None else keys[order]
     cards, rules = model.cards, model.rules
     items, inverse = np.unique(products, return_inverse=True)
     # What the person did last says most about what they want next: each interaction's weight halves every
@@ -290,7 +338,8 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     cart = [int(products[carts[-1]])] if len(carts) and products[carts[-1]] not in bought else []
     cart_at = int(ts[carts[-1]]) if cart else 0
     if loyalty is None:
-        spent = sum(cards[i][4] for i in products[kinds == PURCHASE].tolist())
+        units = [1] * int(purchases.sum()) if qty is None else qty[purchases].tolist()
+        spent = sum(cards[i][4] * max(int(n), 1) for i, n in zip(products[purchases].tolist(), units, strict=True))
         orders = int((kinds == PURCHASE).sum())
         loyalty = next((t for t, n, v in rules.loyalty if orders >= n and spent >= v), "")
     watched = [cards[i][0] for i in recent[:5]]
@@ -314,5 +363,5 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
         "recent": [cards[i] for i in recent], "bought": [cards[i][0] for i in bought_recent],
         "cart": [cards[i] for i in cart], "cart_updated_at": cart_at, "loyalty": loyalty,
         "categories": list(dict.fromkeys(cards[i][6] for i in recent))[:3], "watched": watched,
-        "again": again_entries(model, products, kinds, ts),
+        "again": again_entries(model, products, kinds, ts, qty, keys),
     }

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from personalizer import codec
 
-from .model import Model, profile_payload
+from .model import Model, order_keys, profile_payload, quantities
 from .parallel import fork_map
 from .seedgen import Shop
 
@@ -62,7 +62,8 @@ def fit_profile(payload: dict[str, Any], now: int) -> tuple[bytes | None, bool]:
 def events_digest(events: npt.NDArray[Any], loyalty: str | None, products: list[dict[str, Any]]) -> str:
     """What a profile is computed from; equal digests, equal profiles (so the previous record is reused)."""
     ids = "\x1f".join(products[i]["id"] for i in events["product"].tolist())
-    return hashlib.sha256(events["kind"].tobytes() + events["ts"].tobytes() + ids.encode()
+    extra = quantities(events).tobytes() + order_keys(events).tobytes() if len(events.dtype.names or ()) > 4 else b""
+    return hashlib.sha256(events["kind"].tobytes() + events["ts"].tobytes() + ids.encode() + extra
                           + str(loyalty).encode()).hexdigest()[:24]
 
 
@@ -80,7 +81,7 @@ def _run(job: ProfileJob, lo: int, hi: int) -> list[Outcome]:
             out.append(Outcome(digest, segments, before[1], True, False))
             continue
         prof = profile_payload(job.model, shopper["id"], shopper.get("loyalty"), events["product"], events["kind"],
-                               events["ts"])
+                               events["ts"], quantities(events), order_keys(events))
         record, trimmed = fit_profile(prof, job.now) if s < job.pushed else (None, False)
         out.append(Outcome(digest, prof["segments"], record, False, not prof["cards"], trimmed))
     return out

@@ -13,6 +13,7 @@ from personalizer_adapters.store import open_stores
 from personalizer_adapters.store.profiles import ProfileStore
 
 from .build import Built, build
+from .model import order_keys, quantities
 from .seedgen import Shop, generate
 
 
@@ -67,7 +68,7 @@ def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[st
     store.replace_all(
         ((s["id"], s["loyalty"]) for s in shop.shoppers if s["id"] not in erased),
         zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
-            ev["kind"].tolist(), ev["ts"].tolist(), strict=True),
+            ev["kind"].tolist(), ev["ts"].tolist(), quantities(ev).tolist(), order_keys(ev).tolist(), strict=True),
         shared, built.generation, artifacts)
 
 

@@ -11,36 +11,39 @@ from typing import Any
 import numpy as np
 
 from personalizer import codec
-from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, profile_payload
-from personalizer_adapters.store.base import PersonHistory, Rows
+from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, order_key, profile_payload
+from personalizer_adapters.store.base import NO_ORDER, PersonHistory, Rows
 
 
 def merge_log(rows: Rows, events: Iterable[dict[str, Any]], index: dict[str, int], after: float) -> Rows:
-    """The store's (product, kind, ts) rows plus the beacon events newer than ``after`` (the build's data).
-
-    ``remove_from_cart`` takes back the earlier adds of its item; a purchase counts each of its lines.
+    """The store's (product, kind, ts, quantity, order key) rows plus the beacon events newer than ``after`` (the
+    build's data). ``remove_from_cart`` takes back the earlier adds of its item; a purchase counts each of its
+    lines, with its quantity and its order (``order_key``, as the build reads an export's order ids).
     """
-    products, kinds, ts = (list(a.tolist()) for a in rows)
+    products, kinds, ts, qty, keys = (list(a.tolist()) for a in rows)
     for e in sorted(events, key=lambda e: e["ts"]):
         if e["ts"] <= after:
             continue
         t = int(e["ts"])
         kind = e["type"]
         if kind in ("view", "add_to_cart") and e["item"] in index:
-            products.append(index[e["item"]])
-            kinds.append(VIEW if kind == "view" else CART)
-            ts.append(t)
+            for column, value in zip((products, kinds, ts, qty, keys),
+                                     (index[e["item"]], VIEW if kind == "view" else CART, t, 1, NO_ORDER), strict=True):
+                column.append(value)
         elif kind == "remove_from_cart" and e["item"] in index:
             gone = index[e["item"]]
             keep = [not (p == gone and k == CART and s <= t) for p, k, s in zip(products, kinds, ts, strict=True)]
-            products, kinds, ts = ([x for x, k in zip(a, keep, strict=True) if k] for a in (products, kinds, ts))
+            products, kinds, ts, qty, keys = ([x for x, k in zip(a, keep, strict=True) if k]
+                                              for a in (products, kinds, ts, qty, keys))
         elif kind == "purchase":
+            key = order_key(str(e.get("order") or ""))
             for line in e["items"]:
                 if line["item"] in index:
-                    products.append(index[line["item"]])
-                    kinds.append(PURCHASE)
-                    ts.append(t)
-    return (np.array(products, dtype=np.int64), np.array(kinds, dtype=np.int64), np.array(ts, dtype=np.int64))
+                    for column, value in zip((products, kinds, ts, qty, keys),
+                                             (index[line["item"]], PURCHASE, t, int(line.get("quantity") or 1), key),
+                                             strict=True):
+                        column.append(value)
+    return tuple(np.array(a, dtype=np.int64) for a in (products, kinds, ts, qty, keys))  # type: ignore[return-value]
 
 
 def person_profile(model: Model, history: PersonHistory, person: str) -> bytes | None:

@@ -18,8 +18,17 @@ from personalizer.events import Rejected, accept, check_message
 
 # One stored beacon event: who, person, id, type, ts, received, robot, flags (JSON), data (JSON).
 Row = tuple[str, str, str, str, float, int, int, str, str]
-# A shopper's snapshot history: product indices, kinds, timestamps.
-Rows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+# A shopper's snapshot history: product indices, kinds, timestamps, quantities, order keys.
+Rows = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
+             npt.NDArray[np.int64]]
+# One snapshot event: shopper, product, kind, ts, quantity, order key (a 4-tuple: quantity 1, no order).
+SnapshotEvent = tuple[str, str, int, int] | tuple[str, str, int, int, int, int]
+NO_ORDER = -1
+
+
+def full_event(e: SnapshotEvent) -> tuple[str, str, int, int, int, int]:
+    """A snapshot event with its quantity and order key (1 and none when it has neither)."""
+    return e if len(e) == 6 else (*e, 1, NO_ORDER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,17 +128,17 @@ def event_dict(who: str, person: str, received: int, robot: Any, flags: str, dat
             "flags": json.loads(flags)}
 
 
-def history_rows(rows: Iterable[tuple[str, int, int]], index: dict[str, int]) -> Rows:
-    """A shopper's stored (product, kind, ts) rows as arrays of product indices, products no longer sold left
-    out."""
-    kept = [(index[p], k, t) for p, k, t in rows if p in index]
-    arr = np.array(kept, dtype=np.int64).reshape(-1, 3)
-    return arr[:, 0], arr[:, 1], arr[:, 2]
+def history_rows(rows: Iterable[tuple[str, int, int, int, int]], index: dict[str, int]) -> Rows:
+    """A shopper's stored (product, kind, ts, quantity, order key) rows as arrays of product indices, products
+    no longer sold left out."""
+    kept = [(index[p], k, t, q, o) for p, k, t, q, o in rows if p in index]
+    arr = np.array(kept, dtype=np.int64).reshape(-1, 5)
+    return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]
 
 
 def no_rows() -> Rows:
     empty = np.zeros(0, dtype=np.int64)
-    return empty, empty, empty
+    return empty, empty, empty, empty, empty
 
 
 @dataclass(frozen=True)
@@ -158,21 +167,20 @@ class EventStore(Protocol):
 
 
 class ProfileData(Protocol):
-    def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
+    def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[SnapshotEvent],
                     records: Iterable[tuple[str, bytes]], generation: str | None = None,
                     artifacts: Mapping[str, bytes] | None = None) -> None: ...
     def generation(self) -> str | None: ...
     def artifacts(self) -> dict[str, bytes]: ...
     def shopper(self, shopper: str) -> tuple[str | None] | None: ...
-    def events(self, shopper: str, index: dict[str, int]) -> tuple[
-        npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+    def events(self, shopper: str, index: dict[str, int]) -> Rows: ...
     def erase(self, shopper: str) -> int: ...
     def add_tombstones(self, people: frozenset[str] | set[str]) -> None: ...
     def tombstones(self) -> set[str]: ...
     def erased(self, people: set[str]) -> set[str]: ...
     def put_record(self, key: str, value: bytes) -> None: ...
     def record(self, key: str) -> bytes | None: ...
-    def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int]]]: ...
+    def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int, int, int]]]: ...
 
 
 def read_person(log: EventStore, profiles: ProfileData, who: str, person: str, index: dict[str, int]) -> PersonHistory:
@@ -184,6 +192,7 @@ def read_person(log: EventStore, profiles: ProfileData, who: str, person: str, i
 
 
 KINDS = ("view", "add_to_cart", "purchase")  # the history's kind numbers (the batch's EVENT_KINDS)
+STORE_ORDER = "pzk:"  # an order key written into a build's inputs as it is (batch.inputs reads it back)
 
 
 def write_build_inputs(log: EventStore, profiles: ProfileData, directory: Path) -> tuple[Path, Path]:
@@ -200,19 +209,20 @@ def write_build_inputs(log: EventStore, profiles: ProfileData, directory: Path) 
     known = {s for s, _ in shoppers}
     with events_csv.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["shopper", "product", "kind", "ts"])
+        w.writerow(["shopper", "product", "kind", "ts", "quantity", "order"])
         after = 0  # the snapshot's newest event: beacons up to it are in the snapshot already (as on a miss)
-        for shopper, product, kind, ts in events:
-            w.writerow((shopper, product, KINDS[kind], ts))
+        for shopper, product, kind, ts, qty, key in events:
+            w.writerow((shopper, product, KINDS[kind], ts, qty, "" if key == NO_ORDER else f"{STORE_ORDER}{key}"))
             after = max(after, ts)
         for e in log.events(who="customer"):
             if e["robot"] or e["ts"] <= after:
                 continue
             known.add(e["person"])
             if e["type"] in ("view", "add_to_cart"):
-                w.writerow([e["person"], e["item"], e["type"], int(e["ts"])])
-            elif e["type"] == "purchase":
-                w.writerows([e["person"], line["item"], "purchase", int(e["ts"])] for line in e["items"])
+                w.writerow([e["person"], e["item"], e["type"], int(e["ts"]), 1, ""])
+            elif e["type"] == "purchase":  # the beacon's order id, as the build reads an export's
+                w.writerows([e["person"], line["item"], "purchase", int(e["ts"]), line.get("quantity", 1),
+                             e.get("order", "")] for line in e["items"])
     with shoppers_csv.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "loyalty"])

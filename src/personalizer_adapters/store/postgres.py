@@ -24,24 +24,25 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import psycopg
 import psycopg_pool
 
 from .base import (
     IngestCounts,
     PersonHistory,
+    Rows,
+    SnapshotEvent,
     StoreUnavailable,
     changed_query,
     check_batch,
     event_dict,
     events_query,
+    full_event,
     history_rows,
     no_rows,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, str] = {
     1: """
 CREATE TABLE pz_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,6 +64,8 @@ CREATE TABLE watermarks (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
     # The generation's model artifacts (model.json, model.npz), written with its snapshot: an origin may load
     # them from here instead of its package.
     2: "CREATE TABLE artifacts (name TEXT PRIMARY KEY, value BYTEA NOT NULL);",
+    # A purchase line's quantity and its order's key (batch.model.order_key; -1: not known).
+    3: "ALTER TABLE events ADD COLUMN qty INTEGER NOT NULL DEFAULT 1, ADD COLUMN basket BIGINT NOT NULL DEFAULT -1;",
 }
 APPEND_LOCK = 0x707A_6576  # "pzev": the event log's append lock (pg_advisory_xact_lock)
 STATEMENT_TIMEOUT_MS = 5000  # a statement's deadline (ingest of a batch, a snapshot's COPY is exempt)
@@ -86,12 +89,14 @@ ins AS (INSERT INTO beacon_events (who, person, id, type, ts, received, robot, f
 SELECT (SELECT count(*) FROM ins), ARRAY(SELECT id FROM gone)
 """
 # One person's history (base.read_person) in one statement, each row tagged with the read it belongs to:
-# 0 the shopper (loyalty), 1 their snapshot's events, 2 their beacon events (event_dict's columns).
+# 0 the shopper (loyalty), 1 their snapshot's events (quantity and order key as text, in the columns that
+# carry flags and data for 2), 2 their beacon events (event_dict's columns).
 PERSON_QUERY = b"""
 SELECT 0, loyalty, NULL, NULL::bigint, NULL::bigint, NULL, NULL FROM shoppers
  WHERE %(customer)s AND id = %(person)s AND id NOT IN (SELECT id FROM tombstones)
 UNION ALL
-SELECT 1, product, NULL, kind::bigint, ts, NULL, NULL FROM events WHERE %(customer)s AND shopper = %(person)s
+SELECT 1, product, NULL, kind::bigint, ts, qty::text, basket::text FROM events
+ WHERE %(customer)s AND shopper = %(person)s
 UNION ALL
 SELECT 2, who, person, received, robot::bigint, flags, data FROM beacon_events
  WHERE person = %(person)s AND who = %(who)s
@@ -281,7 +286,7 @@ class PgProfileStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
+    def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[SnapshotEvent],
                     records: Iterable[tuple[str, bytes]], generation: str | None = None,
                     artifacts: Mapping[str, bytes] | None = None) -> None:
         """A full snapshot (a build) swapped in in one transaction: readers see the old one until it commits;
@@ -294,9 +299,9 @@ class PgProfileStore:
             with cur.copy("COPY shoppers (id, loyalty) FROM STDIN") as copy:
                 for shopper in shoppers:
                     copy.write_row(shopper)
-            with cur.copy("COPY events (shopper, product, kind, ts) FROM STDIN") as copy:
+            with cur.copy("COPY events (shopper, product, kind, ts, qty, basket) FROM STDIN") as copy:
                 for event in events:
-                    copy.write_row(event)
+                    copy.write_row(full_event(event))
             with cur.copy("COPY records (key, value) FROM STDIN") as copy:
                 for key, value in records:
                     copy.write_row((key, bytes(value)))
@@ -313,10 +318,10 @@ class PgProfileStore:
                              (shopper,)).fetchone()
         return None if row is None else (None if row[0] is None else str(row[0]),)
 
-    def events(self, shopper: str, index: dict[str, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
-                                                                     npt.NDArray[np.int64]]:
+    def events(self, shopper: str, index: dict[str, int]) -> Rows:
         with self.db.connection(atomic=False) as db:
-            rows = db.execute("SELECT product, kind, ts FROM events WHERE shopper = %s", (shopper,)).fetchall()
+            rows = db.execute("SELECT product, kind, ts, qty, basket FROM events WHERE shopper = %s",
+                              (shopper,)).fetchall()
         return history_rows(rows, index)
 
     def person_history(self, who: str, person: str, index: dict[str, int]) -> PersonHistory:
@@ -324,7 +329,8 @@ class PgProfileStore:
         with self.db.connection(atomic=False) as db:
             rows = db.execute(PERSON_QUERY, {"person": person, "who": who, "customer": who == "customer"}).fetchall()
         known = next(((None if r[1] is None else str(r[1]),) for r in rows if r[0] == 0), None)
-        history = history_rows(((r[1], r[3], r[4]) for r in rows if r[0] == 1), index) if known else no_rows()
+        history = history_rows(((r[1], r[3], r[4], int(r[5]), int(r[6])) for r in rows if r[0] == 1), index) \
+            if known else no_rows()
         return PersonHistory(known, history, [event_dict(*r[1:]) for r in rows if r[0] == 2])
 
     def erase(self, shopper: str) -> int:
@@ -364,14 +370,14 @@ class PgProfileStore:
             row = db.execute("SELECT value FROM records WHERE key = %s", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int]]]:
+    def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int, int, int]]]:
         with self.db.connection(atomic=False) as db:
             shoppers = [(str(i), None if t is None else str(t))
                         for i, t in db.execute("SELECT id, loyalty FROM shoppers")]
 
-        def events() -> Iterator[tuple[str, str, int, int]]:
+        def events() -> Iterator[tuple[str, str, int, int, int, int]]:
             with self.db.connection() as db, db.cursor(name="history") as cur:  # server-side: streamed
-                cur.execute("SELECT shopper, product, kind, ts FROM events ORDER BY ts")
+                cur.execute("SELECT shopper, product, kind, ts, qty, basket FROM events ORDER BY ts")
                 yield from cur
         return shoppers, events()
 

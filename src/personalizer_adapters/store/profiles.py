@@ -8,15 +8,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
-from .base import history_rows
+from .base import Rows, SnapshotEvent, full_event, history_rows
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS shoppers (id TEXT PRIMARY KEY, loyalty TEXT);
 CREATE TABLE IF NOT EXISTS events (shopper TEXT NOT NULL, product TEXT NOT NULL, kind INTEGER NOT NULL,
-                                   ts INTEGER NOT NULL);
+                                   ts INTEGER NOT NULL, qty INTEGER NOT NULL DEFAULT 1,
+                                   basket INTEGER NOT NULL DEFAULT -1);  -- a line's quantity, its order's key
 CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (id TEXT PRIMARY KEY, erased_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- the snapshot's generation
@@ -33,11 +31,15 @@ class ProfileStore:
         self.path = path
         with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(events)")}
+            for column, kind in (("qty", "INTEGER NOT NULL DEFAULT 1"), ("basket", "INTEGER NOT NULL DEFAULT -1")):
+                if column not in columns:  # a file written by a release before quantities and orders
+                    db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=10)
 
-    def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[tuple[str, str, int, int]],
+    def replace_all(self, shoppers: Iterable[tuple[str, str]], events: Iterable[SnapshotEvent],
                     records: Iterable[tuple[str, bytes]], generation: str | None = None,
                     artifacts: Mapping[str, bytes] | None = None) -> None:
         """Load a full snapshot (the seed, or a build) and swap it in atomically, tombstones carried over.
@@ -55,7 +57,7 @@ class ProfileStore:
             with db:
                 db.executemany("INSERT INTO tombstones VALUES (?, strftime('%s', 'now'))", ((p,) for p in erased))
                 db.executemany("INSERT INTO shoppers VALUES (?, ?)", shoppers)
-                db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", events)
+                db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", map(full_event, events))
                 db.executemany("INSERT INTO records VALUES (?, ?)", records)
                 db.executemany("INSERT INTO artifacts VALUES (?, ?)", sorted((artifacts or {}).items()))
                 if generation is not None:
@@ -77,11 +79,12 @@ class ProfileStore:
                              (shopper,)).fetchone()
         return None if row is None else (None if row[0] is None else str(row[0]),)
 
-    def events(self, shopper: str, index: dict[str, int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
-                                                                     npt.NDArray[np.int64]]:
-        """(product indices, kinds, timestamps) of the shopper's events on products still in the catalog."""
+    def events(self, shopper: str, index: dict[str, int]) -> Rows:
+        """(product indices, kinds, timestamps, quantities, order keys) of the shopper's events on products still
+        in the catalog."""
         with closing(self._connect()) as db:
-            rows = db.execute("SELECT product, kind, ts FROM events WHERE shopper = ?", (shopper,)).fetchall()
+            rows = db.execute("SELECT product, kind, ts, qty, basket FROM events WHERE shopper = ?",
+                              (shopper,)).fetchall()
         return history_rows(rows, index)
 
     def erase(self, shopper: str) -> int:
@@ -124,15 +127,15 @@ class ProfileStore:
             row = db.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int]]]:
+    def history(self) -> tuple[list[tuple[str, str | None]], Iterator[tuple[str, str, int, int, int, int]]]:
         """The snapshot's shoppers, and its events as they are read (a build's inputs)."""
         with closing(self._connect()) as db:
             shoppers = [(str(i), None if t is None else str(t))
                         for i, t in db.execute("SELECT id, loyalty FROM shoppers")]
 
-        def events() -> Iterator[tuple[str, str, int, int]]:
+        def events() -> Iterator[tuple[str, str, int, int, int, int]]:
             with closing(self._connect()) as db:
-                yield from db.execute("SELECT shopper, product, kind, ts FROM events ORDER BY ts")
+                yield from db.execute("SELECT shopper, product, kind, ts, qty, basket FROM events ORDER BY ts")
         return shoppers, events()
 
     def generation(self) -> str | None:
