@@ -368,3 +368,37 @@ def test_quantity_counts_in_the_purchase_value(tmp_path: Path) -> None:
         assert code == 0, err
         tiers[qty] = (profile(out, "s1") or {})["loyalty"]
     assert tiers[1] != tiers[10] and tiers[10] == "gold", tiers  # 4 orders: 240.00 vs 2,400.00
+
+
+@pytest.mark.edge
+def test_ga4_and_segment_shoppers_get_a_personal_page_through_the_edge(tmp_path: Path) -> None:
+    """Each event export built and pushed on its own: a shopper of it gets the user tier from the live edge."""
+    catalog = tmp_path / "products_export.csv"
+    shopify_products(catalog)
+    sold = [h for h in TEES if h != "old-scarf"]
+    ga4_events = tmp_path / "ga4.parquet"
+    pq.write_table(pa.Table.from_pylist([
+        {"event_name": "purchase" if j == 3 else "view_item", "event_timestamp": (T0 + p * 1000 + j) * 1_000_000,
+         "user_pseudo_id": f"{p}.{p}", "user_id": f"member-{p}", "ecommerce": {"transaction_id": f"T{p}"},
+         "items": [{"item_id": sold[(p * 2 + j) % len(sold)], "quantity": 1}]}
+        for p in range(8) for j in range(4)]), ga4_events)
+    segment_events = tmp_path / "segment.jsonl.gz"
+    segment_events.write_bytes(gzip.compress("\n".join(json.dumps(
+        {"type": "track", "event": "Order Completed" if j == 3 else "Product Viewed", "userId": f"user{p}",
+         "timestamp": f"2026-09-21T1{p}:0{j}:00Z", "properties": {
+             "order_id": f"o{p}", "products": [{"product_id": sold[(p * 2 + 5) % len(sold)], "quantity": 1}]}
+         if j == 3 else {"product_id": sold[(p * 2 + j) % len(sold)]}})
+        for p in range(8) for j in range(4)).encode()))
+    for name, events, person in (("ga4", ga4_events, "member-1"), ("segment", segment_events, "user2")):
+        work = tmp_path / name
+        work.mkdir()
+        code, err, out = build(work, catalog, events)
+        assert code == 0, err
+        kv, state = work / "kv", work / "state"
+        assert cli("push", "--build", str(out), "--target", "local", "--persist", str(kv), "--state-dir",
+                   str(state)).returncode == 0
+        with edge_runtime(kv, variables={"PZ_SIGNING_KEYS": TEST_KEY}) as (url, _):
+            page = httpx.get(url + "/v1/page?slots=home,recent&limit=4", headers={"cookie": uid_cookie(person)},
+                             timeout=30)
+        fragments = page.json()["fragments"]
+        assert fragments["home"]["tier"] == "user" and fragments["recent"]["tier"] == "user", (name, fragments)
