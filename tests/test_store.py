@@ -391,3 +391,14 @@ def test_a_build_from_the_store_keeps_quantities_and_orders(store: Store, tmp_pa
     rows = sorted(zip(ev["product"].tolist(), ev["kind"].tolist(), ev["qty"].tolist(), ev["order"].tolist(),
                       strict=True))
     assert ids == ["s1"] and rows == [(0, 2, 3, 4242), (1, 0, 1, -1), (1, 2, 4, order_key("web-17"))]
+
+
+def test_events_after_a_seq_come_in_seq_order_bounded(store: Store) -> None:
+    """What export-events reads: the events after a seq, in order, at most so many, each with its seq."""
+    store.log.ingest([beacon("s1", GOOD), beacon("s2", GOOD[:2])], nobody)
+    everything = store.log.after(0, 1000)
+    seqs = [seq for seq, _ in everything]
+    assert len(everything) == len(GOOD) + 2 and seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert store.log.after(seqs[2], 3) == everything[3:6]
+    assert store.log.after(seqs[-1], 10) == []
+    assert {e["person"] for _, e in everything} == {"s1", "s2"}

@@ -506,6 +506,29 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return rollback(target, Path(args.state_dir))
 
 
+def cmd_export_events(args: argparse.Namespace) -> int:
+    import time
+
+    from .events.report import parse_since
+    from .store import StoreUnavailable, open_stores
+    from .store.export import export_events
+
+    try:
+        since = parse_since(args.since, time.time()) if args.since else None
+        if not args.database and not (Path(args.data) / "events.sqlite").exists():
+            raise ValueError(f"no event log in {args.data} (events.sqlite): nothing has been ingested yet")
+        stores = open_stores(Path(args.data), args.database)
+        done = export_events(stores.log, args.out, since=since,
+                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except (StoreUnavailable, RuntimeError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"export-events: {done.rows:,} rows in {done.files} new file(s) in {args.out}, the log read up to event "
+          f"#{done.seq} ({done.seconds:.1f}s); build from it: personalizer build --events {args.out} ...",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_erase(args: argparse.Namespace) -> int:
     from personalizer import keys
 
@@ -597,6 +620,7 @@ EXAMPLES = {
     "preview-link": "personalizer preview-link --campaign restock --variant restock-b",
     "db": "personalizer db upgrade --database postgresql://pz@127.0.0.1/pz",
     "pseudonym": "personalizer pseudonym anna@example.com",
+    "export-events": "personalizer export-events --out lake/events --since 30d",
 }
 
 
@@ -757,6 +781,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--html", help="also write a self-contained HTML page with charts here")
     _database_flag(s)
     s.set_defaults(func=cmd_report)
+    s = _add(sub, "export-events", "append the store's new events to a Parquet directory partitioned by day (or an "
+                                   "object-store URL): the batch's input on an engine, incremental")
+    s.add_argument("--out", required=True, help="the directory (or s3://bucket/prefix) to append to")
+    s.add_argument("--since", help="leave out events older than this (7d, a date, epoch seconds), on the first run")
+    s.add_argument("--data", default="kv-seed/out/origin", help="the origin data directory (its SQLite event log; "
+                                                               "with --database: the database's)")
+    _database_flag(s)
+    s.set_defaults(func=cmd_export_events)
     s = _add(sub, "rollback", "flip pz1:manifest back to the previously pushed generation")
     _target_flags(s)
     s.set_defaults(func=cmd_rollback)

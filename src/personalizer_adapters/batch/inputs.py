@@ -145,6 +145,11 @@ def rows(path: Path, required: tuple[str, ...] = (), optional: tuple[str, ...] =
     suffix = data_suffix(path)
     if not path.exists():
         raise InputError(f"{path.resolve()}: no such file")
+    if kind == "events" and path.is_dir():  # an event directory (export-events' Parquet lake), read by DuckDB
+        from personalizer_adapters.engine.events import event_directory_rows
+
+        yield from event_directory_rows(str(path), report)
+        return
     if suffix not in (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json", ".parquet"):
         raise InputError(f"{path.resolve()}: unknown format {suffix!r} (use .csv, .jsonl, .json or .parquet, "
                          "each text one also as .gz)")

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .base import IngestCounts, ReadOnlyLog, changed_query, event_dict, events_query, ingest_rows
+from .base import IngestCounts, ReadOnlyLog, after_query, changed_query, event_dict, events_query, ingest_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS beacon_events (
@@ -126,6 +126,12 @@ class EventLog:
             top = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM beacon_events").fetchone()[0])
             people = db.execute(changed_query("?"), (seq, top)).fetchall()
         return [(str(w), str(p)) for w, p in people], top
+
+    def after(self, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``limit`` events stored after ``seq``, in seq order, each with its seq."""
+        with self._connect() as db:
+            rows = db.execute(after_query("?"), (seq, limit)).fetchall()
+        return [(int(row[0]), event_dict(*row[1:])) for row in rows]
 
     def count(self) -> int:
         with self._connect() as db:

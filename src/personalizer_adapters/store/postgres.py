@@ -33,6 +33,7 @@ from .base import (
     Rows,
     SnapshotEvent,
     StoreUnavailable,
+    after_query,
     changed_query,
     check_batch,
     event_dict,
@@ -263,6 +264,11 @@ class PgEventLog:
             top = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM beacon_events").fetchone()[0])  # type: ignore[index]
             people = db.execute(changed_query("%s").encode(), (seq, top)).fetchall()
         return [(str(w), str(p)) for w, p in people], top
+
+    def after(self, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        with self.db.connection(atomic=False) as db:
+            rows = db.execute(after_query("%s").encode(), (seq, limit)).fetchall()
+        return [(int(row[0]), event_dict(*row[1:])) for row in rows]
 
     def count(self) -> int:
         with self.db.connection(atomic=False) as db:
