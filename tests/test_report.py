@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,16 @@ import pytest
 
 from personalizer import keys
 from personalizer_adapters.batch.build import Built
-from personalizer_adapters.events.report import Rate, analyse, banner_rules, parse_since, rate_diff, render_html, wilson
+from personalizer_adapters.events.report import (
+    Rate,
+    analyse,
+    banner_rules,
+    parse_since,
+    rate_diff,
+    render_html,
+    render_text,
+    wilson,
+)
 from personalizer_adapters.store.eventlog import EventLog
 from personalizer_adapters.store.profiles import ProfileStore
 from tests.test_push_local import cli
@@ -68,7 +78,7 @@ def test_intervals_and_p_values_match_hand_computation() -> None:
     d = rate_diff(Rate(20, 100), Rate(10, 100))  # pooled p 0.15, se 0.0505, z 1.980
     assert d.value == pytest.approx(0.10) and round(d.p, 4) == 0.0477
     assert d.low < 0.10 < d.high and d.low > 0  # Newcombe: excludes 0 at p < 0.05
-    assert wilson(0, 0) == (0.0, 0.0)
+    assert wilson(0, 0) == (0.0, 1.0)  # nothing seen: the whole range, never a zero-width interval
 
 
 def test_the_seed_effect_is_recovered_and_the_null_shows_none(built: Built, seed_dir: Path) -> None:
@@ -99,3 +109,85 @@ def test_the_html_page_is_self_contained_with_charts(tmp_path: Path, built: Buil
     assert out.returncode == 0, out.stderr
     assert "cart-reminder" in out.stdout and "stopping when p < 0.05" in out.stdout  # the peeking warning
     assert (tmp_path / "r.html").read_text().count("<svg") == 2
+
+
+def experiment(exposures: dict[str, int], clicks: dict[str, int]) -> list[dict[str, Any]]:
+    """A log with so many exposures of each variant of "promo", the first ``clicks`` of them clicked."""
+    out = []
+    for variant, n in exposures.items():
+        for i in range(n):
+            person = f"{variant}{i}"
+            out.append(hero(person, variant, 1000 + i))
+            if i < clicks.get(variant, 0):
+                out.append(ev(person, "click", 1001 + i, slot="hero", item="banner", position=0))
+    return out
+
+
+def test_the_seeds_experiments_get_their_verdicts(built: Built, seed_dir: Path) -> None:
+    """Always valid (mSPRT): the simulated 4% -> 6% is a winner, the simulated 5% / 5% no difference (with the
+    smallest effect worth finding at 2 points); both splits as configured."""
+    data = seed_dir / "origin"
+    rules = banner_rules(ProfileStore(data / "store.sqlite").record(keys.banners(built.generation)))
+    report = analyse(EventLog(data / "events.sqlite").events(), rules, mde=0.02)
+    by = {(v.rule, v.variant): v for v in report.variants}
+    assert by[("cart-reminder", "cart-b")].verdict[0] == "winner"
+    assert by[("restock", "restock-b")].verdict[0] == "no difference"
+    assert not any(x.srm for x in report.experiments if x.rule in ("cart-reminder", "restock"))
+    effect = by[("cart-reminder", "cart-b")].sequential
+    fixed = by[("cart-reminder", "cart-b")].vs_control["ctr"]
+    assert effect is not None and effect.low > 0 and effect.high - effect.low > fixed.high - fixed.low  # the price
+    out = cli("report", "--data", str(data), "--mde", "2")
+    assert out.returncode == 0 and "verdict cart-reminder / cart-b: winner" in out.stdout, out.stderr
+
+
+def test_a_skewed_split_is_a_sample_ratio_mismatch_with_no_verdict() -> None:
+    r = analyse(experiment({"a": 1000, "b": 800}, {"a": 40, "b": 80}), RULES)
+    (x,) = r.experiments
+    assert x.srm and x.srm_p < 1e-5
+    b = r.variants[1]
+    assert b.verdict[0] == "invalid" and "sample ratio mismatch" in b.verdict[1]
+    assert "SAMPLE RATIO MISMATCH in promo" in render_text(r).splitlines()[1]
+    even = analyse(experiment({"a": 1000, "b": 1000}, {"a": 40, "b": 80}), RULES).experiments[0]
+    assert not even.srm
+    weighted = analyse(experiment({"a": 1000, "b": 250}, {}), {"promo": ("segment", ["a", "b"], [80.0, 20.0])})
+    assert not weighted.experiments[0].srm  # 80/20 configured: 1000/250 is right
+
+
+@pytest.mark.parametrize("n", [0, 1, 4])
+def test_tiny_samples_get_no_verdict_and_real_intervals(n: int) -> None:
+    """The old report called 4 exposures "significant" and gave 0 exposures a zero-width interval."""
+    log = experiment({"a": 4, "b": n}, {"a": 0, "b": n})  # b: every exposure clicked
+    r = analyse(log, RULES)
+    b = r.variants[1]
+    assert b.exposures == n and b.verdict[0] == "too few"
+    low, high = b.clicks.interval
+    assert 0 <= low < high <= 1
+    q = b.sequential
+    assert q is not None and q.low < q.diff < q.high and all(map(math.isfinite, (q.low, q.high, q.p)))
+    assert q.p > 0.05  # so little data is evidence of nothing, however it is read
+
+
+def test_the_always_valid_p_value_keeps_its_error_rate_under_daily_peeking() -> None:
+    """Simulated A/A tests looked at after every 200 exposures, stopped at the first p < 0.05: the fixed-horizon
+    test finds 'effects' far more often than 5%; the mSPRT stays under it."""
+    import random
+
+    from personalizer_adapters.events.sequential import msprt
+
+    rng = random.Random(7)
+    fixed = valid = 0
+    runs = 300
+    for _ in range(runs):
+        ha = hb = na = nb = 0
+        stop_fixed = stop_valid = False
+        for _look in range(20):
+            for _ in range(200):
+                ha += rng.random() < 0.05
+                hb += rng.random() < 0.05
+            na += 200
+            nb += 200
+            stop_fixed = stop_fixed or rate_diff(Rate(hb, nb), Rate(ha, na)).p < 0.05
+            stop_valid = stop_valid or msprt(hb, nb, ha, na, 0.01).p < 0.05
+        fixed += stop_fixed
+        valid += stop_valid
+    assert fixed / runs > 0.12 and valid / runs < 0.05, (fixed, valid)

@@ -489,7 +489,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except (StoreUnavailable, RuntimeError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = analyse(events, rules, window_s=int(args.window_hours * 3600), since=since)
+    report = analyse(events, rules, window_s=int(args.window_hours * 3600), since=since, mde=args.mde / 100)
     print(render_text(report), end="")
     if args.html:
         Path(args.html).write_text(render_html(report))
@@ -779,6 +779,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--since", help="7d, 12h, a date (2026-11-01) or epoch seconds (default: everything)")
     s.add_argument("--window-hours", type=float, default=24.0, help="attribution window after an exposure")
     s.add_argument("--html", help="also write a self-contained HTML page with charts here")
+    s.add_argument("--mde", type=float, default=1.0, help="the smallest click-through difference worth finding, in "
+                                                          "percentage points (the verdicts and the mSPRT's tau)")
     _database_flag(s)
     s.set_defaults(func=cmd_report)
     s = _add(sub, "export-events", "append the store's new events to a Parquet directory partitioned by day (or an "

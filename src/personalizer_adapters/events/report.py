@@ -24,9 +24,12 @@ from typing import Any
 
 from scipy import stats
 
+from .sequential import DEFAULT_MDE, SRM_P, Sequential, msprt, srm_p, verdict
+
 Z95 = 1.959963984540054
-PEEKING = ("p-values and intervals hold for one look at a sample size fixed in advance: checking them "
-           "repeatedly and stopping when p < 0.05 finds many 'effects' that are not there.")
+PEEKING = ("the verdicts and the always-valid columns (mSPRT) may be read every day; the fixed-horizon p-values "
+           "and intervals hold only for one look at a sample size fixed in advance: checking them repeatedly and "
+           "stopping when p < 0.05 finds many 'effects' that are not there.")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Variant:
     purchases: Rate = Rate(0, 0)
     revenue: list[float] = field(default_factory=list)  # per exposure, in currency units
     vs_control: dict[str, Diff] = field(default_factory=dict)
+    sequential: Sequential | None = None  # the always-valid CTR difference against the control
+    verdict: tuple[str, str] = ("control", "the control")  # (verdict, in plain words), on the CTR
 
     @property
     def revenue_total(self) -> float:
@@ -71,6 +76,20 @@ class Variant:
     @property
     def revenue_per_exposure(self) -> tuple[float, float, float]:
         return mean_interval(self.revenue)
+
+
+@dataclass
+class Experiment:
+    """One banner rule's experiment: its sample ratio check first (an SRM means no verdict)."""
+
+    rule: str
+    weights: list[float]
+    exposures: list[int]
+    srm_p: float
+
+    @property
+    def srm(self) -> bool:
+        return self.srm_p < SRM_P
 
 
 @dataclass
@@ -94,11 +113,13 @@ class Report:
     events: int
     robots: int
     warnings: list[str] = field(default_factory=list)
+    experiments: list[Experiment] = field(default_factory=list)
+    mde: float = DEFAULT_MDE
 
 
 def wilson(hits: int, n: int) -> tuple[float, float]:
     if n == 0:
-        return (0.0, 0.0)
+        return (0.0, 1.0)  # nothing seen: anything is possible (never a zero-width interval)
     p = hits / n
     centre = (p + Z95 * Z95 / (2 * n)) / (1 + Z95 * Z95 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95 * Z95 / (4 * n * n)) / (1 + Z95 * Z95 / n)
@@ -145,9 +166,10 @@ def mean_diff(a: list[float], control: list[float]) -> Diff:
     return Diff(ma - mc, ma - mc - t * se, ma - mc + t * se, float(2 * stats.t.sf(abs(ma - mc) / se, df)))
 
 
-def analyse(events: list[dict[str, Any]], rules: dict[str, tuple[str, list[str]]], *, window_s: int = 86400,
-            since: float | None = None) -> Report:
-    """The report over stored events (``EventLog.events()`` rows); ``rules``: banner id -> (kind, variants)."""
+def analyse(events: list[dict[str, Any]], rules: dict[str, tuple[Any, ...]], *, window_s: int = 86400,
+            since: float | None = None, mde: float = DEFAULT_MDE) -> Report:
+    """The report over stored events (``EventLog.events()`` rows); ``rules``: banner id -> (kind, variants[,
+    weights]) (``banner_rules``); ``mde``: the smallest CTR difference worth finding (absolute)."""
     robots = sum(1 for e in events if e["robot"])
     live = [e for e in events if not e["robot"] and e["who"] != "anonymous" and (since is None or e["ts"] >= since)]
     by_person: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -179,9 +201,11 @@ def analyse(events: list[dict[str, Any]], rules: dict[str, tuple[str, list[str]]
         grouped[(banner, variant)].append(unit)
     variants: list[Variant] = []
     warnings: list[str] = []
+    experiments: list[Experiment] = []
     seen_rules = sorted({b for b, _ in grouped})
     for banner in seen_rules:
-        kind, declared = rules.get(banner, ("unknown", []))
+        kind, declared, *rest = rules.get(banner, ("unknown", []))
+        declared_weights = list(rest[0]) if rest else [1.0] * len(declared)
         if banner not in rules:
             warnings.append(f"banner {banner!r} is not in the active banner set (an older generation's?)")
         names = declared + sorted({v for b, v in grouped if b == banner} - set(declared))
@@ -193,11 +217,18 @@ def analyse(events: list[dict[str, Any]], rules: dict[str, tuple[str, list[str]]
                                 Rate(sum(u["cart"] for u in us), n), Rate(sum(u["buy"] for u in us), n),
                                 [u["revenue"] for u in us]))
         control = rows[0]
+        weights = declared_weights + [0.0] * (len(rows) - len(declared_weights))  # undeclared: none expected
+        experiment = Experiment(banner, weights, [r.exposures for r in rows],
+                                srm_p([r.exposures for r in rows], weights))
+        experiments.append(experiment)
         for row in rows[1:]:
             row.vs_control = {"ctr": rate_diff(row.clicks, control.clicks),
                               "add_to_cart": rate_diff(row.carts, control.carts),
                               "purchase": rate_diff(row.purchases, control.purchases),
                               "revenue": mean_diff(row.revenue, control.revenue)}
+            row.sequential = msprt(row.clicks.hits, row.clicks.n, control.clicks.hits, control.clicks.n, mde)
+            row.verdict = verdict(row.sequential, row.exposures, control.exposures, control.clicks.value, mde,
+                                  experiment.srm)
         variants.extend(rows)
     slots: dict[str, Slot] = {}
     for e in live:
@@ -207,7 +238,8 @@ def analyse(events: list[dict[str, Any]], rules: dict[str, tuple[str, list[str]]
             s.tiers[e["tier"]] = s.tiers.get(e["tier"], 0) + 1
         elif e["type"] == "click":
             slots.setdefault(e["slot"], Slot(e["slot"], 0, 0, {})).clicks += 1
-    return Report(variants, [slots[k] for k in sorted(slots)], window_s, since, len(live), robots, warnings)
+    return Report(variants, [slots[k] for k in sorted(slots)], window_s, since, len(live), robots, warnings,
+                  experiments, mde)
 
 
 def _pct(x: float) -> str:
@@ -233,6 +265,15 @@ def render_text(r: Report) -> str:
     out = io.StringIO()
     out.write(f"experiments: exposures = a person seeing a banner variant on a day; attribution window "
               f"{r.window_s // 3600} h; {r.events} events ({r.robots} from robots and prefetches left out)\n")
+    for x in r.experiments:
+        split = ", ".join(f"{n:,}" for n in x.exposures)
+        if x.srm:
+            out.write(f"SAMPLE RATIO MISMATCH in {x.rule}: exposures {split} against weights "
+                      f"{', '.join(f'{w:g}' for w in x.weights)} (chi-square p={x.srm_p:.2g}): no verdict; check "
+                      "the assignment and the counting\n")
+        for v in r.variants:
+            if v.rule == x.rule and not v.control:
+                out.write(f"verdict {x.rule} / {v.variant}: {v.verdict[0]} - {v.verdict[1]}\n")
     head = (f"{'rule':18} {'variant':14} {'exposures':>9}  {'CTR [95% CI]':28} {'vs control':34} "
             f"{'add to cart':26} {'purchase':26} {'revenue/exp':>11} {'revenue vs control':30}\n")
     out.write(head)
@@ -241,6 +282,12 @@ def render_text(r: Report) -> str:
         out.write(f"{v.rule[:18]:18} {v.variant[:14]:14} {v.exposures:9d}  {_rate(v.clicks):28} "
                   f"{_diff(v.vs_control.get('ctr')):34} {_rate(v.carts):26} {_rate(v.purchases):26} {m:11.2f} "
                   f"{_diff(v.vs_control.get('revenue'), pct=False):30}\n")
+    out.write(f"\nalways valid (mSPRT, mde {100 * r.mde:.2f} pt): CTR difference against the control\n")
+    for v in r.variants:
+        if v.sequential is not None:
+            q = v.sequential
+            out.write(f"{v.rule[:18]:18} {v.variant[:14]:14} {100 * q.diff:+.2f} pt [{100 * q.low:+.2f} pt, "
+                      f"{100 * q.high:+.2f} pt] p={q.p:.3g}\n")
     out.write(f"note: {PEEKING}\n")
     out.write("\nslots: impressions, click-through rate and the tier that answered\n")
     out.write(f"{'slot':8} {'impressions':>11} {'clicks':>7}  {'CTR [95% CI]':28} tiers\n")
@@ -309,6 +356,12 @@ def render_html(r: Report) -> str:
         + e(", ".join(f"{t} {_pct(n / s.impressions)}" for t, n in sorted(s.tiers.items(), key=lambda x: -x[1])))
         + "</td></tr>" for s in r.slots)
     warn = "".join(f"<p class=warn>{e(w)}</p>" for w in r.warnings)
+    verdicts = "".join(
+        (f"<p class='verdict srm'>Sample ratio mismatch in {e(x.rule)} (p={x.srm_p:.2g}): no verdict.</p>"
+         if x.srm else "")
+        + "".join(f"<p class='verdict {e(v.verdict[0].replace(' ', '-'))}'><b>{e(x.rule)} / {e(v.variant)}</b>: "
+                  f"{e(v.verdict[1])}</p>" for v in r.variants if v.rule == x.rule and not v.control)
+        for x in r.experiments)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Personalization report</title>
 <style>body{{font:14px system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
@@ -321,6 +374,7 @@ variant on a day; clicks, adds to cart and purchases within {r.window_s // 3600}
 exposure before them.</p>
 {''.join(charts)}
 <h2>Experiments</h2>
+{verdicts}
 <table><tr><th>rule</th><th>variant</th><th>exposures</th><th>CTR [95% CI]</th><th>vs control</th>
 <th>add to cart</th><th>purchase</th><th>revenue / exposure</th><th>revenue vs control</th></tr>{rows}</table>
 <p class=note>{e(PEEKING)}</p>
@@ -331,15 +385,16 @@ exposure before them.</p>
 """
 
 
-def banner_rules(record: bytes | None) -> dict[str, tuple[str, list[str]]]:
-    """banner id -> (rule kind, variant ids, control first) from a generation's ``banners`` record."""
+def banner_rules(record: bytes | None) -> dict[str, tuple[str, list[str], list[float]]]:
+    """banner id -> (rule kind, variant ids (control first), their weights) from a generation's ``banners``
+    record."""
     from personalizer import codec
     from personalizer.records import BannerSet
 
     if record is None:
         return {}
     rules = BannerSet.parse(codec.decode(record, expect="banners")).rules
-    return {r.id: (r.kind, [v.id for v in r.variants]) for r in rules}
+    return {r.id: (r.kind, [v.id for v in r.variants], [float(v.weight) for v in r.variants]) for r in rules}
 
 
 def parse_since(text: str | None, now: float) -> float | None:
