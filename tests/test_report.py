@@ -103,12 +103,51 @@ def test_since_filters_and_parses() -> None:
 
 def test_the_html_page_is_self_contained_with_charts(tmp_path: Path, built: Built, seed_dir: Path) -> None:
     page = render_html(analyse(TINY, RULES))
-    assert page.count("<svg") == 2 and "<script" not in page
+    assert page.count("<svg") == 2 and "<script" not in page  # one experiment, the tiers
     assert not re.search(r"""(src|href)=["']?https?:""", page)
     out = cli("report", "--data", str(seed_dir / "origin"), "--html", str(tmp_path / "r.html"))
     assert out.returncode == 0, out.stderr
     assert "cart-reminder" in out.stdout and "stopping when p < 0.05" in out.stdout  # the peeking warning
-    assert (tmp_path / "r.html").read_text().count("<svg") == 2
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("<svg") == 3  # one chart per experiment (two in the seed) and the tiers'
+    assert "class=card" in page and "verdict" in page and "class=period" in page
+
+
+def test_report_serve_refreshes_on_loopback(seed_dir: Path) -> None:
+    """--serve: the page computed again on each request, refreshing itself, bound to 127.0.0.1."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.runtime.harness import ROOT
+    from tests.test_edge_events import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "personalizer_adapters.cli", "report", "--data",
+                             str(seed_dir / "origin"), "--serve", "--port", str(port), "--refresh", "30"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=30)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.3)
+        assert page.status_code == 200 and 'http-equiv="refresh" content="30"' in page.text
+        assert "cart-reminder" in page.text and page.headers["cache-control"] == "no-store"
+        assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=30).status_code == 404
+        listening = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                     if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A"]  # 0A: LISTEN
+        assert listening == [f"0100007F:{port:04X}"], listening  # 127.0.0.1 only, never every address
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if proc.stderr:
+            proc.stderr.close()
 
 
 def experiment(exposures: dict[str, int], clicks: dict[str, int]) -> list[dict[str, Any]]:
@@ -146,7 +185,7 @@ def test_a_skewed_split_is_a_sample_ratio_mismatch_with_no_verdict() -> None:
     assert x.srm and x.srm_p < 1e-5
     b = r.variants[1]
     assert b.verdict[0] == "invalid" and "sample ratio mismatch" in b.verdict[1]
-    assert "SAMPLE RATIO MISMATCH in promo" in render_text(r).splitlines()[1]
+    assert "SAMPLE RATIO MISMATCH in promo" in render_text(r).splitlines()[1]  # first, after the period
     even = analyse(experiment({"a": 1000, "b": 1000}, {"a": 40, "b": 80}), RULES).experiments[0]
     assert not even.srm
     weighted = analyse(experiment({"a": 1000, "b": 250}, {}), {"promo": ("segment", ["a", "b"], [80.0, 20.0])})

@@ -481,19 +481,63 @@ def cmd_report(args: argparse.Namespace) -> int:
     if data is not None and not args.database and not (data / "events.sqlite").exists():
         print(f"error: no event log in {data} (events.sqlite): nothing has been ingested yet", file=sys.stderr)
         return 2
-    try:
+
+    def compute() -> Any:
         stores = open_stores(data or Path("."), args.database)
         generation = ModelSource(data, stores.profiles).load().generation
         rules = banner_rules(stores.profiles.record(keys.banners(generation)))
-        events = stores.log.events()
+        return analyse(stores.log.events(), rules, window_s=int(args.window_hours * 3600), since=since,
+                       mde=args.mde / 100)
+
+    try:
+        report = compute()
     except (StoreUnavailable, RuntimeError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = analyse(events, rules, window_s=int(args.window_hours * 3600), since=since, mde=args.mde / 100)
+    if args.serve:
+        return _serve_report(lambda: render_html(compute(), refresh_s=args.refresh), args.host, args.port)
     print(render_text(report), end="")
     if args.html:
         Path(args.html).write_text(render_html(report))
         print(f"report: {args.html}", file=sys.stderr)
+    return 0
+
+
+def _serve_report(page: Any, host: str, port: int) -> int:
+    """The report page, computed again on each request (it refreshes itself), until Ctrl-C."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            if self.path.split("?")[0] not in ("/", "/index.html"):
+                self.send_error(404)
+                return
+            try:
+                body = page().encode()
+                status = 200
+            except Exception as exc:  # noqa: BLE001 - a store out of reach: say so on the page, keep serving
+                body = f"<!doctype html><p>the report cannot be computed now: {type(exc).__name__}</p>".encode()
+                status = 503
+            self.send_response(status)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("cache-control", "no-store")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            pass
+
+    if _port_taken(host, port, "--port"):
+        return 2
+    server = ThreadingHTTPServer((host, port), Handler)
+    print(f"report: http://{host}:{port}/ (computed on each request; Ctrl-C stops)", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
@@ -614,7 +658,7 @@ EXAMPLES = {
     "rollback": "personalizer rollback --target local",
     "erase": "personalizer erase --person c00002 --target local --build build/today",
     "refresh": "personalizer refresh --target local --follow",
-    "report": "personalizer report --since 7d --html report.html",
+    "report": "personalizer report --html report.html",
     "shop": "personalizer shop --port 8789 --edge http://127.0.0.1:8787",
     "campaigns": "personalizer campaigns check kv-seed/campaigns.toml",
     "preview-link": "personalizer preview-link --campaign restock --variant restock-b",
@@ -779,6 +823,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--since", help="7d, 12h, a date (2026-11-01) or epoch seconds (default: everything)")
     s.add_argument("--window-hours", type=float, default=24.0, help="attribution window after an exposure")
     s.add_argument("--html", help="also write a self-contained HTML page with charts here")
+    s.add_argument("--serve", action="store_true", help="serve the page live instead (computed on each request, "
+                                                         "refreshing itself)")
+    s.add_argument("--host", default="127.0.0.1", help="--serve: the address to listen on (default loopback only)")
+    s.add_argument("--port", type=int, default=8790, help="--serve: the port")
+    s.add_argument("--refresh", type=int, default=60, help="--serve: seconds between the page's reloads")
     s.add_argument("--mde", type=float, default=1.0, help="the smallest click-through difference worth finding, in "
                                                           "percentage points (the verdicts and the mSPRT's tau)")
     _database_flag(s)

@@ -24,7 +24,7 @@ from typing import Any
 
 from scipy import stats
 
-from .sequential import DEFAULT_MDE, SRM_P, Sequential, msprt, srm_p, verdict
+from .sequential import DEFAULT_MDE, MIN_EXPOSURES, SRM_P, Sequential, msprt, srm_p, verdict
 
 Z95 = 1.959963984540054
 PEEKING = ("the verdicts and the always-valid columns (mSPRT) may be read every day; the fixed-horizon p-values "
@@ -115,6 +115,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     experiments: list[Experiment] = field(default_factory=list)
     mde: float = DEFAULT_MDE
+    first_ts: float | None = None  # the period the events cover
+    last_ts: float | None = None
+    newest_received: float | None = None  # the data's freshness: when the newest event reached the origin
 
 
 def wilson(hits: int, n: int) -> tuple[float, float]:
@@ -239,7 +242,8 @@ def analyse(events: list[dict[str, Any]], rules: dict[str, tuple[Any, ...]], *, 
         elif e["type"] == "click":
             slots.setdefault(e["slot"], Slot(e["slot"], 0, 0, {})).clicks += 1
     return Report(variants, [slots[k] for k in sorted(slots)], window_s, since, len(live), robots, warnings,
-                  experiments, mde)
+                  experiments, mde, min((e["ts"] for e in live), default=None),
+                  max((e["ts"] for e in live), default=None), max((e["received"] for e in live), default=None))
 
 
 def _pct(x: float) -> str:
@@ -261,11 +265,28 @@ def _diff(d: Diff | None, pct: bool = True) -> str:
     return f"{fmt(d.value)} [{fmt(d.low)}, {fmt(d.high)}] p={d.p:.3g}"
 
 
+def period(r: Report, now: float | None = None) -> str:
+    """The period the events cover and how fresh they are, in words."""
+    import time
+
+    if r.first_ts is None or r.last_ts is None:
+        return "no events in the period" + (f" since {_day(r.since)}" if r.since else "")
+    age = (now or time.time()) - (r.newest_received or r.last_ts)
+    fresh = (f"{age / 60:.0f} min" if age < 7200 else f"{age / 3600:.0f} h" if age < 172_800
+             else f"{age / 86400:.0f} days")
+    return f"events from {_day(r.first_ts)} to {_day(r.last_ts)} (UTC); the newest arrived {fresh} ago"
+
+
+def _day(ts: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def render_text(r: Report) -> str:
     out = io.StringIO()
-    out.write(f"experiments: exposures = a person seeing a banner variant on a day; attribution window "
-              f"{r.window_s // 3600} h; {r.events} events ({r.robots} from robots and prefetches left out)\n")
-    for x in r.experiments:
+    out.write(period(r) + "\n")
+    for x in r.experiments:  # the sample ratio checks first, then the verdicts
         split = ", ".join(f"{n:,}" for n in x.exposures)
         if x.srm:
             out.write(f"SAMPLE RATIO MISMATCH in {x.rule}: exposures {split} against weights "
@@ -274,6 +295,8 @@ def render_text(r: Report) -> str:
         for v in r.variants:
             if v.rule == x.rule and not v.control:
                 out.write(f"verdict {x.rule} / {v.variant}: {v.verdict[0]} - {v.verdict[1]}\n")
+    out.write(f"experiments: exposures = a person seeing a banner variant on a day; attribution window "
+              f"{r.window_s // 3600} h; {r.events} events ({r.robots} from robots and prefetches left out)\n")
     head = (f"{'rule':18} {'variant':14} {'exposures':>9}  {'CTR [95% CI]':28} {'vs control':34} "
             f"{'add to cart':26} {'purchase':26} {'revenue/exp':>11} {'revenue vs control':30}\n")
     out.write(head)
@@ -306,7 +329,7 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg"):]
 
 
-def render_html(r: Report) -> str:
+def render_html(r: Report, refresh_s: int | None = None) -> str:
     """One self-contained page: charts as inline SVG (matplotlib), the tables, the caveat."""
     import matplotlib
 
@@ -316,23 +339,27 @@ def render_html(r: Report) -> str:
     charts = []
     rules = sorted({v.rule for v in r.variants})
     if rules:
-        fig, axes = plt.subplots(1, len(rules), figsize=(3.2 * len(rules) + 1, 3.2), squeeze=False)
-        for ax, rule in zip(axes[0], rules, strict=True):
+        # One chart per experiment (a row of them overlaps at phone width); no bar for a variant under the
+        # minimum of exposures, whose interval would dwarf the others: it is named, with its count.
+        for rule in rules:
             vs = [v for v in r.variants if v.rule == rule]
-            values = [100 * v.clicks.value for v in vs]
-            lows = [100 * (v.clicks.value - v.clicks.interval[0]) for v in vs]
-            highs = [100 * (v.clicks.interval[1] - v.clicks.value) for v in vs]
-            ax.bar([v.variant for v in vs], values, yerr=[lows, highs], capsize=4,
-                   color=["#9aa5b1" if v.control else "#2f6fde" for v in vs])
-            ax.set_title(rule, fontsize=10)
-            ax.set_ylabel("click-through rate, % (95% CI)", fontsize=8)
+            shown = [v for v in vs if v.exposures >= MIN_EXPOSURES]
+            fig, ax = plt.subplots(figsize=(4.2, 2.8), layout="constrained")
+            ax.bar([v.variant for v in shown], [100 * v.clicks.value for v in shown],
+                   yerr=[[100 * (v.clicks.value - v.clicks.interval[0]) for v in shown],
+                         [100 * (v.clicks.interval[1] - v.clicks.value) for v in shown]], capsize=4,
+                   color=["#9aa5b1" if v.control else "#2f6fde" for v in shown])
+            few = [f"{v.variant} ({v.exposures})" for v in vs if v.exposures < MIN_EXPOSURES]
+            ax.set_title(f"{rule}: CTR per exposure, 95% CI", fontsize=10)
+            ax.set_ylabel("%", fontsize=8)
             ax.tick_params(labelsize=8)
-        fig.suptitle("Banner variants: click-through rate per exposure (grey: control)", fontsize=11)
-        charts.append(_svg(fig))
-        plt.close(fig)
+            if few:
+                ax.set_xlabel(f"not drawn, under {MIN_EXPOSURES} exposures: {', '.join(few)}", fontsize=7)
+            charts.append(_svg(fig))
+            plt.close(fig)
     if r.slots:
         tiers = ["user", "item", "segment", "popular", "default"]
-        fig, ax = plt.subplots(figsize=(7, 0.5 * len(r.slots) + 1.4))
+        fig, ax = plt.subplots(figsize=(7, 0.5 * len(r.slots) + 1.4), layout="constrained")
         left = [0.0] * len(r.slots)
         colours = ["#1b5e20", "#43a047", "#fbc02d", "#fb8c00", "#e53935"]
         for tier, colour in zip(tiers, colours, strict=True):
@@ -341,7 +368,7 @@ def render_html(r: Report) -> str:
             left = [a + b for a, b in zip(left, share, strict=True)]
         ax.set_xlabel("share of answers, %")
         ax.set_title("Which tier answered, per slot (the ladder falls back left to right)", fontsize=11)
-        ax.legend(fontsize=8, ncol=5, loc="lower center", bbox_to_anchor=(0.5, -0.6 if len(r.slots) < 3 else -0.3))
+        fig.legend(fontsize=8, ncol=5, loc="outside lower center")
         charts.append(_svg(fig))
         plt.close(fig)
     e = html.escape
@@ -356,27 +383,34 @@ def render_html(r: Report) -> str:
         + e(", ".join(f"{t} {_pct(n / s.impressions)}" for t, n in sorted(s.tiers.items(), key=lambda x: -x[1])))
         + "</td></tr>" for s in r.slots)
     warn = "".join(f"<p class=warn>{e(w)}</p>" for w in r.warnings)
+    refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
     verdicts = "".join(
-        (f"<p class='verdict srm'>Sample ratio mismatch in {e(x.rule)} (p={x.srm_p:.2g}): no verdict.</p>"
-         if x.srm else "")
-        + "".join(f"<p class='verdict {e(v.verdict[0].replace(' ', '-'))}'><b>{e(x.rule)} / {e(v.variant)}</b>: "
+        f"<section class=card><h3>{e(x.rule)}</h3>"
+        + (f"<p class='verdict invalid'>Sample ratio mismatch (exposures {e(', '.join(map(str, x.exposures)))}, "
+           f"chi-square p={x.srm_p:.2g}): no verdict until the assignment is fixed.</p>" if x.srm else "")
+        + "".join(f"<p class='verdict {e(v.verdict[0].replace(' ', '-'))}'><b>{e(v.variant)}</b>: "
                   f"{e(v.verdict[1])}</p>" for v in r.variants if v.rule == x.rule and not v.control)
-        for x in r.experiments)
+        + "</section>" for x in r.experiments)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Personalization report</title>
+<meta name="viewport" content="width=device-width,initial-scale=1">{refresh}
 <style>body{{font:14px system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-child,td:nth-child(2){{text-align:left}}
 tr.control{{color:#666}}.note{{background:#fff8e1;padding:8px;border-left:4px solid #fbc02d}}
-.warn{{color:#b00020}}svg{{max-width:100%;height:auto}}</style></head><body>
+.warn{{color:#b00020}}svg{{max-width:100%;height:auto}}.charts{{display:flex;flex-wrap:wrap;gap:12px}}
+.card{{border:1px solid #ddd;border-radius:8px;padding:4px 12px;margin:8px 0;max-width:44em}}
+.verdict.winner{{color:#1b5e20}}.verdict.loser,.verdict.invalid{{color:#b00020}}
+.period{{font-weight:600}}.scroll{{overflow-x:auto}}</style></head><body>
 <h1>Personalization report</h1>
+<p class=period>{e(period(r))}</p>
 <p>{r.events} events ({r.robots} from robots and prefetches left out). An exposure is a person seeing a banner
 variant on a day; clicks, adds to cart and purchases within {r.window_s // 3600} h are credited to the latest
 exposure before them.</p>
-{''.join(charts)}
 <h2>Experiments</h2>
 {verdicts}
-<table><tr><th>rule</th><th>variant</th><th>exposures</th><th>CTR [95% CI]</th><th>vs control</th>
-<th>add to cart</th><th>purchase</th><th>revenue / exposure</th><th>revenue vs control</th></tr>{rows}</table>
+<div class=charts>{''.join(charts)}</div>
+<div class=scroll><table><tr><th>rule</th><th>variant</th><th>exposures</th><th>CTR [95% CI]</th><th>vs control</th>
+<th>add to cart</th><th>purchase</th><th>revenue / exposure</th><th>revenue vs control</th></tr>{rows}</table></div>
 <p class=note>{e(PEEKING)}</p>
 <h2>Slots and tiers</h2>
 <table><tr><th>slot</th><th>impressions</th><th>clicks</th><th>CTR [95% CI]</th><th>tiers</th></tr>{slot_rows}</table>
