@@ -164,6 +164,7 @@ def simulate_experiment(config: dict[str, Any], generation: str, origin_dir: Pat
     if not exp:
         return 0
     rng = np.random.default_rng(int(config["seed"]) + 7)
+    more = np.random.default_rng(int(config["seed"]) + 8)  # purchases and the holdout: the clicks' draws as they were
     start = int(config["now"]) - int(exp["days"]) * 86400
     beacons = []
     for r, (rule, ctrs) in enumerate(sorted(exp["ctr"].items())):
@@ -176,8 +177,44 @@ def simulate_experiment(config: dict[str, Any], generation: str, origin_dir: Pat
             if rng.random() < float(ctrs[variant]):
                 events.append({"id": "c", "type": "click", "ts": ts + 20, "slot": "hero", "item": "banner",
                                "position": 0})
+                if more.random() < float(exp.get("buy_after_click", 0)):  # revenue and conversion to attribute
+                    events.append(_sim_purchase(f"sim-{r}-{i:05d}", ts + 25, more))
             beacons.append(message(None, f"sim-{r}-{i:05d}", [], events, ts + 30))
+    beacons += _simulate_holdout(exp.get("holdout") or {}, generation, start, int(exp["days"]), more)
     return open_stores(origin_dir, database).log.ingest(beacons, lambda people: set()).stored
+
+
+SIM_PRICES = (("p00001", "24.00"), ("p00002", "12.50"), ("p00003", "39.90"))
+
+
+def _sim_purchase(order: str, ts: int, rng: Any) -> dict[str, Any]:
+    item, price = SIM_PRICES[int(rng.integers(0, len(SIM_PRICES)))]
+    return {"id": "b", "type": "purchase", "ts": ts, "order": order,
+            "items": [{"item": item, "quantity": int(rng.integers(1, 3)), "price": price}]}
+
+
+def _simulate_holdout(cfg: dict[str, Any], generation: str, start: int, days: int, rng: Any) -> list[dict[str, Any]]:
+    """Visitors who see the home carousel: a share of them in the global holdout (served popular, marked), the
+    rest personalized, each arm with its own click, add-to-cart and purchase rates (``[experiment.holdout]``)."""
+    from personalizer.events import message
+
+    out = []
+    for i in range(int(cfg.get("visitors", 0))):
+        held = rng.random() < float(cfg["share"])
+        arm = cfg["holdout" if held else "personalized"]
+        ts = start + int(rng.integers(0, days * 86400))
+        shown = {"id": "i", "type": "impression", "ts": ts, "slot": "home", "tier": "popular" if held else "user",
+                 "generation": generation, "items": ["p00001", "p00002"]}
+        events = [{**shown, "holdout": True} if held else shown]
+        if rng.random() < float(arm["ctr"]):
+            events.append({"id": "c", "type": "click", "ts": ts + 10, "slot": "home", "item": "p00001",
+                           "position": 0})
+        if rng.random() < float(arm["cart"]):
+            events.append({"id": "a", "type": "add_to_cart", "ts": ts + 15, "item": "p00001", "quantity": 1})
+            if rng.random() < float(arm["buy_after_cart"]):
+                events.append(_sim_purchase(f"simh-{i:05d}", ts + 40, rng))
+        out.append(message(None, f"simh-{i:05d}", [], events, ts + 60))
+    return out
 
 
 def write_seed(config_path: Path, out_dir: Path, erased: frozenset[str] = frozenset(),

@@ -93,6 +93,33 @@ class Experiment:
 
 
 @dataclass
+class Group:
+    """The visitors of one arm of the personalization comparison, each counted once."""
+
+    name: str
+    visitors: int
+    clicked: Rate
+    carted: Rate
+    converted: Rate
+    revenue: list[float]  # per visitor
+
+    @property
+    def revenue_per_visitor(self) -> tuple[float, float, float]:
+        return mean_interval(self.revenue)
+
+
+@dataclass
+class Lift:
+    """Personalized visitors against the global holdout (randomized), or, without one, against visitors the
+    ladder answered only from its popular or default tiers (observational: a different population)."""
+
+    randomized: bool
+    personalized: Group
+    baseline: Group
+    vs: dict[str, Diff]
+
+
+@dataclass
 class Slot:
     slot: str
     impressions: int
@@ -118,6 +145,7 @@ class Report:
     first_ts: float | None = None  # the period the events cover
     last_ts: float | None = None
     newest_received: float | None = None  # the data's freshness: when the newest event reached the origin
+    lift: Lift | None = None
 
 
 def wilson(hits: int, n: int) -> tuple[float, float]:
@@ -241,9 +269,71 @@ def analyse(events: list[dict[str, Any]], rules: dict[str, tuple[Any, ...]], *, 
             s.tiers[e["tier"]] = s.tiers.get(e["tier"], 0) + 1
         elif e["type"] == "click":
             slots.setdefault(e["slot"], Slot(e["slot"], 0, 0, {})).clicks += 1
+    lift = personalization_lift(by_person)
     return Report(variants, [slots[k] for k in sorted(slots)], window_s, since, len(live), robots, warnings,
                   experiments, mde, min((e["ts"] for e in live), default=None),
-                  max((e["ts"] for e in live), default=None), max((e["received"] for e in live), default=None))
+                  max((e["ts"] for e in live), default=None), max((e["received"] for e in live), default=None), lift)
+
+
+PERSONAL_TIERS = ("user", "segment", "item")
+
+
+def personalization_lift(by_person: dict[tuple[str, str], list[dict[str, Any]]]) -> Lift | None:
+    """Visitors who saw carousels, in two arms: the global holdout's (their impressions say ``holdout``) against
+    the others; without a holdout, those answered only by the popular or default tier against those given a
+    personal tier. Per visitor: clicked a carousel, added to cart, bought, revenue (all their period's)."""
+    arms: dict[str, list[list[dict[str, Any]]]] = {"held": [], "personal": [], "plain": []}
+    for evs in by_person.values():
+        shown = [e for e in evs if e["type"] == "impression" and e.get("slot") != "hero"]
+        if not shown:
+            continue
+        if any(e.get("holdout") for e in shown):
+            arms["held"].append(evs)
+        elif any(e.get("tier") in PERSONAL_TIERS for e in shown):
+            arms["personal"].append(evs)
+        else:
+            arms["plain"].append(evs)
+    randomized = bool(arms["held"])
+    # Randomized: everyone outside the holdout is the treated arm, whichever tier answered them.
+    treated = arms["personal"] + arms["plain"] if randomized else arms["personal"]
+    baseline = arms["held"] if randomized else arms["plain"]
+    if not treated or not baseline:
+        return None
+
+    def group(name: str, people: list[list[dict[str, Any]]]) -> Group:
+        n = len(people)
+        clicked = sum(any(e["type"] == "click" and e.get("slot") != "hero" for e in evs) for evs in people)
+        carted = sum(any(e["type"] == "add_to_cart" for e in evs) for evs in people)
+        bought = [sum(float(line["price"]) * line["quantity"] for e in evs if e["type"] == "purchase"
+                      for line in e["items"]) for evs in people]
+        converted = sum(any(e["type"] == "purchase" for e in evs) for evs in people)
+        return Group(name, n, Rate(clicked, n), Rate(carted, n), Rate(converted, n), bought)
+
+    a = group("personalized", treated)
+    b = group("holdout" if randomized else "popular/default only", baseline)
+    return Lift(randomized, a, b, {"ctr": rate_diff(a.clicked, b.clicked), "add_to_cart": rate_diff(a.carted, b.carted),
+                                   "conversion": rate_diff(a.converted, b.converted),
+                                   "revenue": mean_diff(a.revenue, b.revenue)})
+
+
+def lift_lines(r: Report) -> list[str]:
+    """The personalization lift in words and figures."""
+    if r.lift is None:
+        return ["personalization lift: no comparison possible yet (no holdout visitors, and no visitors served only "
+                "by the popular or default tier)"]
+    x = r.lift
+    how = ("randomized: the global holdout (HOLDOUT_PERCENT)" if x.randomized else
+           "observational: visitors the ladder answered only from its popular or default tiers, a different "
+           "population (set HOLDOUT_PERCENT for a randomized measure)")
+    lines = [f"personalization lift, per visitor, {how}:",
+             f"  {'':22} {'visitors':>9} {'clicked a carousel':28} {'added to cart':28} {'bought':28} revenue/visitor"]
+    for g in (x.personalized, x.baseline):
+        m, lo, hi = g.revenue_per_visitor
+        lines.append(f"  {g.name:22} {g.visitors:9d} {_rate(g.clicked):28} {_rate(g.carted):28} "
+                     f"{_rate(g.converted):28} {m:.2f} [{lo:.2f}, {hi:.2f}]")
+    lines.append(f"  {'difference':22} {'':9} {_diff(x.vs['ctr']):28} {_diff(x.vs['add_to_cart']):28} "
+                 f"{_diff(x.vs['conversion']):28} {_diff(x.vs['revenue'], pct=False)}")
+    return lines
 
 
 def _pct(x: float) -> str:
@@ -311,7 +401,8 @@ def render_text(r: Report) -> str:
             q = v.sequential
             out.write(f"{v.rule[:18]:18} {v.variant[:14]:14} {100 * q.diff:+.2f} pt [{100 * q.low:+.2f} pt, "
                       f"{100 * q.high:+.2f} pt] p={q.p:.3g}\n")
-    out.write(f"note: {PEEKING}\n")
+    out.write(f"note: {PEEKING}\n\n")
+    out.write("\n".join(lift_lines(r)) + "\n")
     out.write("\nslots: impressions, click-through rate and the tier that answered\n")
     out.write(f"{'slot':8} {'impressions':>11} {'clicks':>7}  {'CTR [95% CI]':28} tiers\n")
     for s in r.slots:
@@ -412,6 +503,8 @@ exposure before them.</p>
 <div class=scroll><table><tr><th>rule</th><th>variant</th><th>exposures</th><th>CTR [95% CI]</th><th>vs control</th>
 <th>add to cart</th><th>purchase</th><th>revenue / exposure</th><th>revenue vs control</th></tr>{rows}</table></div>
 <p class=note>{e(PEEKING)}</p>
+<h2>Personalization lift</h2>
+<pre>{e(chr(10).join(lift_lines(r)))}</pre>
 <h2>Slots and tiers</h2>
 <table><tr><th>slot</th><th>impressions</th><th>clicks</th><th>CTR [95% CI]</th><th>tiers</th></tr>{slot_rows}</table>
 {warn}

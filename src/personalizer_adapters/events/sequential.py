@@ -99,6 +99,9 @@ def verdict(s: Sequential, n: int, control_n: int, base_rate: float, mde: float 
     if -mde < s.low and s.high < mde:
         return "no difference", f"no difference of {100 * mde:.2f} pt or more (the interval lies within it)"
     needed = exposures_needed(base_rate, mde)
-    more = max(needed - min(n, control_n), 0)
+    more = needed - min(n, control_n)
+    if more <= 0:  # past a fixed horizon's size: the price of reading every day is a wider interval
+        return "keep running", (f"keep running: not decisive yet (always-valid interval {100 * s.low:+.2f} to "
+                                f"{100 * s.high:+.2f} pt spans 0 and the {100 * mde:.2f} pt effect)")
     return "keep running", (f"keep running: about {more:,} more exposures per variant to tell a "
                             f"{100 * mde:.2f} pt difference (fixed-horizon estimate, 80% power)")
