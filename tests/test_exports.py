@@ -326,8 +326,8 @@ def test_quantities_and_orders_reach_the_profile_and_the_miss_path_agrees(tmp_pa
     apart are two baskets (a re-buy) where time alone would see one; the origin's miss path computes the same
     profile from the store as the build did."""
     from personalizer_adapters.batch.inputs import load_shop
-    from personalizer_adapters.batch.model import order_key
     from personalizer_adapters.origin.app import Origin
+    from personalizer_adapters.store.base import order_key
 
     catalog, orders = tmp_path / "products_export.csv", tmp_path / "orders_export.csv.gz"
     shopify_products(catalog)

@@ -15,12 +15,13 @@ from personalizer import codec, keys
 from personalizer.events import clean_event, message
 from personalizer.records import Profile
 from personalizer_adapters.batch.build import Built
-from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, order_key
+from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model
 from personalizer_adapters.batch.refresh import Refresher
 from personalizer_adapters.kv.plan import Build, TargetState, digest
 from personalizer_adapters.kv.push import OK, PARTIAL, Paths, push
 from personalizer_adapters.origin.app import Origin
 from personalizer_adapters.origin.history import merge_log
+from personalizer_adapters.store.base import order_key
 from personalizer_adapters.store.eventlog import EventLog
 from personalizer_adapters.store.profiles import ProfileStore
 

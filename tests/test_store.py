@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from personalizer.events import clean_event, message
 from personalizer_adapters.store import postgres
-from personalizer_adapters.store.base import EventStore, PersonHistory, ProfileData, read_person
+from personalizer_adapters.store.base import EventStore, PersonHistory, ProfileData, StoreUnavailable, read_person
 from personalizer_adapters.store.eventlog import EventLog
 from personalizer_adapters.store.profiles import ProfileStore
 from tests.runtime.postgres import Server, postgres_server
@@ -51,6 +52,18 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     db = postgres.Database(url)
     request.addfinalizer(db.close)
     return Store("postgres", postgres.PgEventLog(db), postgres.PgProfileStore(db), url)
+
+
+@contextmanager
+def upgraded(server: Server, **options: Any) -> Iterator[tuple[str, postgres.Database]]:
+    """A fresh database at this release's schema and a pool on it (``options``: its deadlines), closed after."""
+    url = server.new_database()
+    postgres.upgrade(url)
+    db = postgres.Database(url, **options)
+    try:
+        yield url, db
+    finally:
+        db.close()
 
 
 def beacon(customer: str | None, events: list[dict[str, Any]], visitor: str | None = None,
@@ -255,13 +268,8 @@ def test_upgrade_from_the_first_schema_keeps_the_data(server: Server, monkeypatc
 
 
 def test_a_server_that_is_down_is_unavailable_not_an_error_page(server: Server) -> None:
-    from personalizer_adapters.store.base import StoreUnavailable
-
-    url = server.new_database()
-    postgres.upgrade(url)
-    db = postgres.Database(url, timeout_ms=500)
-    log = postgres.PgEventLog(db)
-    try:
+    with upgraded(server, timeout_ms=500) as (_, db):
+        log = postgres.PgEventLog(db)
         assert log.ingest([beacon("c1", GOOD[:1])], nobody).stored == 1
         server.stop()
         try:
@@ -271,22 +279,13 @@ def test_a_server_that_is_down_is_unavailable_not_an_error_page(server: Server) 
             server.start()
         # the pool's broken connections are replaced: the next call works, nothing was half-stored
         assert log.ingest([beacon("c1", GOOD[1:2])], nobody).stored == 1 and log.count() == 2
-    finally:
-        db.close()
 
 
 def test_a_statement_past_its_deadline_is_unavailable(server: Server) -> None:
-    from personalizer_adapters.store.base import StoreUnavailable
-
-    url = server.new_database()
-    postgres.upgrade(url)
-    db = postgres.Database(url, timeout_ms=300)
-    try:
+    with upgraded(server, timeout_ms=300) as (_, db):
         with pytest.raises(StoreUnavailable), db.connection() as conn:
             conn.execute("SELECT pg_sleep(2)")
         assert postgres.PgEventLog(db).count() == 0
-    finally:
-        db.close()
 
 
 def test_refresh_watermarks_are_kept_per_target(store: Store) -> None:
@@ -303,20 +302,15 @@ def test_a_connection_the_server_dropped_is_replaced(server: Server) -> None:
     round trip): that one call is unavailable (a 503: nothing stored, the queue delivers again), the next works."""
     import time
 
-    from personalizer_adapters.store.base import StoreUnavailable
+    with upgraded(server) as (url, db):
+        log = postgres.PgEventLog(db)
 
-    url = server.new_database()
-    postgres.upgrade(url)
-    db = postgres.Database(url)
-    log = postgres.PgEventLog(db)
+        def kill() -> None:
+            with psycopg.connect(server.url(), autocommit=True) as admin:
+                killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                       "WHERE datname = %s AND pid != pg_backend_pid()", (url.rsplit("/", 1)[1],))
+                assert killed.fetchone()[0] >= 1  # type: ignore[index]
 
-    def kill() -> None:
-        with psycopg.connect(server.url(), autocommit=True) as admin:
-            killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                   "WHERE datname = %s AND pid != pg_backend_pid()", (url.rsplit("/", 1)[1],))
-            assert killed.fetchone()[0] >= 1  # type: ignore[index]
-
-    try:
         assert log.ingest([beacon("c1", GOOD[:1])], nobody).stored == 1
         kill()
         time.sleep(postgres.CHECK_AFTER_IDLE_S + 0.2)
@@ -325,8 +319,6 @@ def test_a_connection_the_server_dropped_is_replaced(server: Server) -> None:
         with pytest.raises(StoreUnavailable):
             log.ingest([beacon("c1", GOOD[2:3])], nobody)
         assert log.ingest([beacon("c1", GOOD[2:3])], nobody).stored == 1 and log.count() == 3
-    finally:
-        db.close()
 
 
 def test_a_server_restarted_mid_batch_keeps_every_event_once(server: Server) -> None:
@@ -336,28 +328,23 @@ def test_a_server_restarted_mid_batch_keeps_every_event_once(server: Server) -> 
     import signal
     import time
 
-    from personalizer_adapters.store.base import StoreUnavailable
+    with upgraded(server) as (_, db):
+        log = postgres.PgEventLog(db)
+        batches = [[beacon(f"c{b:03d}", [{"id": f"e{k}-{i}", "type": "view", "ts": NOW - 1, "item": f"p{i:05d}"}
+                                         for i in range(10)]) for k in range(10)] for b in range(200)]
+        acknowledged = failures = 0
+        restarted = threading.Event()
 
-    url = server.new_database()
-    postgres.upgrade(url)
-    db = postgres.Database(url)
-    log = postgres.PgEventLog(db)
-    batches = [[beacon(f"c{b:03d}", [{"id": f"e{k}-{i}", "type": "view", "ts": NOW - 1, "item": f"p{i:05d}"}
-                                     for i in range(10)]) for k in range(10)] for b in range(200)]
-    acknowledged = failures = 0
-    restarted = threading.Event()
+        def restart() -> None:
+            time.sleep(0.3)
+            server.process.send_signal(signal.SIGQUIT)  # immediate: no clean shutdown, in-flight work is lost
+            server.process.wait(30)
+            server.start()
+            restarted.set()
 
-    def restart() -> None:
-        time.sleep(0.3)
-        server.process.send_signal(signal.SIGQUIT)  # immediate: no clean shutdown, in-flight work is lost
-        server.process.wait(30)
-        server.start()
-        restarted.set()
-
-    chaos = threading.Thread(target=restart)
-    chaos.start()
-    time.sleep(0.25)  # the writer starts just before the crash
-    try:
+        chaos = threading.Thread(target=restart)
+        chaos.start()
+        time.sleep(0.25)  # the writer starts just before the crash
         for b in batches:
             while True:
                 try:
@@ -371,16 +358,13 @@ def test_a_server_restarted_mid_batch_keeps_every_event_once(server: Server) -> 
         assert failures >= 1, "the crash happened after the last batch: nothing was tested"
         assert acknowledged == 200 * 100  # a batch is stored whole or not at all, and retried until it is
         assert log.count() == 200 * 100
-    finally:
-        db.close()
 
 
 def test_a_build_from_the_store_keeps_quantities_and_orders(store: Store, tmp_path: Path) -> None:
     """build --events store: the snapshot's quantities and order keys, and a beacon purchase's, read back by
     the build as they were (the snapshot's keys as they are, the beacon's order id keyed as an export's)."""
     from personalizer_adapters.batch.inputs import Catalog, Report, read_events
-    from personalizer_adapters.batch.model import order_key
-    from personalizer_adapters.store.base import write_build_inputs
+    from personalizer_adapters.store.base import order_key, write_build_inputs
 
     store.profiles.replace_all([("s1", None)], [("s1", "p1", 2, 10, 3, 4242), ("s1", "p2", 0, 11)], [])
     bought = {"id": "buy", "type": "purchase", "ts": NOW - 5, "order": "web-17",

@@ -463,6 +463,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return status
 
 
+def _no_event_log(data: Path | None, database: str | None) -> str | None:
+    """Why the event log cannot be read (a SQLite data directory without one), else ``None``."""
+    if data is not None and not database and not (data / "events.sqlite").exists():
+        return f"no event log in {data} (events.sqlite): nothing has been ingested yet"
+    return None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import time
 
@@ -478,8 +485,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if data is not None and not args.database and not (data / "events.sqlite").exists():
-        print(f"error: no event log in {data} (events.sqlite): nothing has been ingested yet", file=sys.stderr)
+    if (missing := _no_event_log(data, args.database)) is not None:
+        print(f"error: {missing}", file=sys.stderr)
         return 2
 
     def compute() -> Any:
@@ -559,8 +566,8 @@ def cmd_export_events(args: argparse.Namespace) -> int:
 
     try:
         since = parse_since(args.since, time.time()) if args.since else None
-        if not args.database and not (Path(args.data) / "events.sqlite").exists():
-            raise ValueError(f"no event log in {args.data} (events.sqlite): nothing has been ingested yet")
+        if (missing := _no_event_log(Path(args.data), args.database)) is not None:
+            raise ValueError(missing)
         stores = open_stores(Path(args.data), args.database)
         done = export_events(stores.log, args.out, since=since,
                              progress=lambda line: print(line, file=sys.stderr, flush=True))

@@ -23,9 +23,8 @@ from personalizer_adapters.imports import formats
 from personalizer_adapters.imports.files import NotText, data_suffix, open_text
 from personalizer_adapters.imports.identity import NoIdKey, People
 from personalizer_adapters.imports.values import AmbiguousColumn, MixedUnits, Timestamps, price_convention
-from personalizer_adapters.store.base import STORE_ORDER  # an order column written from the store: the key
+from personalizer_adapters.store.base import order_key
 
-from .model import order_key
 from .seedgen import EVENT_KINDS, Shop
 
 MAX_REPORTED = 50
@@ -69,8 +68,8 @@ class Report:
         read = ["inputs: read " + ", ".join(f"{path} as {label}" for path, label in self.encodings.items())] \
             if self.encodings else []
         read += [f"inputs: {path} is a {name}" for path, name in self.formats.items()]
-        read += [f"inputs: left out {sum(per.values())} row(s) of {path} by rule: " + ", ".join(
-            f"{c} {k}" for k, c in sorted(per.items(), key=lambda x: -x[1])) for path, per in self.left_out.items()]
+        read += [f"inputs: left out {sum(per.values())} row(s) of {path} by rule: {_by_count(per)}"
+                 for path, per in self.left_out.items()]
         if self.pseudonymised:
             read.append(f"inputs: {self.pseudonymised} identifier(s) (emails, ...) turned into pseudonymous ids")
         if not self.bad:
@@ -93,7 +92,7 @@ class Report:
 
     def why(self, path: str) -> str:
         """One file's skipped rows by reason, most frequent first."""
-        return ", ".join(f"{c} {k}" for k, c in sorted(self.reasons.get(path, {}).items(), key=lambda x: -x[1]))
+        return _by_count(self.reasons.get(path, {}))
 
     def nothing_valid(self, path: Path, what: str) -> InputError:
         """The error for a file with no usable row: its rows' reasons, counted, and the first examples."""
@@ -101,7 +100,7 @@ class Report:
         rules = self.left_out.get(key, {})
         if not self.bad.get(key) and rules:
             return InputError(f"{path.resolve()}: no valid {what}: all {sum(rules.values())} rows left out by rule: "
-                              + ", ".join(f"{c} {k}" for k, c in sorted(rules.items(), key=lambda x: -x[1])))
+                              f"{_by_count(rules)}")
         if not self.bad.get(key):
             return InputError(f"{path.resolve()}: no valid {what} (the file has no rows)")
         first = [e for e in self.examples if e.startswith(key + ":")][:3]
@@ -113,6 +112,11 @@ class Report:
         return {"rows_read": dict(self.read), "rows_skipped": dict(self.bad), "by_reason": self.reasons,
                 "left_out_by_rule": self.left_out, "formats": dict(self.formats), "encodings": dict(self.encodings),
                 "pseudonymised_ids": self.pseudonymised, "erased_shoppers_left_out": self.erased}
+
+
+def _by_count(counts: dict[str, int]) -> str:
+    """``"5 unknown product, 1 missing kind"``: counts by reason, the most frequent first."""
+    return ", ".join(f"{c} {k}" for k, c in sorted(counts.items(), key=lambda x: -x[1]))
 
 
 class FieldError(ValueError):
@@ -401,9 +405,7 @@ def read_events(path: Path, products: dict[str, int] | Catalog, report: Report, 
                 raise FieldError("kind", f"unknown kind {kind!r} (expected {', '.join(EVENT_KINDS_READ)})")
             ts = cell(row, "ts", lambda raw, at=where: stamps.seconds(raw, at))  # before the shopper is registered
             qty = _quantity(row.get("quantity"))
-            order = str(row.get("order") or "").strip()
-            key = int(order[len(STORE_ORDER):]) if order.startswith(STORE_ORDER) and ascii_digits(
-                order[len(STORE_ORDER):]) else order_key(order)
+            key = order_key(str(row.get("order") or "").strip())
             person = shoppers.setdefault(shopper, len(shoppers))
             if kind == "remove_from_cart":
                 removes.append((person, found, ts))
@@ -436,14 +438,16 @@ def _take_back(events: np.ndarray, removes: list[tuple[int, int, int]]) -> np.nd
     """The events without the cart adds a later removal of the same item by the same person took back."""
     if not removes:
         return events
-    last: dict[tuple[int, int], int] = {}
-    for person, product, ts in removes:
-        last[(person, product)] = max(ts, last.get((person, product), ts))
-    cart = EVENT_KINDS.index("add_to_cart")
-    keep = [not (k == cart and t <= last.get((s, p), -1))
-            for s, p, k, t in zip(events["shopper"].tolist(), events["product"].tolist(), events["kind"].tolist(),
-                                  events["ts"].tolist(), strict=True)]
-    kept: np.ndarray = events[np.array(keep, dtype=bool)]  # type: ignore[type-arg]
+    gone = np.array(removes, dtype=np.int64)
+    pair = gone[:, 0] << 32 | gone[:, 1]
+    order = np.lexsort((gone[:, 2], pair))  # by person-product, then time: each pair's latest removal last
+    pairs, last_of = pair[order], gone[order, 2]
+    ends = np.r_[pairs[1:] != pairs[:-1], True]
+    pairs, last = pairs[ends], last_of[ends]
+    key = events["shopper"].astype(np.int64) << 32 | events["product"].astype(np.int64)
+    at = np.minimum(np.searchsorted(pairs, key), len(pairs) - 1)
+    taken = (events["kind"] == EVENT_KINDS.index("add_to_cart")) & (pairs[at] == key) & (events["ts"] <= last[at])
+    kept: np.ndarray = events[~taken]  # type: ignore[type-arg]
     return kept
 
 

@@ -6,7 +6,6 @@ computed on a miss has exactly the form and the logic of one pushed by a batch.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -31,14 +30,6 @@ AGAIN_HALF_LIFE = 5.0  # baskets: a purchase's weight for "buy it again" halves 
 
 
 MAX_QTY_WEIGHT = 10  # a line's quantity weighs its "buy it again" signal up to this many units
-
-
-def order_key(order: str) -> int:
-    """A stable number for an order id (the same in the build, the store and a beacon), ``NO_ORDER`` for none:
-    baskets compare orders for equality only."""
-    if not order:
-        return NO_ORDER
-    return int.from_bytes(hashlib.blake2b(order.encode(), digest_size=7).digest(), "big")
 
 
 def quantities(events: npt.NDArray[Any]) -> npt.NDArray[np.int64]:

@@ -19,12 +19,6 @@ ORDER BY ts, person, event_id, line
 BATCH = 65_536
 
 
-def is_event_directory(path: str) -> bool:
-    from pathlib import Path
-
-    return "://" in path or Path(path).is_dir()
-
-
 def event_directory_rows(path: str, report: Any = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(where, row)`` pairs in the build's event columns; ``where`` names the file set and the event."""
     import duckdb

@@ -197,6 +197,11 @@ def mean_diff(a: list[float], control: list[float]) -> Diff:
     return Diff(ma - mc, ma - mc - t * se, ma - mc + t * se, float(2 * stats.t.sf(abs(ma - mc) / se, df)))
 
 
+def purchase_value(e: dict[str, Any]) -> float:
+    """A purchase event's value: its lines' price times quantity, in currency units."""
+    return float(sum(float(line["price"]) * line["quantity"] for line in e["items"]))
+
+
 def analyse(events: list[dict[str, Any]], rules: dict[str, tuple[Any, ...]], *, window_s: int = 86400,
             since: float | None = None, mde: float = DEFAULT_MDE) -> Report:
     """The report over stored events (``EventLog.events()`` rows); ``rules``: banner id -> (kind, variants[,
@@ -226,7 +231,7 @@ def analyse(events: list[dict[str, Any]], rules: dict[str, tuple[Any, ...]], *, 
                 latest["cart"] = True
             elif e["type"] == "purchase":
                 latest["buy"] = True
-                latest["revenue"] += sum(float(line["price"]) * line["quantity"] for line in e["items"])
+                latest["revenue"] += purchase_value(e)
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for (_, _, banner, variant, _), unit in units.items():
         grouped[(banner, variant)].append(unit)
@@ -304,8 +309,7 @@ def personalization_lift(by_person: dict[tuple[str, str], list[dict[str, Any]]])
         n = len(people)
         clicked = sum(any(e["type"] == "click" and e.get("slot") != "hero" for e in evs) for evs in people)
         carted = sum(any(e["type"] == "add_to_cart" for e in evs) for evs in people)
-        bought = [sum(float(line["price"]) * line["quantity"] for e in evs if e["type"] == "purchase"
-                      for line in e["items"]) for evs in people]
+        bought = [sum(purchase_value(e) for e in evs if e["type"] == "purchase") for evs in people]
         converted = sum(any(e["type"] == "purchase" for e in evs) for evs in people)
         return Group(name, n, Rate(clicked, n), Rate(carted, n), Rate(converted, n), bought)
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from personalizer import codec
-from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, order_key, profile_payload
-from personalizer_adapters.store.base import NO_ORDER, PersonHistory, Rows
+from personalizer_adapters.batch.model import CART, PURCHASE, VIEW, Model, profile_payload
+from personalizer_adapters.store.base import NO_ORDER, PersonHistory, Rows, order_key
 
 
 def merge_log(rows: Rows, events: Iterable[dict[str, Any]], index: dict[str, int], after: float) -> Rows:

@@ -5,6 +5,7 @@ One suite of tests (tests/test_store.py) holds every engine to it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from personalizer.digits import ascii_digits
 from personalizer.events import Rejected, accept, check_message
 
 # One stored beacon event: who, person, id, type, ts, received, robot, flags (JSON), data (JSON).
@@ -64,15 +66,22 @@ class CheckedBatch:
         return {p for senders, _ in self.messages for p in senders}
 
     def rows(self, gone: set[str]) -> tuple[list[Row], IngestCounts]:
-        """The rows to append, every message of an ``gone`` (tombstoned) sender left out and counted refused."""
+        """The rows to append, every message of a ``gone`` (tombstoned) sender left out and counted refused."""
+        rows, _, counts = self.kept(gone)
+        return rows, counts
+
+    def kept(self, gone: set[str]) -> tuple[list[Row], list[tuple[str, ...]], IngestCounts]:
+        """``rows`` with each kept row's senders beside it (an engine that checks tombstones itself)."""
         rows: list[Row] = []
+        senders: list[tuple[str, ...]] = []
         refused = 0
-        for senders, kept in self.messages:
-            if gone.intersection(senders):
+        for sent_by, kept in self.messages:
+            if gone.intersection(sent_by):
                 refused += len(kept)
             else:
                 rows.extend(kept)
-        return rows, replace(self.counts, refused=refused)
+                senders.extend([sent_by] * len(kept))
+        return rows, senders, replace(self.counts, refused=refused)
 
 
 def check_batch(beacons: Iterable[Any]) -> CheckedBatch:
@@ -200,7 +209,18 @@ def read_person(log: EventStore, profiles: ProfileData, who: str, person: str, i
 
 
 KINDS = ("view", "add_to_cart", "purchase")  # the history's kind numbers (the batch's EVENT_KINDS)
-STORE_ORDER = "pzk:"  # an order key written into a build's inputs as it is (batch.inputs reads it back)
+STORE_ORDER = "pzk:"  # an order key written into a build's inputs as it is (``order_key`` reads it back)
+
+
+def order_key(order: str) -> int:
+    """A stable number for an order id (the same in the build, the store and a beacon), ``NO_ORDER`` for none:
+    baskets compare orders for equality only. ``pzk:<number>`` is a key the store wrote (``write_build_inputs``)."""
+    if not order:
+        return NO_ORDER
+    written = order[len(STORE_ORDER):]
+    if order.startswith(STORE_ORDER) and ascii_digits(written):
+        return int(written)
+    return int.from_bytes(hashlib.blake2b(order.encode(), digest_size=7).digest(), "big")
 
 
 def write_build_inputs(log: EventStore, profiles: ProfileData, directory: Path) -> tuple[Path, Path]:

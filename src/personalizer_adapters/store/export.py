@@ -79,7 +79,8 @@ def export_events(log: EventStore, out: str, *, since: float | None = None, batc
 
     t0 = time.perf_counter()
     filesystem, root = destination(out)
-    mark = f"export:{out if '://' in out else root}"
+    remote = "://" in out
+    mark = f"export:{out if remote else root}"
     seq = log.watermark(mark)
     files = rows = 0
     while True:
@@ -100,7 +101,7 @@ def export_events(log: EventStore, out: str, *, since: float | None = None, batc
             directory = f"{root}/day={day}"
             filesystem.create_dir(directory, recursive=True)
             name = f"{directory}/events-{first:012d}-{last:012d}.parquet"
-            tmp = name if "://" in out else name + ".tmp"  # a local file appears whole, as an object's PUT does
+            tmp = name if remote else name + ".tmp"  # a local file appears whole, as an object's PUT does
             pq.write_table(table, tmp, filesystem=filesystem)
             if tmp != name:
                 filesystem.move(tmp, name)

@@ -65,7 +65,7 @@ CREATE TABLE watermarks (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
     # The generation's model artifacts (model.json, model.npz), written with its snapshot: an origin may load
     # them from here instead of its package.
     2: "CREATE TABLE artifacts (name TEXT PRIMARY KEY, value BYTEA NOT NULL);",
-    # A purchase line's quantity and its order's key (batch.model.order_key; -1: not known).
+    # A purchase line's quantity and its order's key (base.order_key; -1: not known).
     3: "ALTER TABLE events ADD COLUMN qty INTEGER NOT NULL DEFAULT 1, ADD COLUMN basket BIGINT NOT NULL DEFAULT -1;",
 }
 APPEND_LOCK = 0x707A_6576  # "pzev": the event log's append lock (pg_advisory_xact_lock)
@@ -234,19 +234,16 @@ class PgEventLog:
         # ``erased`` is asked first.
         here = getattr(erased, "__self__", None)
         gone = set() if isinstance(here, PgProfileStore) and here.db.url == self.db.url else erased(checked.senders())
-        rows, senders = [], []
-        for who, kept in checked.messages:
-            if not gone.intersection(who):
-                rows.extend(kept)
-                senders.extend([who] * len(kept))
+        rows, senders, counts = checked.kept(gone)
         if not rows:
-            return checked.rows(gone)[1]
+            return counts
         columns = [list(c) for c in zip(*rows, strict=True)]
         columns += [[s[0] if s else "" for s in senders], [s[1] if len(s) > 1 else "" for s in senders]]
         with self.db.connection(atomic=False) as db:  # one statement, one round trip, its own transaction
             stored, erased_now = db.execute(APPEND, [APPEND_LOCK, *columns]).fetchone()  # type: ignore[misc]
-        return replace(checked.rows(gone | set(erased_now))[1], stored=stored,
-                       duplicates=len(rows) - stored - sum(1 for s in senders if set(erased_now).intersection(s)))
+        if erased_now:  # tombstoned in the database: the statement left their rows out, as these counts do
+            rows, counts = checked.rows(gone | set(erased_now))
+        return replace(counts, stored=stored, duplicates=len(rows) - stored)
 
     def erase(self, person: str) -> int:
         with self.db.connection(atomic=False) as db:
@@ -273,7 +270,6 @@ class PgEventLog:
     def count(self) -> int:
         with self.db.connection(atomic=False) as db:
             return int(db.execute("SELECT COUNT(*) FROM beacon_events").fetchone()[0])  # type: ignore[index]
-
 
     def watermark(self, name: str) -> int:
         with self.db.connection(atomic=False) as db:
