@@ -287,11 +287,179 @@ def test_injected_page_head_arrives_before_its_fragments(stack: dict[str, Any], 
     assert page.locator("#unfilled").count() == 0
 
 
-def test_demo_screenshot(stack: dict[str, Any], context: Any, tmp_path: Path) -> None:
-    """The README's picture: a signed-in shopper's home. PZ_SCREENSHOT=path keeps it."""
+# Boxes of every piece of text on a page (HTML elements with text of their own, and matplotlib's SVG text, drawn
+# as paths in <g id="text_N">), with each pair that overlaps by more than a pixel and is not one inside the other.
+OVERLAPS = """() => {
+  const boxes = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const own = el.namespaceURI === 'http://www.w3.org/2000/svg'
+      ? /^text_/.test(el.id || '')
+      : [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.height > 0) boxes.push([el, r]);
+  }
+  const bad = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const [a, ra] = boxes[i], [b, rb] = boxes[j];
+    if (a.contains(b) || b.contains(a)) continue;
+    const w = Math.min(ra.right, rb.right) - Math.max(ra.left, rb.left);
+    const h = Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top);
+    const name = e => e.id || e.textContent.trim().slice(0, 40);
+    if (w > 1 && h > 1) bad.push([name(a), name(b)]);
+  }
+  return {texts: boxes.length, bad};
+}"""
+MOBILE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+
+
+def test_report_page_reads_well_on_a_desktop_and_a_phone(stack: dict[str, Any], seed_dir: Path,
+                                                         tmp_path: Path) -> None:
+    """`personalizer report --html` on the seed's simulated experiments: a verdict card per experiment, in
+    plain words; no text over other text (titles, ticks, labels, cells); nothing wider than a phone's screen."""
+    from tests.test_report import cli
+
+    out = cli("report", "--data", str(seed_dir / "origin"), "--html", str(tmp_path / "r.html"))
+    assert out.returncode == 0, out.stderr
+    for options in ({"viewport": {"width": 1280, "height": 900}}, MOBILE):
+        ctx = stack["browser"].new_context(**options)
+        page = ctx.new_page()
+        page.goto((tmp_path / "r.html").as_uri())
+        cards = page.locator("section.card")
+        assert cards.count() == 2
+        assert "winner" in page.locator("section.card", has_text="cart-reminder").inner_text().lower()
+        assert page.locator(".verdict").count() >= 2
+        found = page.evaluate(OVERLAPS)
+        assert found["texts"] > 50 and found["bad"] == [], found["bad"][:5]
+        width = options["viewport"]["width"]
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width, options
+        ctx.close()
+
+
+def visible_images(page: Any) -> list[dict[str, Any]]:
+    """Each image at least partly on screen, once each has loaded or failed: its source and whether it loaded.
+    (Lazy images start loading when they come near the screen, after the page's own load event.)"""
+    shown = """[...document.images].filter(i => {
+        const r = i.getBoundingClientRect();
+        return r.width > 0 && r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth;
+      })"""
+    page.wait_for_function(f"() => {shown}.every(i => i.complete)")
+    return page.evaluate(f"() => {shown}.map(i => ({{src: i.getAttribute('src'), loaded: i.naturalWidth > 0}}))")
+
+
+def test_the_shops_pictures_load(stack: dict[str, Any], context: Any) -> None:
     page = context.new_page()
     page.goto(stack["shop"] + "/signin/c00001")
+    page.wait_for_selector('[data-pz-slot="home"][data-pz-filled] .pz-item img')
+    shown = visible_images(page)
+    assert len(shown) >= 5 and all(i["loaded"] for i in shown), shown
+    assert all(i["src"].startswith("/img/") for i in shown)  # the shop's own, no other host
+    assert any(i["src"].startswith("/img/banners/") for i in shown)
+    page.goto(stack["shop"] + "/p/p00005")
+    assert all(i["loaded"] for i in visible_images(page))
+
+
+def test_the_cart_page_lists_the_cart_and_an_order_is_a_purchase(stack: dict[str, Any], context: Any) -> None:
+    """Add to cart on two product pages: the cart lists both (with their pictures), the beacons reach the event
+    log, and placing the order sends the purchase with its lines."""
+    page = context.new_page()
+    page.goto(stack["shop"] + "/signin/c00003")
+    for pid in ("p00011", "p00012"):
+        page.goto(stack["shop"] + f"/p/{pid}")
+        page.click("#add")
+        page.wait_for_url("**/cart")
+    rows = page.locator("table.cart tr[data-id]")
+    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.id)")) == ["p00011", "p00012"]
+    assert page.locator(".cartlink").inner_text() == "Cart (2)"
+    assert all(i["loaded"] for i in visible_images(page))
+    page.wait_for_selector('[data-pz-slot="cart"][data-pz-filled] .pz-item')  # goes well with the cart
+    page.click("#order")
+    page.wait_for_selector("#number")
+    order = page.locator("#number").inner_text()
+    events = stored(stack["log"], "c00003", lambda es: any(e.get("order") == order for e in es))
+    added = {e["item"] for e in events if e["type"] == "add_to_cart"}
+    assert {"p00011", "p00012"} <= added
+    bought = [e for e in events if e["type"] == "purchase" and e.get("order") == order]
+    assert bought and sorted(line["item"] for line in bought[0]["items"]) == ["p00011", "p00012"]
+    page.goto(stack["shop"] + "/cart")
+    assert page.locator("#empty").count() == 1
+
+
+def test_carousels_scroll_with_buttons_on_a_desktop(stack: dict[str, Any], context: Any) -> None:
+    page = context.new_page()
+    page.goto(stack["shop"] + "/")
+    page.wait_for_selector('[data-pz-slot="home"][data-pz-filled] .pz-next')
+    home = page.locator('[data-pz-slot="home"]')
+    items = home.locator(".pz-items")
+    assert items.evaluate("l => l.scrollLeft") == 0 and home.locator(".pz-prev").is_disabled()
+    home.locator(".pz-next").click()
+    page.wait_for_function("""() => document.querySelector('[data-pz-slot="home"] .pz-items').scrollLeft > 100""")
+    page.wait_for_function("""() => !document.querySelector('[data-pz-slot="home"] .pz-prev').disabled""")
+    home.locator(".pz-prev").click()
+    page.wait_for_function("""() => document.querySelector('[data-pz-slot="home"] .pz-items').scrollLeft === 0""")
+
+
+def test_on_a_phone_the_header_is_compact_and_carousels_swipe(stack: dict[str, Any]) -> None:
+    ctx = stack["browser"].new_context(user_agent=BROWSER, **MOBILE)
+    page = ctx.new_page()
+    page.goto(stack["shop"] + "/signin/c00001")
     page.wait_for_selector('[data-pz-slot="home"][data-pz-filled] .pz-item')
-    out = Path(os.environ.get("PZ_SCREENSHOT") or tmp_path / "demo.png")
-    page.screenshot(path=str(out), full_page=False)
-    assert out.stat().st_size > 10_000
+    assert page.locator("header").bounding_box()["height"] <= 100
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    assert not page.locator(".pz-nav").first.is_visible()  # a touch screen swipes
+    items = page.locator('[data-pz-slot="home"] .pz-items')
+    assert items.evaluate("l => getComputedStyle(l).overflowX") == "auto"
+    assert items.evaluate("l => l.scrollWidth > l.clientWidth")
+    page.locator("details.demo summary").click()  # the demo's controls are one tap away
+    assert page.locator("#consent-granted").is_visible()
+    ctx.close()
+
+
+def test_carousel_headings_fit_the_tier_that_answered(stack: dict[str, Any], context: Any) -> None:
+    """A new visitor's home is best sellers and has no "recently viewed"; a customer's are theirs."""
+    page = context.new_page()
+    page.goto(stack["shop"] + "/")
+    page.wait_for_selector('[data-pz-slot="home"][data-pz-filled] section[data-tier="popular"]')
+    assert page.locator('[data-pz-slot="home"] .pz-heading').inner_text() == "Best sellers"
+    assert not page.locator('[data-pz-slot="recent"]').is_visible()
+    assert page.get_by_text("Recently viewed").count() == 0
+    page.goto(stack["shop"] + "/signin/c00001")
+    page.wait_for_selector('[data-pz-slot="recent"][data-pz-filled] section[data-tier="user"]')
+    assert page.locator('[data-pz-slot="home"] .pz-heading').inner_text() == "Picked for you"
+    assert page.locator('[data-pz-slot="recent"] .pz-heading').inner_text() == "Recently viewed"
+
+
+def test_demo_screenshots(stack: dict[str, Any], context: Any, seed_dir: Path, tmp_path: Path) -> None:
+    """The README's pictures: a signed-in shopper's home on a desktop and on a phone, their cart, and the report.
+    PZ_SCREENSHOTS=docs keeps them there."""
+    from tests.test_report import cli
+
+    out = Path(os.environ.get("PZ_SCREENSHOTS") or tmp_path)
+    page = context.new_page()
+    page.goto(stack["shop"] + "/signin/c00001")
+    page.wait_for_selector('[data-pz-slot="recent"][data-pz-filled] .pz-item')
+    visible_images(page)
+    page.screenshot(path=str(out / "demo.png"))
+    for pid in ("p00021", "p00045"):
+        page.goto(stack["shop"] + f"/p/{pid}")
+        page.click("#add")
+        page.wait_for_url("**/cart")
+    page.wait_for_selector('[data-pz-slot="cart"][data-pz-filled] .pz-item')
+    visible_images(page)
+    page.screenshot(path=str(out / "demo-cart.png"))
+    for pid in ("p00021", "p00045"):  # the shopper's cart as it was, for the tests that follow
+        page.click(f'tr[data-id="{pid}"] button')
+        page.wait_for_url("**/cart")
+    phone = stack["browser"].new_context(user_agent=BROWSER, **MOBILE)
+    small = phone.new_page()
+    small.goto(stack["shop"] + "/signin/c00001")
+    small.wait_for_selector('[data-pz-slot="home"][data-pz-filled] .pz-item')
+    visible_images(small)
+    small.screenshot(path=str(out / "demo-phone.png"))
+    phone.close()
+    assert cli("report", "--data", str(seed_dir / "origin"), "--html", str(tmp_path / "r.html")).returncode == 0
+    page.set_viewport_size({"width": 1100, "height": 1000})
+    page.goto((tmp_path / "r.html").as_uri())
+    page.screenshot(path=str(out / "report.png"))
+    for name in ("demo.png", "demo-cart.png", "demo-phone.png", "report.png"):
+        assert (out / name).stat().st_size > 10_000, name

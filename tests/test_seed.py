@@ -57,7 +57,7 @@ def test_seed_is_deterministic_and_the_default_tier_is_the_shops(built: Built, s
     assert default["banner"] == max(generic, key=lambda r: r["priority"])
     assert fallback.CARDS == () and fallback.NO_BANNER.tier == "none"
     source = (ROOT / "src" / "personalizer" / "fallback.py").read_text()
-    assert "pz-demo-shop" not in source and "Card(" not in source
+    assert "/img/banners/" not in source and "Card(" not in source
 
 
 def test_sign_user_prints_a_token_the_worker_accepts() -> None:

@@ -47,6 +47,69 @@ def test_pages_use_only_the_public_snippet(c: httpx.Client) -> None:
     assert c.get("/p/nope").status_code == 404
 
 
+def test_pictures_are_drawn_by_the_shop(c: httpx.Client, built: Built) -> None:
+    """Every product the seed's records show has a picture the shop serves itself (SVG, no external host);
+    a product's name is escaped in its picture; an unknown one is a 404."""
+    from personalizer import codec, keys
+    from personalizer.records import Card
+
+    popular = codec.decode(built.records[keys.popular(built.generation)], expect="popular").data
+    images = {Card.parse(card).image for card in popular["cards"]}
+    assert images and all(i.startswith("/img/p/") for i in images)
+    r = c.get(sorted(images)[0])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert r.text.startswith("<svg") and "http" not in r.text.replace("http://www.w3.org/2000/svg", "")
+    assert c.get("/img/p/p99999.svg").status_code == 404
+    banner = c.get("/img/banners/cart-a.svg")
+    assert banner.status_code == 200 and banner.text.startswith("<svg") and banner.text != c.get(
+        "/img/banners/cart-b.svg").text
+    from personalizer_adapters.shop.images import product_svg
+
+    drawn = product_svg("p1", 'Tent <script>alert("x")</script>', "tents")
+    assert "<script>" not in drawn and "&lt;script&gt;" in drawn
+
+
+def test_the_cart_lists_what_was_added_and_orders_it(c: httpx.Client) -> None:
+    with httpx.Client(base_url=str(c.base_url)) as shopper:
+        assert 'id="empty"' in shopper.get("/cart").text
+        for pid in ("p00003", "p00007", "p00003"):
+            r = shopper.post("/cart/add", data={"item": pid})
+            assert r.status_code == 303 and r.headers["location"] == "/cart"
+        page = shopper.get("/cart").text
+        assert 'data-id="p00003"' in page and 'data-id="p00007"' in page and "Cart (3)" in page
+        assert '<td class="num">2</td>' in page  # p00003 twice
+        assert shopper.post("/cart/add", data={"item": "nope"}).status_code == 404
+        shopper.post("/cart/remove", data={"item": "p00007"})
+        page = shopper.get("/cart").text
+        assert 'data-id="p00007"' not in page and 'data-id="p00003"' in page
+        done = shopper.post("/cart/order")
+        assert "pz.track('purchase'" in done.text and '"item":"p00003","quantity":2' in done.text
+        assert 'id="empty"' in shopper.get("/cart").text  # ordered: the cart is empty again
+
+
+def test_a_cart_cookie_that_does_not_parse_is_an_empty_cart() -> None:
+    from personalizer_adapters.shop.app import cart_cookie, read_cart
+
+    assert read_cart("p1*2/p2*1") == {"p1": 2, "p2": 1}
+    assert read_cart(cart_cookie({"p1": 2})) == {"p1": 2}
+    assert read_cart("p1*0/p2*x/<b>*1/p3*100/p4") == {}
+    assert read_cart(None) == {}
+
+
+def test_campaign_links_land_on_a_page(c: httpx.Client) -> None:
+    """Every URL the demo's campaigns link to is a page of the shop, not a 404."""
+    import tomllib
+
+    from tests.test_embed import ROOT
+
+    campaigns = tomllib.loads((ROOT / "kv-seed" / "campaigns.toml").read_text())["campaigns"]
+    urls = {v["url"] for rule in campaigns for v in rule["variants"]}
+    assert len(urls) > 5
+    for url in sorted(urls):
+        assert c.get(url).status_code == 200, url
+    assert c.get("/no-such-page").status_code == 404
+
+
 def test_a_port_left_in_time_wait_is_free_and_a_listening_one_taken() -> None:
     """`make dev` right after `make dev`: the stopped servers' connections in TIME_WAIT do not block a restart
     (the probe binds as the server does); a port something listens on is reported as taken."""

@@ -157,10 +157,13 @@
         var s = t.content.querySelector('section[data-slot="' + h.getAttribute("data-pz-slot") + '"]');
         if (shown) h.setAttribute("data-pz-preview", shown.getAttribute("data-pz-preview"));
         if (!s) return;
-        h.replaceChildren(s.cloneNode(true));
+        s = s.cloneNode(true);
+        h.replaceChildren(s);
         h.setAttribute("data-pz-filled", "");
         if (held) h.setAttribute("data-pz-holdout", "");
+        heading(h, s);
       });
+      controls(d);
       bar();
       watch(d);
       done("filled", { slots: slots });
@@ -169,6 +172,52 @@
       if (w.console) console.warn(e);
       done("failed", {});
       return false;
+    });
+  }
+
+  // A heading that fits the tier that answered: the placeholder's data-pz-title-<tier> (user, segment, popular,
+  // default, item), else its data-pz-title. A placeholder with titles but none for this tier is hidden: a new
+  // visitor's "recent" answered by best sellers is not "Recently viewed". Without titles, nothing is added.
+  function heading(h, s) {
+    var titled = [].some.call(h.attributes, function (a) { return a.name.indexOf("data-pz-title") === 0; });
+    if (!titled) return;
+    var text = h.getAttribute("data-pz-title-" + s.getAttribute("data-tier"));
+    if (text === null) text = h.getAttribute("data-pz-title");
+    if (!text) {
+      h.hidden = true;
+      return;
+    }
+    var el = d.createElement("h2");
+    el.className = "pz-heading";
+    el.textContent = text;
+    h.insertBefore(el, s);
+  }
+
+  // Scroll buttons on each carousel for a mouse (a touch screen swipes the list itself, and CSS hides them
+  // there); each is disabled at its end of the list.
+  function controls(root) {
+    [].forEach.call(root.querySelectorAll("section.pz-recs"), function (s) {
+      var list = s.querySelector(".pz-items");
+      if (!list || s.querySelector(".pz-nav")) return;
+      var buttons = [-1, 1].map(function (way) {
+        var b = d.createElement("button");
+        b.type = "button";
+        b.className = "pz-nav " + (way < 0 ? "pz-prev" : "pz-next");
+        b.setAttribute("aria-label", way < 0 ? "Previous" : "Next");
+        b.textContent = way < 0 ? "\u2039" : "\u203a";
+        b.addEventListener("click", function () {
+          list.scrollBy({ left: way * Math.max(list.clientWidth * 0.8, 100), behavior: "smooth" });
+        });
+        s.appendChild(b);
+        return b;
+      });
+      function ends() {
+        buttons[0].disabled = list.scrollLeft <= 1;
+        buttons[1].disabled = list.scrollLeft >= list.scrollWidth - list.clientWidth - 1;
+      }
+      list.addEventListener("scroll", ends, { passive: true });
+      if (w.ResizeObserver) new ResizeObserver(ends).observe(list);
+      ends();
     });
   }
 
@@ -216,7 +265,8 @@
     flush: flush,
   };
   function start() {
-    bar();  // an injected page carries its preview already
+    bar();  // an injected page carries its preview already, and its carousels
+    controls(d);
     fill();
   }
   if (d.readyState === "loading") d.addEventListener("DOMContentLoaded", start); else start();

@@ -87,7 +87,7 @@ def generate(cfg: dict[str, Any]) -> Shop:
             "id": pid, "category": cat, "currency": cfg["currency"],
             "title": f"{rng.choice(BRANDS)} {rng.choice(ADJECTIVES)} {rng.choice(nouns)}",
             "price": rng.randrange(lo, hi, 100) + 99 - 100 if hi > lo else lo,
-            "url": f"{cfg['url_base']}{pid}", "image": f"{cfg['image_base']}{pid}.jpg",
+            "url": f"{cfg['url_base']}{pid}", "image": f"{cfg['image_base']}{pid}.svg",
             "stock": 0 if rng.random() < 0.03 else rng.randrange(1, 400),
         })
     by_cat: dict[str, list[int]] = {c: [] for c in cats}

@@ -483,7 +483,8 @@ def render_html(r: Report, refresh_s: int | None = None) -> str:
         f"<section class=card><h3>{e(x.rule)}</h3>"
         + (f"<p class='verdict invalid'>Sample ratio mismatch (exposures {e(', '.join(map(str, x.exposures)))}, "
            f"chi-square p={x.srm_p:.2g}): no verdict until the assignment is fixed.</p>" if x.srm else "")
-        + "".join(f"<p class='verdict {e(v.verdict[0].replace(' ', '-'))}'><b>{e(v.variant)}</b>: "
+        + "".join(f"<p class='verdict {e(v.verdict[0].replace(' ', '-'))}'><span class=badge>"
+                  f"{e(v.verdict[0].capitalize())}</span> <b>{e(v.variant)}</b>: "
                   f"{e(v.verdict[1])}</p>" for v in r.variants if v.rule == x.rule and not v.control)
         + "</section>" for x in r.experiments)
     return f"""<!doctype html>
@@ -494,7 +495,9 @@ td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right}}td:first-c
 tr.control{{color:#666}}.note{{background:#fff8e1;padding:8px;border-left:4px solid #fbc02d}}
 .warn{{color:#b00020}}svg{{max-width:100%;height:auto}}.charts{{display:flex;flex-wrap:wrap;gap:12px}}
 .card{{border:1px solid #ddd;border-radius:8px;padding:4px 12px;margin:8px 0;max-width:44em}}
-.verdict.winner{{color:#1b5e20}}.verdict.loser,.verdict.invalid{{color:#b00020}}
+.badge{{display:inline-block;padding:0 8px;border-radius:999px;background:#eee;font-weight:600}}
+.verdict.winner{{color:#1b5e20}}.winner .badge{{background:#e8f5e9}}
+.loser .badge,.invalid .badge{{background:#fdecea}}.verdict.loser,.verdict.invalid{{color:#b00020}}
 .period{{font-weight:600}}.scroll{{overflow-x:auto}}</style></head><body>
 <h1>Personalization report</h1>
 <p class=period>{e(period(r))}</p>
@@ -508,9 +511,10 @@ exposure before them.</p>
 <th>add to cart</th><th>purchase</th><th>revenue / exposure</th><th>revenue vs control</th></tr>{rows}</table></div>
 <p class=note>{e(PEEKING)}</p>
 <h2>Personalization lift</h2>
-<pre>{e(chr(10).join(lift_lines(r)))}</pre>
+<div class=scroll><pre>{e(chr(10).join(lift_lines(r)))}</pre></div>
 <h2>Slots and tiers</h2>
-<table><tr><th>slot</th><th>impressions</th><th>clicks</th><th>CTR [95% CI]</th><th>tiers</th></tr>{slot_rows}</table>
+<div class=scroll><table><tr><th>slot</th><th>impressions</th><th>clicks</th><th>CTR [95% CI]</th><th>tiers</th></tr>
+{slot_rows}</table></div>
 {warn}
 </body></html>
 """
