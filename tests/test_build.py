@@ -385,7 +385,7 @@ def test_item_similarities_are_the_same_on_any_number_of_workers() -> None:
     from scipy import sparse
 
     from personalizer_adapters.batch.build import ITEM_CHUNK, ItemJob, item_chunk, normalised
-    from personalizer_adapters.batch.parallel import fork_map
+    from personalizer_adapters.engine.parallel import fork_map
 
     shop = generate({**load_config(CFG), **MID})
     ev = shop.events

@@ -15,6 +15,7 @@ from scipy import sparse
 from personalizer import codec, keys
 from personalizer.banners import default_record
 from personalizer.records import Card
+from personalizer_adapters.engine.parallel import fork_map
 
 from .model import (
     CART,
@@ -26,7 +27,6 @@ from .model import (
     repurchase_stats,
     top_k,
 )
-from .parallel import fork_map
 from .profiles import ProfileJob, profile_outcomes
 from .seedgen import Shop
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy.typing as npt
 
 from personalizer import codec
+from personalizer_adapters.engine.parallel import fork_map
 
 from .model import Model, order_keys, profile_payload, quantities
-from .parallel import fork_map
 from .seedgen import Shop
 
 CHUNK = 2_000           # shoppers per task: big enough to amortise the pickling, small enough to show progress
