@@ -10,14 +10,14 @@ ORIGIN_PORT ?= 8788
 SHOP_PORT ?= 8789
 SEED_SOURCES := kv-seed/seed.toml kv-seed/campaigns.toml $(wildcard src/personalizer_adapters/*.py src/personalizer_adapters/*/*.py) $(wildcard src/personalizer/*.py)
 
-.PHONY: dev test bench lint seed assets postgres-server bundle lambda install clean fuzz
+.PHONY: dev test bench lint seed assets postgres-server java bundle lambda install clean fuzz
 .DEFAULT_GOAL := dev
 
 install: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[origin,serve,batch,eval,report,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[origin,serve,batch,spark,eval,report,dev]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -105,7 +105,15 @@ postgres-server:
 		elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 		else echo "error: the store tests need PostgreSQL: apt-get install postgresql" >&2; exit 2; fi; }
 
-test: lint $(CHROMIUM) postgres-server
+# The Spark engine's tests run Spark in local mode, which needs Java 17 or later (Debian's default JRE).
+java:
+	@java -version >/dev/null 2>&1 || { \
+		echo "installing Debian's default JRE for the Spark engine's tests"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; \
+		elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless; \
+		else echo "error: the Spark tests need Java 17+: apt-get install default-jre-headless" >&2; exit 2; fi; }
+
+test: lint $(CHROMIUM) postgres-server java
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The property tests of tests/test_fuzz.py with many more examples than `make test` runs.

@@ -14,7 +14,6 @@ from personalizer.again import DUE_FLOOR, RATE_FLOOR, Rebuy, due, most_due, rank
 from personalizer.records import Card
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.inputs import load_shop
-from personalizer_adapters.batch.model import repurchase_stats
 from personalizer_adapters.batch.seedgen import Shop
 from personalizer_adapters.quality.nextbasket import last_basket_split, tifu_knn, tifu_vectors
 from tests.conftest import CONFIG, FixedClock, uid_cookie
@@ -58,16 +57,6 @@ def test_most_due_is_a_regular_item_that_is_due() -> None:
     forgotten = Rebuy(card(4), 5.0, now - 300 * DAY, 14 * DAY, 0.9)
     assert most_due([not_yet, few_rebuy, due_now, forgotten], now) == due_now
     assert most_due([not_yet, few_rebuy], now) is None
-
-
-def test_repurchase_stats_by_hand() -> None:
-    """p0: a buys it on days 0, 10 and 30, b once: rate 1/2, median interval 10 days (lower median of 10, 20).
-    p1: bought twice in one basket (30 minutes apart) is not a re-buy: rate 0, interval 0."""
-    ev = events([(0, 0, 2, 0), (0, 0, 2, 10 * DAY), (0, 0, 2, 30 * DAY), (1, 0, 2, 5 * DAY),
-                 (0, 1, 2, 0), (0, 1, 2, 1800), (1, 1, 0, 0)])
-    rate, interval = repurchase_stats(ev, 3)
-    assert rate.tolist() == [0.5, 0.0, 0.0]
-    assert interval.tolist() == [10 * DAY, 0, 0]
 
 
 def test_last_basket_split_by_hand() -> None:

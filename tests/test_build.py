@@ -380,32 +380,6 @@ def test_a_lifetime_of_orders_keeps_the_profile_bounded(tmp_path: Path) -> None:
     assert len(bought) == MAX_BOUGHT and "p2999" in bought and "p0" not in bought  # the most recent kept
 
 
-def test_item_similarities_are_the_same_on_any_number_of_workers() -> None:
-    """The similarity stage forked over two workers gives the lists of one process, chunk by chunk."""
-    from scipy import sparse
-
-    from personalizer_adapters.batch.build import ITEM_CHUNK, ItemJob, item_chunk, normalised
-    from personalizer_adapters.engine.parallel import fork_map
-
-    shop = generate({**load_config(CFG), **MID})
-    ev = shop.events
-    shape = (len(shop.shoppers), len(shop.products))
-    touched = sparse.csr_matrix((np.ones(len(ev)), (ev["shopper"], ev["product"])), shape=shape)
-    strong = ev[ev["kind"] >= 1]
-    bought = sparse.csr_matrix((np.ones(len(strong)), (strong["shopper"], strong["product"])), shape=shape)
-    job = ItemJob(*normalised(touched), *normalised(bought), np.zeros(shape[1], dtype=bool), 12, True)
-    starts = list(range(0, shape[1], ITEM_CHUNK))
-    serial = list(fork_map(item_chunk, job, starts, parallel=False))
-    forked = list(fork_map(item_chunk, job, starts, workers=2))
-    assert len(serial) == len(starts) and sum(len(nb) for nb, _, _ in serial) == shape[1]
-
-    def flat(results: list) -> list:  # type: ignore[type-arg]
-        return [(c.tolist(), v.tolist()) for nb, _, co in results for c, v in nb + co] + [
-            a.tolist() for _, also, _ in results for a in also]
-
-    assert flat(serial) == flat(forked)
-
-
 def test_the_generation_changes_when_only_the_catalog_does(inputs: dict[str, Path], tmp_path: Path) -> None:
     """Same events and config, one title changed: a new generation id (same inputs: the same id)."""
     cfg = load_config(CFG)

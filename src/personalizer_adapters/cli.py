@@ -90,14 +90,29 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from .engine.base import EngineMissing, open_engine
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        engine = open_engine(args.engine, progress=progress)
+    except EngineMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _build(args, engine, out, t0, progress)
+    finally:
+        engine.close()
+
+
+def _build(args: argparse.Namespace, engine: Any, out: Path, t0: float, progress: Any) -> int:
     from .batch.build import build
     from .batch.inputs import InputError, load_shop
     from .batch.seed import erased_in, load_config, previous_profiles, write_inputs, write_outputs
     from .campaigns import CampaignsError, load_campaigns
     from .imports.formats import parse_mapping
 
-    t0 = time.perf_counter()
-    out = Path(args.out)
     try:
         campaigns = load_campaigns(Path(args.campaigns)) if args.campaigns else []
     except CampaignsError as exc:
@@ -110,7 +125,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         # kv_profiles (the seed's demo split into pushed and store-only shoppers) never applies to real data.
         cfg = {k: v for k, v in load_config(Path(args.config)).items() if k != "kv_profiles"}
         erased = _erased(args) | erased_in(out, args.database)
-        events, shoppers = Path(args.events), Path(args.shoppers) if args.shoppers else None
+        # an object-store URL (s3://bucket/events/) is an event lake there, read as given
+        events: Path | str = args.events if "://" in args.events else Path(args.events)
+        shoppers = Path(args.shoppers) if args.shoppers else None
         if args.events == "store":  # the store's history and the beacons since: what the origin has seen
             from .store import open_stores
             from .store.base import write_build_inputs
@@ -128,8 +145,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(report.summary(), file=sys.stderr)
     for warning in report.mostly_bad():
         print(f"warning: {warning}", file=sys.stderr)
-    built = build(shop, cfg, None if args.full else previous_profiles(out),
-                  progress=lambda line: print(line, file=sys.stderr, flush=True), campaigns=campaigns)
+    built = build(shop, cfg, None if args.full else previous_profiles(out), progress=progress, campaigns=campaigns,
+                  engine=engine)
     for warning in built.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if built.warnings and args.on_bad_row == "fail":
@@ -714,6 +731,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--on-bad-row", choices=("skip", "fail"), default="skip",
                    help="skip bad rows (each reported with file and line) or fail the build")
     s.add_argument("--now", type=int, help="the build's 'now' in epoch seconds (default: the last event)")
+    s.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="where the relational stages run: duckdb (in process, out of core; the default) or spark "
+                        "(PZ_SPARK_MASTER, default local[2]; needs pip install '.[spark]' and Java 17+)")
     s.add_argument("--full", action="store_true",
                    help="recompute every profile (default: reuse those whose shopper's events did not change)")
     s.add_argument("--campaigns", help="the shop's campaigns file (campaigns.toml: the hero's banners; checked "

@@ -1,6 +1,8 @@
 """Batch benchmark: build and push-planning time and peak memory for a generated shop at scale.
 
-Usage: python tests/bench/batch_bench.py [SHOPPERS PRODUCTS EVENTS]   (default: 1,000,000 100,000 20,000,000)
+Usage: python tests/bench/batch_bench.py [SHOPPERS PRODUCTS EVENTS] [--engine duckdb|spark]
+(default: 1,000,000 100,000 20,000,000 on DuckDB; Spark runs in local mode, local[2], its JVM not counted in the
+peaks, which are this process's)
 The generator here is vectorised (the seed's is per event, fine for 90k events, not for 20M); the shop has the
 same shape: latent category tastes per shopper, Zipf popularity within each category, views, carts, purchases.
 """
@@ -21,6 +23,7 @@ sys.path[:0] = [str(ROOT / "src")]
 from personalizer_adapters.batch.build import build  # noqa: E402
 from personalizer_adapters.batch.seed import load_config, write_outputs  # noqa: E402
 from personalizer_adapters.batch.seedgen import CATEGORIES, Shop  # noqa: E402
+from personalizer_adapters.engine.base import open_engine  # noqa: E402
 from personalizer_adapters.kv.plan import Build, TargetState, make_plan  # noqa: E402
 
 NOW = 1_793_491_200
@@ -68,17 +71,23 @@ def peak_worker_gib() -> float:
 
 
 def main() -> None:
-    S, P, E = (int(x) for x in sys.argv[1:4]) if len(sys.argv) >= 4 else (1_000_000, 100_000, 20_000_000)
+    args = [a for a in sys.argv[1:] if not a.startswith("--engine")]
+    engine_name = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--engine=")), "duckdb")
+    S, P, E = (int(x) for x in args[:3]) if len(args) >= 3 else (1_000_000, 100_000, 20_000_000)
     cfg = {**load_config(ROOT / "kv-seed" / "seed.toml"), "kv_profiles": S}
     t0 = time.perf_counter()
     shop = shop_at_scale(S, P, E)
     t1 = time.perf_counter()
     print(f"batch: generated {S:,} shoppers, {P:,} products, {len(shop.events):,} events in {t1 - t0:.1f}s "
           f"(peak {peak_rss_gib():.2f} GiB)", flush=True)
-    built = build(shop, cfg, progress=lambda line: print(f"  {line} (peak {peak_rss_gib():.2f} GiB)", flush=True))
+    engine = open_engine(engine_name)
+    t1 = time.perf_counter()
+    built = build(shop, cfg, progress=lambda line: print(f"  {line} (peak {peak_rss_gib():.2f} GiB)", flush=True),
+                  engine=engine)
+    engine.close()
     t2 = time.perf_counter()
     size = sum(len(v) for v in built.records.values())
-    print(f"batch: build {t2 - t1:.1f}s -> {len(built.records):,} records, {size / 1e9:.2f} GB "
+    print(f"batch: build on {engine_name} {t2 - t1:.1f}s -> {len(built.records):,} records, {size / 1e9:.2f} GB "
           f"(peak {peak_rss_gib():.2f} GiB; largest profile worker {peak_worker_gib():.2f} GiB)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         write_outputs(shop, built, Path(tmp))

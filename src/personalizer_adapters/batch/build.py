@@ -15,7 +15,8 @@ from scipy import sparse
 from personalizer import codec, keys
 from personalizer.banners import default_record
 from personalizer.records import Card
-from personalizer_adapters.engine.parallel import fork_map
+from personalizer_adapters.engine.base import Engine, open_engine
+from personalizer_adapters.engine.stages import item_stages
 
 from .model import (
     CART,
@@ -24,7 +25,6 @@ from .model import (
     Model,
     SegmentRules,
     rebought_pairs,
-    repurchase_stats,
     top_k,
 )
 from .profiles import ProfileJob, profile_outcomes
@@ -61,70 +61,6 @@ def positions_by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.ND
 def by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.NDArray[Any]]:
     """Events split per shopper index (no per-event Python work)."""
     return [events[p] for p in positions_by_shopper(events, shoppers)]
-
-
-def row_top_k(matrix: sparse.csr_matrix, k: int,
-              exclude: npt.NDArray[np.bool_]) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]:
-    """Per row of a sparse matrix, the columns and values of its ``k`` best positive entries (ties by column)."""
-    out = []
-    for i in range(matrix.shape[0]):
-        lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
-        cols, vals = matrix.indices[lo:hi], matrix.data[lo:hi]
-        keep = (vals > 0) & ~exclude[cols]
-        cols, vals = cols[keep], vals[keep]
-        if len(cols) > k:
-            part = np.argpartition(-vals, k - 1)[:k]
-            cols, vals = cols[part], vals[part]
-        order = np.lexsort((cols, -vals))
-        out.append((cols[order].astype(np.int64), vals[order]))
-    return out
-
-
-ITEM_CHUNK = 512        # item rows per task of the similarity stage
-PARALLEL_ITEMS = 20_000  # catalogs smaller than this are done in one process
-
-
-def normalised(m: sparse.csr_matrix) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-    """``(Mᵀ, M)`` with columns scaled to unit norm: ``Mᵀ[rows] @ M`` is the rows' cosine similarities."""
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(0)).ravel()) + 1e-9
-    scaled = (m @ sparse.diags(1.0 / norms)).tocsr()
-    return scaled.T.tocsr(), scaled
-
-
-@dataclass(frozen=True)
-class ItemJob:
-    """What the similarity stage reads: normalised who-touched-what and cart/purchase matrices."""
-
-    xt: sparse.csr_matrix
-    xs: sparse.csr_matrix
-    bt: sparse.csr_matrix
-    bs: sparse.csr_matrix
-    out_of_stock: npt.NDArray[np.bool_]
-    also_k: int
-    cosine_neighbours: bool  # False when EASE gives the neighbour lists
-
-
-def item_chunk(job: ItemJob, lo: int) -> tuple[list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]],
-                                               list[npt.NDArray[np.int64]],
-                                               list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]]]:
-    """For items ``lo`` .. ``lo + ITEM_CHUNK``: cosine neighbours, also-bought and complement candidates.
-
-    The full product x product matrices of a large catalog do not fit in memory; a chunk of rows does, and
-    each is reduced to its top entries before the next is computed. Diagonals are zero.
-    """
-    rows = []
-    for left, right in ((job.bt, job.bs), (job.xt, job.xs)):
-        part = (left[lo:lo + ITEM_CHUNK] @ right).tocsr()
-        diagonal = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr)) + lo
-        part.data[part.indices == diagonal] = 0
-        part.eliminate_zeros()
-        rows.append(part)
-    co, sim = rows
-    no_exclusion = np.zeros(len(job.out_of_stock), dtype=bool)
-    neighbours = row_top_k(sim, NEIGHBOURS_K, no_exclusion) if job.cosine_neighbours else []
-    also = [cols for cols, _ in row_top_k((co + 1e-3 * sim).tocsr(), job.also_k, job.out_of_stock)]
-    # Complement candidates: each item's strongest co-purchases (bounded, or memory grows with the catalog).
-    return neighbours, also, row_top_k(co, CO_CANDIDATES, no_exclusion)
 
 
 def ease_neighbours(X: sparse.csr_matrix, k: int, lam: float,
@@ -168,11 +104,13 @@ def cart_products(ev: npt.NDArray[Any], products: int) -> list[int]:
 
 
 def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]] | None = None,
-          progress: Callable[[str], None] = lambda _: None, campaigns: list[dict[str, Any]] | None = None) -> Built:
+          progress: Callable[[str], None] = lambda _: None, campaigns: list[dict[str, Any]] | None = None,
+          engine: Engine | None = None) -> Built:
     """Records for a new generation. ``previous`` (shopper -> (events digest, profile bytes)) lets a shopper
     whose events did not change keep their profile record byte for byte, so a push of the next build
     touches only the profiles of people who did something (a full rebuild passes ``None``). ``campaigns``:
-    the banner rules of the shop's campaigns file (``personalizer_adapters.campaigns``); none, no banners."""
+    the banner rules of the shop's campaigns file (``personalizer_adapters.campaigns``); none, no banners.
+    ``engine``: where the relational stages run (``engine.stages``); none, a DuckDB of its own."""
     campaigns = campaigns or []
     P, S, now = len(shop.products), len(shop.shoppers), shop.now
     ev = shop.events
@@ -184,41 +122,31 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     half_life_s = cfg["half_life_days"] * 86400.0
     w = EVENT_WEIGHT[ev["kind"]] * np.exp2(-(now - ev["ts"]) / half_life_s)
 
-    # Shopper x product: decayed interaction weights (popularity); who touched what, 0/1 and undecayed (item
-    # similarity must not fade with the calendar: old items would lose every neighbour); carts and purchases
-    # as 0/1 for also-bought.
+    # Shopper x product: decayed interaction weights (the segments' lists); who touched what, 0/1 and undecayed
+    # (EASE's input: item similarity must not fade with the calendar, old items would lose every neighbour).
     X = sparse.csr_matrix((w, (ev["shopper"], ev["product"])), shape=(S, P))
     touched = X.copy()
     touched.data[:] = 1.0
-    strong = ev[ev["kind"] >= CART]
-    B = sparse.csr_matrix((np.ones(len(strong)), (strong["shopper"], strong["product"])), shape=(S, P))
-    B.data[:] = 1.0  # duplicates were summed: back to 0/1
-    popularity = np.asarray(X.sum(0)).ravel()
     started = time.perf_counter()
     progress(f"build: interaction matrices ({X.nnz:,} shopper-item pairs)")
-    neighbours: npt.NDArray[np.int32] = np.zeros((P, NEIGHBOURS_K), dtype=np.int32)
-    weights: npt.NDArray[np.float32] = np.zeros((P, NEIGHBOURS_K), dtype=np.float32)
     use_ease = int(cfg.get("ease_max_items", EASE_MAX_ITEMS)) >= P
-    if use_ease:  # the stronger similarity where the catalog allows it; item-kNN (cosine) beyond
+    n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
+    # The relational stages (popularity, re-buys, co-occurrence and the lists made of it) on the engine.
+    own = engine is None
+    engine = engine or open_engine("duckdb", progress=progress)
+    try:
+        items = item_stages(engine, ev, cat_of, oos, now=now, half_life_s=half_life_s, also_k=n_nb,
+                            knn_k=None if use_ease else NEIGHBOURS_K, co_k=CO_CANDIDATES, progress=progress)
+    finally:
+        if own:
+            engine.close()
+    popularity, also, co_rows = items.popularity, items.also, items.co_rows
+    if use_ease:  # the stronger similarity where the catalog allows it (a dense inverse: numpy); item-kNN beyond
         neighbours, weights = ease_neighbours(touched, NEIGHBOURS_K, float(cfg.get("ease_lambda", EASE_LAMBDA)))
         progress(f"build: EASE neighbours ({time.perf_counter() - started:.0f}s)")
-    # One pass over item rows, in chunks: taste neighbours (for personal lists), also-bought, and each item's
-    # co-purchased items (the complement candidates). Only these small per-item lists outlive a chunk.
-    n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
-    also: list[npt.NDArray[np.int64]] = []
-    co_rows: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = []
-    item_job = ItemJob(*normalised(touched), *normalised(B), oos, n_nb, not use_ease)
-    starts = list(range(0, P, ITEM_CHUNK))
-    for lo, (nb, also_rows, co_top) in zip(starts, fork_map(item_chunk, item_job, starts, workers=cfg.get("workers"),
-                                                           parallel=P >= PARALLEL_ITEMS), strict=True):
-        if lo % 16384 == 0:
-            progress(f"build: item similarities {lo:,}/{P:,} ({time.perf_counter() - started:.0f}s)")
-        for r, (cols, vals) in enumerate(nb):
-            neighbours[lo + r, :len(cols)] = cols
-            weights[lo + r, :len(cols)] = vals
-        also += also_rows
-        co_rows += co_top
-    del item_job
+    else:
+        assert items.neighbours is not None and items.weights is not None
+        neighbours, weights = items.neighbours, items.weights
 
     # The generation names everything its records came from: events, config, and the catalog (a new title or
     # price is a new generation, so caches keyed by it never serve the old card).
@@ -243,7 +171,8 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     model = Model(gen, now, half_life_s, cfg["personal_list"], cards, cats, cat_of, in_stock, neighbours, weights,
                   category_top, within_share, SegmentRules.from_config(cfg), prices,
                   float(cfg.get("taste_weight", Model.taste_weight)),
-                  float(cfg.get("recency_half_life", Model.recency_half_life)), *repurchase_stats(ev, P))
+                  float(cfg.get("recency_half_life", Model.recency_half_life)), items.repeat_rate,
+                  items.repeat_interval)
     rec: dict[str, bytes] = {}
 
     def put(key: str, kind: str, data: dict[str, Any], generation: str | None = gen) -> None:
@@ -295,11 +224,7 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
 
     # Also-bought: co-purchase cosine, taste similarity to break ties. Complements: items of the categories
     # most bought alongside this one (from the data), by co-purchase, backfilled by their popular items.
-    onehot = sparse.csr_matrix((np.ones(P), (np.arange(P), cat_of)), shape=(P, len(cats)))
-    by_cat = (B @ onehot).T @ (B @ onehot)
-    by_cat = by_cat.toarray()
-    np.fill_diagonal(by_cat, 0)
-    comp_cats = [np.flatnonzero(row)[np.argsort(-row[np.flatnonzero(row)], kind="stable")][:3] for row in by_cat]
+    comp_cats = items.complement_categories
     pop_in_cat = [top_k(np.where(cat_of == c, popularity, 0), n_nb, oos) for c in range(len(cats))]
     pop_norm = 1e-4 * popularity / (popularity.max() + 1e-9)
     progress(f"build: segments done, item records ({time.perf_counter() - started:.0f}s)")

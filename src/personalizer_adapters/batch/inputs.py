@@ -94,17 +94,17 @@ class Report:
         """One file's skipped rows by reason, most frequent first."""
         return _by_count(self.reasons.get(path, {}))
 
-    def nothing_valid(self, path: Path, what: str) -> InputError:
+    def nothing_valid(self, path: Path | str, what: str) -> InputError:
         """The error for a file with no usable row: its rows' reasons, counted, and the first examples."""
         key = str(path)
         rules = self.left_out.get(key, {})
         if not self.bad.get(key) and rules:
-            return InputError(f"{path.resolve()}: no valid {what}: all {sum(rules.values())} rows left out by rule: "
+            return InputError(f"{shown(path)}: no valid {what}: all {sum(rules.values())} rows left out by rule: "
                               f"{_by_count(rules)}")
         if not self.bad.get(key):
-            return InputError(f"{path.resolve()}: no valid {what} (the file has no rows)")
+            return InputError(f"{shown(path)}: no valid {what} (the file has no rows)")
         first = [e for e in self.examples if e.startswith(key + ":")][:3]
-        return InputError(f"{path.resolve()}: no valid {what}: all {self.bad[key]} rows skipped: {self.why(key)}"
+        return InputError(f"{shown(path)}: no valid {what}: all {self.bad[key]} rows skipped: {self.why(key)}"
                           + "".join(f"\n  {e}" for e in first))
 
     def as_json(self) -> dict[str, Any]:
@@ -135,7 +135,12 @@ def _delimiter(line: str) -> str:
     return max(DELIMITERS, key=lambda d: (line.count(d), d == ","))
 
 
-def rows(path: Path, required: tuple[str, ...] = (), optional: tuple[str, ...] = (),
+def shown(path: Path | str) -> str:
+    """A file as errors name it: its full path, or the URL as given."""
+    return path if isinstance(path, str) else str(path.resolve())
+
+
+def rows(path: Path | str, required: tuple[str, ...] = (), optional: tuple[str, ...] = (),
          report: Report | None = None, kind: str = "", mapping: dict[str, str] | None = None) -> Iterator[
         tuple[str, dict[str, Any]]]:
     """``(where, row)`` pairs from a .csv, .jsonl/.ndjson/.json or .parquet file (the text ones also gzipped,
@@ -146,14 +151,17 @@ def rows(path: Path, required: tuple[str, ...] = (), optional: tuple[str, ...] =
     A CSV's header must name the ``required`` columns (``InputError`` with the expected header if not); a row
     with more or fewer fields than the header is reported with both counts (an unquoted comma, a short row).
     """
-    suffix = data_suffix(path)
-    if not path.exists():
-        raise InputError(f"{path.resolve()}: no such file")
-    if kind == "events" and path.is_dir():  # an event directory (export-events' Parquet lake), read by DuckDB
+    if isinstance(path, str) or (kind == "events" and path.is_dir()):
+        # an event directory (export-events' Parquet lake), here or at an object-store URL, read by DuckDB
+        if kind != "events":
+            raise InputError(f"{path}: only events are read from an object store (s3://...); give a file")
         from personalizer_adapters.engine.events import event_directory_rows
 
         yield from event_directory_rows(str(path), report)
         return
+    suffix = data_suffix(path)
+    if not path.exists():
+        raise InputError(f"{path.resolve()}: no such file")
     if suffix not in (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json", ".parquet"):
         raise InputError(f"{path.resolve()}: unknown format {suffix!r} (use .csv, .jsonl, .json or .parquet, "
                          "each text one also as .gz)")
@@ -375,7 +383,7 @@ class Catalog:
         return found
 
 
-def read_events(path: Path, products: dict[str, int] | Catalog, report: Report, people: People | None = None,
+def read_events(path: Path | str, products: dict[str, int] | Catalog, report: Report, people: People | None = None,
                 mapping: dict[str, str] | None = None) -> tuple[list[str], np.ndarray]:  # type: ignore[type-arg]
     """Events as the build's structured array; shoppers are indexed in order of first appearance. A removal
     from the cart takes back that person's earlier adds of the item; ids that are emails or otherwise not
@@ -385,7 +393,7 @@ def read_events(path: Path, products: dict[str, int] | Catalog, report: Report, 
     shoppers: dict[str, int] = {}
     out: list[tuple[int, int, int, int, int, int]] = []
     removes: list[tuple[int, int, int]] = []
-    stamps = Timestamps(path.resolve())
+    stamps = Timestamps(shown(path))
     for where, row in rows(path, EVENT_COLUMNS, (), report, "events", mapping):
         report.read[str(path)] = report.read.get(str(path), 0) + 1
         if "__left_out__" in row:
@@ -412,7 +420,7 @@ def read_events(path: Path, products: dict[str, int] | Catalog, report: Report, 
             else:
                 out.append((person, found, EVENT_KINDS.index(kind), ts, qty, key))
         except (MixedUnits, NoIdKey) as exc:
-            raise InputError(f"{path.resolve()}: {exc}" if isinstance(exc, NoIdKey) else str(exc)) from None
+            raise InputError(f"{shown(path)}: {exc}" if isinstance(exc, NoIdKey) else str(exc)) from None
         except ValueError as exc:
             report.reject(where_column(where, row, exc), str(exc))
     events = np.array(out, dtype=EVENTS_READ)
@@ -473,7 +481,7 @@ def read_loyalty(path: Path | None, report: Report, people: People | None = None
     return out
 
 
-def load_shop(catalog: Path, events: Path, shoppers: Path | None, *, strict: bool, now: int | None,
+def load_shop(catalog: Path, events: Path | str, shoppers: Path | None, *, strict: bool, now: int | None,
               erased: set[str] | frozenset[str] = frozenset(), id_key: str | None = None,
               mapping: dict[str, dict[str, str]] | None = None, currency: str = "EUR") -> tuple[Shop, Report]:
     """Read and validate the inputs into the build's in-memory shop; tombstoned people are left out.
@@ -500,5 +508,5 @@ def load_shop(catalog: Path, events: Path, shoppers: Path | None, *, strict: boo
     if not len(ev):
         raise report.nothing_valid(events, "event")
     if not len(shop.events):
-        raise InputError(f"{events.resolve()}: every event is of an erased person")
+        raise InputError(f"{shown(events)}: every event is of an erased person")
     return replace(shop, now=now if now is not None else int(shop.events["ts"].max()) + 1), report

@@ -86,25 +86,6 @@ def _pairs(s: npt.NDArray[Any], p: npt.NDArray[Any], again: npt.NDArray[np.bool_
     return (pairs >> 32).astype(np.int64), (pairs & 0xFFFFFFFF).astype(np.int64)
 
 
-def repurchase_stats(events: npt.NDArray[Any], products: int) -> tuple[npt.NDArray[np.float32],
-                                                                        npt.NDArray[np.int64]]:
-    """Per product, from everyone's purchases: the share of its buyers who bought it again in a later basket,
-    and the median interval between one person's consecutive purchases of it (0 when nobody re-bought)."""
-    s, p, gap, again = _rebuys(events)
-    first = np.ones(len(s), dtype=bool)
-    first[1:] = (s[1:] != s[:-1]) | (p[1:] != p[:-1])
-    buyers = np.bincount(p[first], minlength=products)
-    rebuyers = np.bincount(_pairs(s, p, again)[1], minlength=products)  # the purchases are sorted once
-    rate = (rebuyers / np.maximum(buyers, 1)).astype(np.float32)
-    gp, gg = p[1:][again], gap[again]
-    o = np.lexsort((gg, gp))
-    gp, gg = gp[o], gg[o]
-    lo = np.searchsorted(gp, np.arange(products))
-    n = np.searchsorted(gp, np.arange(products), side="right") - lo
-    median = gg[np.minimum(lo + (n - 1) // 2, len(gg) - 1)] if len(gg) else np.zeros(products, dtype=np.int64)
-    return rate, np.where(n > 0, median, 0).astype(np.int64)
-
-
 def again_entries(model: Model, products: npt.NDArray[Any], kinds: npt.NDArray[Any],
                   ts: npt.NDArray[Any], qty: npt.NDArray[Any] | None = None,
                   keys: npt.NDArray[Any] | None = None) -> list[list[Any]]:

@@ -1,0 +1,51 @@
+"""The contract of a batch engine: tables in (Arrow), SQL in one dialect (DuckDB's), tables out (Arrow).
+
+The build's relational stages (``stages``) are written once, as SQL in DuckDB's dialect. DuckDB runs them as
+written, in process and out of core; Spark runs them transpiled by SQLGlot (``spark``), locally or on a
+cluster. An engine keeps what a stage makes under the stage's name, for the stages after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+ENGINES = ("duckdb", "spark")
+
+
+class EngineMissing(RuntimeError):
+    """The engine asked for cannot start here: what to install, in one line."""
+
+
+class Engine(Protocol):
+    name: str
+    local: bool  # runs in this process (the co-occurrence is then a sparse product here: ``cooccurrence``)
+
+    def load(self, name: str, table: pa.Table) -> None:
+        """Make ``table`` readable by later SQL as ``name``."""
+
+    def stage(self, name: str, sql: str) -> None:
+        """Run ``sql`` (a SELECT) and keep its result as ``name``, for the SQL that follows."""
+
+    def fetch(self, sql: str) -> pa.Table:
+        """Run ``sql`` (a SELECT) and return its rows."""
+
+    def close(self) -> None:
+        """Let go of everything the engine holds."""
+
+
+def open_engine(name: str, *, progress: Callable[[str], None] = lambda _: None,
+                memory_limit: str | None = None) -> Engine:
+    """An engine by name: ``duckdb`` (the default) or ``spark`` (``PZ_SPARK_MASTER``, default ``local[2]``)."""
+    if name == "duckdb":
+        from .duck import DuckDBEngine
+
+        return DuckDBEngine(memory_limit=memory_limit)
+    if name == "spark":
+        from .spark import SparkEngine
+
+        return SparkEngine(progress=progress)
+    raise ValueError(f"unknown engine {name!r}: one of {', '.join(ENGINES)}")
