@@ -24,6 +24,7 @@ from personalizer_adapters.engine.stages import FIXED, item_stages
 from personalizer_adapters.store.base import NO_ORDER
 from tests.test_build import CFG, run_build
 from tests.test_build import inputs as build_inputs
+from tests.test_lake import log as lake_log
 
 DAY = 86_400
 NOW = 100 * DAY
@@ -86,10 +87,13 @@ def test_neighbours_also_bought_and_complements_by_hand(engine: Engine) -> None:
     assert [c.tolist() for c in s.complement_categories] == [[1, 2], [0], [0]]
 
 
-def test_no_events_gives_empty_lists(engine: Engine) -> None:
+def test_no_events_gives_empty_lists_and_the_engine_keeps_nothing(engine: Engine) -> None:
     s = stages(engine, events([]), 3)
     assert s.popularity.tolist() == [0, 0, 0] and [a.tolist() for a in s.also] == [[], [], []]
     assert s.repeat_rate.tolist() == [0, 0, 0]
+    for table in ("ev", "touched", "item_stats"):  # what the stages made is let go: the profiles need the memory
+        with pytest.raises(Exception, match=table):
+            engine.fetch(f"SELECT * FROM {table}")
 
 
 def seed_shop() -> tuple[Shop, dict[str, Any]]:
@@ -161,3 +165,30 @@ def test_build_on_spark_writes_what_duckdb_writes(inputs: dict[str, Path], tmp_p
     gone = run_build("--catalog", str(inputs["catalog"]), "--events", str(inputs["csv"]), "--out",
                      str(tmp_path / "x"), "--config", str(CFG), "--engine", "flink")
     assert gone.returncode == 2 and "invalid choice: 'flink'" in gone.stderr
+
+
+log = pytest.fixture(lake_log.__wrapped__)  # type: ignore[attr-defined]  # test_lake's event log
+
+
+def test_spark_reads_the_event_lake_as_duckdb_does(log: Any, tmp_path: Path) -> None:
+    """The lake's clean-up statement on both engines: the same events, each once (a file delivered twice)."""
+    import shutil
+
+    from personalizer_adapters.store.export import export_events
+    from tests.test_imports import HEADER, catalog_rows
+
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(HEADER + catalog_rows(["3.49"] * 8))
+    lake = tmp_path / "lake"
+    export_events(log, str(lake))
+    day = sorted(lake.iterdir())[0]
+    shutil.copy(sorted(day.glob("*.parquet"))[0], day / "events-again.parquet")
+    here, report = load_shop(catalog, lake, None, strict=True, now=None)
+    spark = open_engine("spark")
+    try:
+        there, spark_report = load_shop(catalog, lake, None, strict=True, now=None, engine=spark)
+    finally:
+        spark.close()
+    assert spark_report.formats[str(lake)] == report.formats[str(lake)] == "Parquet event directory (3 files)"
+    assert len(here.events) == 9 and here.events.tolist() == there.events.tolist()
+    assert here.shoppers == there.shoppers

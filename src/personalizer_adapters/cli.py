@@ -138,7 +138,7 @@ def _build(args: argparse.Namespace, engine: Any, out: Path, t0: float, progress
             print(f"build: events from the store ({stores.where}) -> {events}", file=sys.stderr)
         shop, report = load_shop(Path(args.catalog), events, shoppers, strict=args.on_bad_row == "fail", now=args.now,
                                  erased=erased, id_key=id_key(Path(".dev.vars")), mapping=parse_mapping(args.map),
-                                 currency=args.currency)
+                                 currency=args.currency, engine=engine)
     except (InputError, OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

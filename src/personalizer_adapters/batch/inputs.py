@@ -141,7 +141,8 @@ def shown(path: Path | str) -> str:
 
 
 def rows(path: Path | str, required: tuple[str, ...] = (), optional: tuple[str, ...] = (),
-         report: Report | None = None, kind: str = "", mapping: dict[str, str] | None = None) -> Iterator[
+         report: Report | None = None, kind: str = "", mapping: dict[str, str] | None = None,
+         engine: Any = None) -> Iterator[
         tuple[str, dict[str, Any]]]:
     """``(where, row)`` pairs from a .csv, .jsonl/.ndjson/.json or .parquet file (the text ones also gzipped,
     ``.csv.gz``), ``where`` being ``file:line``; the text's encoding is detected (``imports.files``) and noted
@@ -157,7 +158,7 @@ def rows(path: Path | str, required: tuple[str, ...] = (), optional: tuple[str, 
             raise InputError(f"{path}: only events are read from an object store (s3://...); give a file")
         from personalizer_adapters.engine.events import event_directory_rows
 
-        yield from event_directory_rows(str(path), report)
+        yield from event_directory_rows(str(path), report, engine)
         return
     suffix = data_suffix(path)
     if not path.exists():
@@ -384,7 +385,7 @@ class Catalog:
 
 
 def read_events(path: Path | str, products: dict[str, int] | Catalog, report: Report, people: People | None = None,
-                mapping: dict[str, str] | None = None) -> tuple[list[str], np.ndarray]:  # type: ignore[type-arg]
+                mapping: dict[str, str] | None = None, engine: Any = None) -> tuple[list[str], np.ndarray]:  # type: ignore[type-arg]
     """Events as the build's structured array; shoppers are indexed in order of first appearance. A removal
     from the cart takes back that person's earlier adds of the item; ids that are emails or otherwise not
     plain ids become pseudonyms (``imports.identity``)."""
@@ -394,7 +395,7 @@ def read_events(path: Path | str, products: dict[str, int] | Catalog, report: Re
     out: list[tuple[int, int, int, int, int, int]] = []
     removes: list[tuple[int, int, int]] = []
     stamps = Timestamps(shown(path))
-    for where, row in rows(path, EVENT_COLUMNS, (), report, "events", mapping):
+    for where, row in rows(path, EVENT_COLUMNS, (), report, "events", mapping, engine):
         report.read[str(path)] = report.read.get(str(path), 0) + 1
         if "__left_out__" in row:
             report.leave(where, row["__left_out__"])
@@ -483,10 +484,12 @@ def read_loyalty(path: Path | None, report: Report, people: People | None = None
 
 def load_shop(catalog: Path, events: Path | str, shoppers: Path | None, *, strict: bool, now: int | None,
               erased: set[str] | frozenset[str] = frozenset(), id_key: str | None = None,
-              mapping: dict[str, dict[str, str]] | None = None, currency: str = "EUR") -> tuple[Shop, Report]:
+              mapping: dict[str, dict[str, str]] | None = None, currency: str = "EUR",
+              engine: Any = None) -> tuple[Shop, Report]:
     """Read and validate the inputs into the build's in-memory shop; tombstoned people are left out.
     ``id_key``: the key of the pseudonyms of ids that are not plain ids (emails); ``mapping``: ``--map``;
-    ``currency``: the catalog's when its rows do not say (an export that has none)."""
+    ``currency``: the catalog's when its rows do not say (an export that has none); ``engine``: the build's
+    (Spark reads an event directory itself)."""
     report = Report(strict)
     mapping = mapping or {}
     try:
@@ -494,7 +497,7 @@ def load_shop(catalog: Path, events: Path | str, shoppers: Path | None, *, stric
     except NoIdKey as exc:
         raise InputError(str(exc)) from None
     products = read_catalog(catalog, report, mapping.get("catalog"), currency)
-    ids, ev = read_events(events, Catalog.of(products), report, people, mapping.get("events"))
+    ids, ev = read_events(events, Catalog.of(products), report, people, mapping.get("events"), engine)
     loyalty = read_loyalty(shoppers, report, people, mapping.get("shoppers"))
     report.pseudonymised = people.pseudonymised
     for p in products:

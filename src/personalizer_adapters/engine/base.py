@@ -7,7 +7,7 @@ cluster. An engine keeps what a stage makes under the stage's name, for the stag
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -27,11 +27,20 @@ class Engine(Protocol):
     def load(self, name: str, table: pa.Table) -> None:
         """Make ``table`` readable by later SQL as ``name``."""
 
+    def load_parquet(self, name: str, path: str) -> int:
+        """A directory of Parquet files (``key=value`` partition folders) as ``name``; how many files it has."""
+
     def stage(self, name: str, sql: str) -> None:
         """Run ``sql`` (a SELECT) and keep its result as ``name``, for the SQL that follows."""
 
     def fetch(self, sql: str) -> pa.Table:
         """Run ``sql`` (a SELECT) and return its rows."""
+
+    def batches(self, sql: str, size: int) -> Iterator[pa.RecordBatch]:
+        """Run ``sql`` (a SELECT) and hand its rows over in batches of about ``size``, in its order."""
+
+    def forget(self, names: list[str]) -> None:
+        """Let go of these tables (loaded or staged): their memory is the next stage's."""
 
     def close(self) -> None:
         """Let go of everything the engine holds."""

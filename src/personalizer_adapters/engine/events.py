@@ -1,6 +1,7 @@
 """An event directory (``personalizer export-events``' layout: ``day=YYYY-MM-DD/*.parquet``, or any Parquet
-files with its columns) read by DuckDB: customers' events once each, whatever file they are in (a re-exported
-range, a late file), in time order, as the build's event rows.
+files with its columns) read by the build's engine with one statement (DuckDB here, streamed; Spark where it
+runs): customers' events once each, whatever file they are in (a re-exported range, a late file), in time
+order, as the build's event rows.
 """
 
 from __future__ import annotations
@@ -19,26 +20,27 @@ ORDER BY ts, person, event_id, line
 BATCH = 65_536
 
 
-def event_directory_rows(path: str, report: Any = None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(where, row)`` pairs in the build's event columns; ``where`` names the file set and the event."""
-    import duckdb
-    import pyarrow.dataset as ds
+def _row(path: str, shopper: Any, product: Any, kind: Any, ts: Any, quantity: Any, order: Any, event_id: Any,
+         line: Any) -> tuple[str, dict[str, Any]]:
+    return (f"{path}: event {event_id}" + (f" line {line + 1}" if line else ""),
+            {"shopper": shopper, "product": product, "kind": kind, "ts": ts, "quantity": quantity, "order": order})
 
-    from personalizer_adapters.store.export import destination
 
-    filesystem, root = destination(path)
-    dataset = ds.dataset(root, format="parquet", partitioning="hive", filesystem=filesystem,
-                         exclude_invalid_files=True, ignore_prefixes=[".", "_"])
-    if report is not None:
-        report.formats[path] = f"Parquet event directory ({len(dataset.files)} files)"
-    con = duckdb.connect()
+def event_directory_rows(path: str, report: Any = None, engine: Any = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, row)`` pairs in the build's event columns; ``where`` names the file set and the event.
+    ``engine``: the build's, which reads the directory (Spark reads it there); none, a DuckDB of its own."""
+    from .duck import DuckDBEngine
+
+    own = engine is None
+    engine = engine or DuckDBEngine()
     try:
-        con.register("raw", dataset)
-        result = con.execute(CLEAN)
-        while chunk := result.fetchmany(BATCH):
-            for shopper, product, kind, ts, quantity, order, event_id, line in chunk:
-                yield (f"{path}: event {event_id}" + (f" line {line + 1}" if line else ""),
-                       {"shopper": shopper, "product": product, "kind": kind, "ts": ts, "quantity": quantity,
-                        "order": order})
+        files = engine.load_parquet("raw", path)
+        if report is not None:
+            report.formats[path] = f"Parquet event directory ({files} files)"
+        for batch in engine.batches(CLEAN, BATCH):
+            for values in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+                yield _row(path, *values)
     finally:
-        con.close()
+        engine.forget(["raw"])
+        if own:
+            engine.close()

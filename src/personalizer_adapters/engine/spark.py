@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .base import EngineMissing
@@ -42,7 +42,9 @@ def session(master: str | None = None) -> Any:
     if master.startswith("local"):  # one machine: nothing listens beyond loopback, no web UI
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = (builder.config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
-                   .config("spark.ui.enabled", "false"))
+                   .config("spark.ui.enabled", "false")
+                   # local mode's executors are the driver's JVM: Spark's 1g default runs out on 2M events
+                   .config("spark.driver.memory", os.environ.get("PZ_SPARK_DRIVER_MEMORY") or "4g"))
     builder = (builder
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.ui.showConsoleProgress", "false")
@@ -65,6 +67,13 @@ class SparkEngine:
         self.spark.createDataFrame(table).createOrReplaceTempView(name)
         self.views.append(name)
 
+    def load_parquet(self, name: str, path: str) -> int:
+        """A Parquet directory (partitioned by ``key=value`` folders) as ``name``; how many files it has."""
+        frame = self.spark.read.option("recursiveFileLookup", "false").parquet(path)
+        frame.createOrReplaceTempView(name)
+        self.views.append(name)
+        return len(frame.inputFiles())
+
     def stage(self, name: str, sql: str) -> None:
         frame = self.spark.sql(transpile(sql)).persist()
         frame.createOrReplaceTempView(name)
@@ -72,6 +81,17 @@ class SparkEngine:
 
     def fetch(self, sql: str) -> Any:
         return self.spark.sql(transpile(sql)).toArrow()
+
+    def batches(self, sql: str, size: int) -> Iterator[Any]:
+        yield from self.fetch(sql).to_batches(size)
+
+    def forget(self, names: list[str]) -> None:
+        for name in names:
+            if self.spark.catalog.tableExists(name):
+                self.spark.table(name).unpersist()
+            self.spark.catalog.dropTempView(name)
+            if name in self.views:
+                self.views.remove(name)
 
     def close(self) -> None:
         for name in self.views:  # the session outlives the build (one per process): its tables do not

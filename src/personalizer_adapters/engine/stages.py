@@ -203,4 +203,5 @@ def item_stages(engine: Engine, events: npt.NDArray[Any], cat_of: npt.NDArray[An
             neighbours[r, :len(c)], weights[r, :len(c)] = c, v
     categories = int(cat_of.max()) + 1 if len(cat_of) else 0
     best_categories, _ = _lists(engine.fetch(_top(CATEGORY_PAIRS, "n", 3)), categories)
+    engine.forget(["touch_pairs", "buy_pairs", *reversed(_sql(now, half_life_s)), "items", "ev"])
     return ItemStages(popularity, rate, gap, neighbours, weights, also, co_rows, best_categories)
