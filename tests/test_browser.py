@@ -359,15 +359,20 @@ def test_the_shops_pictures_load(stack: dict[str, Any], context: Any) -> None:
     assert all(i["loaded"] for i in visible_images(page))
 
 
+def add_to_cart(page: Any, shop: str, *products: str) -> None:
+    """Each product's "Add to cart" on its page, which lands on the cart."""
+    for pid in products:
+        page.goto(shop + f"/p/{pid}")
+        page.click("#add")
+        page.wait_for_url("**/cart")
+
+
 def test_the_cart_page_lists_the_cart_and_an_order_is_a_purchase(stack: dict[str, Any], context: Any) -> None:
     """Add to cart on two product pages: the cart lists both (with their pictures), the beacons reach the event
     log, and placing the order sends the purchase with its lines."""
     page = context.new_page()
     page.goto(stack["shop"] + "/signin/c00003")
-    for pid in ("p00011", "p00012"):
-        page.goto(stack["shop"] + f"/p/{pid}")
-        page.click("#add")
-        page.wait_for_url("**/cart")
+    add_to_cart(page, stack["shop"], "p00011", "p00012")
     rows = page.locator("table.cart tr[data-id]")
     assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.id)")) == ["p00011", "p00012"]
     assert page.locator(".cartlink").inner_text() == "Cart (2)"
@@ -440,10 +445,7 @@ def test_demo_screenshots(stack: dict[str, Any], context: Any, seed_dir: Path, t
     page.wait_for_selector('[data-pz-slot="recent"][data-pz-filled] .pz-item')
     visible_images(page)
     page.screenshot(path=str(out / "demo.png"))
-    for pid in ("p00021", "p00045"):
-        page.goto(stack["shop"] + f"/p/{pid}")
-        page.click("#add")
-        page.wait_for_url("**/cart")
+    add_to_cart(page, stack["shop"], "p00021", "p00045")
     page.wait_for_selector('[data-pz-slot="cart"][data-pz-filled] .pz-item')
     visible_images(page)
     page.screenshot(path=str(out / "demo-cart.png"))

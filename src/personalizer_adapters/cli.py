@@ -13,6 +13,8 @@ from typing import Any
 from personalizer.config import parse_config
 from personalizer.identity import UID, VID, sign
 
+from .engine.base import ENGINES
+
 
 def read_dev_vars(path: Path) -> dict[str, str]:
     """``.dev.vars`` (dotenv syntax, as wrangler reads it): KEY=VALUE lines, # comments, optional quotes."""
@@ -93,26 +95,29 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .engine.base import EngineMissing, open_engine
 
     t0 = time.perf_counter()
-    out = Path(args.out)
-    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        engine = open_engine(args.engine, progress=progress)
+        engine = open_engine(args.engine, progress=_progress)
     except EngineMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return _build(args, engine, out, t0, progress)
+        return _build(args, engine, t0)
     finally:
         engine.close()
 
 
-def _build(args: argparse.Namespace, engine: Any, out: Path, t0: float, progress: Any) -> int:
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _build(args: argparse.Namespace, engine: Any, t0: float) -> int:
     from .batch.build import build
     from .batch.inputs import InputError, load_shop
     from .batch.seed import erased_in, load_config, previous_profiles, write_inputs, write_outputs
     from .campaigns import CampaignsError, load_campaigns
     from .imports.formats import parse_mapping
 
+    out = Path(args.out)
     try:
         campaigns = load_campaigns(Path(args.campaigns)) if args.campaigns else []
     except CampaignsError as exc:
@@ -145,7 +150,7 @@ def _build(args: argparse.Namespace, engine: Any, out: Path, t0: float, progress
     print(report.summary(), file=sys.stderr)
     for warning in report.mostly_bad():
         print(f"warning: {warning}", file=sys.stderr)
-    built = build(shop, cfg, None if args.full else previous_profiles(out), progress=progress, campaigns=campaigns,
+    built = build(shop, cfg, None if args.full else previous_profiles(out), progress=_progress, campaigns=campaigns,
                   engine=engine)
     for warning in built.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -301,16 +306,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"error: {'unknown baseline(s) ' + ', '.join(map(repr, unknown)) if unknown else 'k and holdout are ≥ 1'}"
               f" (baselines: {', '.join(BASELINES)})", file=sys.stderr)
         return 2
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     if args.protocol == "next-basket":
         from .quality.nextbasket import evaluate_next_basket
 
-        result = evaluate_next_basket(shop, cfg, k=args.k, progress=progress)
+        result = evaluate_next_basket(shop, cfg, k=args.k, progress=_progress)
     else:
         result = evaluate(shop, cfg, k=args.k, holdout=args.holdout, min_events=args.min_events,
-                          baselines=baselines, progress=progress)
+                          baselines=baselines, progress=_progress)
     print(json.dumps(result.as_json(), indent=1) if args.json else result.table())
     return 0
 
@@ -587,7 +589,7 @@ def cmd_export_events(args: argparse.Namespace) -> int:
             raise ValueError(missing)
         stores = open_stores(Path(args.data), args.database)
         done = export_events(stores.log, args.out, since=since,
-                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+                             progress=_progress)
     except (StoreUnavailable, RuntimeError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -731,7 +733,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--on-bad-row", choices=("skip", "fail"), default="skip",
                    help="skip bad rows (each reported with file and line) or fail the build")
     s.add_argument("--now", type=int, help="the build's 'now' in epoch seconds (default: the last event)")
-    s.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+    s.add_argument("--engine", choices=ENGINES, default="duckdb",
                    help="where the relational stages run: duckdb (in process, out of core; the default) or spark "
                         "(PZ_SPARK_MASTER, default local[2]; needs pip install '.[spark]' and Java 17+)")
     s.add_argument("--full", action="store_true",

@@ -15,7 +15,7 @@ from scipy import sparse
 from personalizer import codec, keys
 from personalizer.banners import default_record
 from personalizer.records import Card
-from personalizer_adapters.engine.base import Engine, open_engine
+from personalizer_adapters.engine.base import Engine, borrowed
 from personalizer_adapters.engine.stages import item_stages
 
 from .model import (
@@ -132,14 +132,9 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     use_ease = int(cfg.get("ease_max_items", EASE_MAX_ITEMS)) >= P
     n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
     # The relational stages (popularity, re-buys, co-occurrence and the lists made of it) on the engine.
-    own = engine is None
-    engine = engine or open_engine("duckdb", progress=progress)
-    try:
-        items = item_stages(engine, ev, cat_of, oos, now=now, half_life_s=half_life_s, also_k=n_nb,
+    with borrowed(engine, progress) as on:
+        items = item_stages(on, ev, cat_of, oos, now=now, half_life_s=half_life_s, also_k=n_nb,
                             knn_k=None if use_ease else NEIGHBOURS_K, co_k=CO_CANDIDATES, progress=progress)
-    finally:
-        if own:
-            engine.close()
     popularity, also, co_rows = items.popularity, items.also, items.co_rows
     if use_ease:  # the stronger similarity where the catalog allows it (a dense inverse: numpy); item-kNN beyond
         neighbours, weights = ease_neighbours(touched, NEIGHBOURS_K, float(cfg.get("ease_lambda", EASE_LAMBDA)))

@@ -153,7 +153,7 @@ def rows(path: Path | str, required: tuple[str, ...] = (), optional: tuple[str, 
     with more or fewer fields than the header is reported with both counts (an unquoted comma, a short row).
     """
     if isinstance(path, str) or (kind == "events" and path.is_dir()):
-        # an event directory (export-events' Parquet lake), here or at an object-store URL, read by DuckDB
+        # an event directory (export-events' Parquet lake), here or at an object-store URL, read by the engine
         if kind != "events":
             raise InputError(f"{path}: only events are read from an object store (s3://...); give a file")
         from personalizer_adapters.engine.events import event_directory_rows

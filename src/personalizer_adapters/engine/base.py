@@ -8,6 +8,7 @@ cluster. An engine keeps what a stage makes under the stage's name, for the stag
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -46,15 +47,27 @@ class Engine(Protocol):
         """Let go of everything the engine holds."""
 
 
-def open_engine(name: str, *, progress: Callable[[str], None] = lambda _: None,
-                memory_limit: str | None = None) -> Engine:
+def open_engine(name: str, *, progress: Callable[[str], None] = lambda _: None) -> Engine:
     """An engine by name: ``duckdb`` (the default) or ``spark`` (``PZ_SPARK_MASTER``, default ``local[2]``)."""
     if name == "duckdb":
         from .duck import DuckDBEngine
 
-        return DuckDBEngine(memory_limit=memory_limit)
+        return DuckDBEngine()
     if name == "spark":
         from .spark import SparkEngine
 
         return SparkEngine(progress=progress)
     raise ValueError(f"unknown engine {name!r}: one of {', '.join(ENGINES)}")
+
+
+@contextmanager
+def borrowed(engine: Engine | None, progress: Callable[[str], None] = lambda _: None) -> Iterator[Engine]:
+    """The caller's engine, left open; or, given none, a DuckDB of the block's own, closed after it."""
+    if engine is not None:
+        yield engine
+        return
+    own = open_engine("duckdb", progress=progress)
+    try:
+        yield own
+    finally:
+        own.close()

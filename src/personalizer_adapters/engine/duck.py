@@ -13,15 +13,14 @@ class DuckDBEngine:
     name = "duckdb"
     local = True  # in this process: results come back at no cost
 
-    def __init__(self, memory_limit: str | None = None) -> None:
+    def __init__(self) -> None:
         try:
             import duckdb
         except ImportError as exc:  # the batch extra brings it
             raise EngineMissing("the DuckDB engine needs duckdb: pip install '.[batch]'") from exc
         self._spill = tempfile.TemporaryDirectory(prefix="pz-duckdb-")
         self.loaded: set[str] = set()  # Arrow tables registered (views), not tables of DuckDB's
-        self.con = duckdb.connect(config={"temp_directory": self._spill.name,
-                                          **({"memory_limit": memory_limit} if memory_limit else {})})
+        self.con = duckdb.connect(config={"temp_directory": self._spill.name})
 
     def load(self, name: str, table: Any) -> None:
         self.con.register(name, table)

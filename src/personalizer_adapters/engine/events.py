@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from .base import Engine, borrowed
+
 # One dialect (DuckDB's); each event line kept once, the first received.
 CLEAN = """
 SELECT person AS shopper, item AS product, type AS kind, ts, quantity, "order", event_id, line
@@ -26,21 +28,17 @@ def _row(path: str, shopper: Any, product: Any, kind: Any, ts: Any, quantity: An
             {"shopper": shopper, "product": product, "kind": kind, "ts": ts, "quantity": quantity, "order": order})
 
 
-def event_directory_rows(path: str, report: Any = None, engine: Any = None) -> Iterator[tuple[str, dict[str, Any]]]:
+def event_directory_rows(path: str, report: Any = None,
+                         engine: Engine | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(where, row)`` pairs in the build's event columns; ``where`` names the file set and the event.
     ``engine``: the build's, which reads the directory (Spark reads it there); none, a DuckDB of its own."""
-    from .duck import DuckDBEngine
-
-    own = engine is None
-    engine = engine or DuckDBEngine()
-    try:
-        files = engine.load_parquet("raw", path)
-        if report is not None:
-            report.formats[path] = f"Parquet event directory ({files} files)"
-        for batch in engine.batches(CLEAN, BATCH):
-            for values in zip(*(c.to_pylist() for c in batch.columns), strict=True):
-                yield _row(path, *values)
-    finally:
-        engine.forget(["raw"])
-        if own:
-            engine.close()
+    with borrowed(engine) as on:
+        try:
+            files = on.load_parquet("raw", path)
+            if report is not None:
+                report.formats[path] = f"Parquet event directory ({files} files)"
+            for batch in on.batches(CLEAN, BATCH):
+                for values in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+                    yield _row(path, *values)
+        finally:
+            on.forget(["raw"])

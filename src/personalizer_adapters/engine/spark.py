@@ -61,23 +61,23 @@ class SparkEngine:
     def __init__(self, progress: Callable[[str], None] = lambda _: None) -> None:
         progress("engine: starting Spark")
         self.spark = session()
-        self.views: list[str] = []
+        self.views: set[str] = set()  # what this build made: the session outlives it (one per process)
 
     def load(self, name: str, table: Any) -> None:
         self.spark.createDataFrame(table).createOrReplaceTempView(name)
-        self.views.append(name)
+        self.views.add(name)
 
     def load_parquet(self, name: str, path: str) -> int:
         """A Parquet directory (partitioned by ``key=value`` folders) as ``name``; how many files it has."""
         frame = self.spark.read.option("recursiveFileLookup", "false").parquet(path)
         frame.createOrReplaceTempView(name)
-        self.views.append(name)
+        self.views.add(name)
         return len(frame.inputFiles())
 
     def stage(self, name: str, sql: str) -> None:
         frame = self.spark.sql(transpile(sql)).persist()
         frame.createOrReplaceTempView(name)
-        self.views.append(name)
+        self.views.add(name)
 
     def fetch(self, sql: str) -> Any:
         return self.spark.sql(transpile(sql)).toArrow()
@@ -90,11 +90,7 @@ class SparkEngine:
             if self.spark.catalog.tableExists(name):
                 self.spark.table(name).unpersist()
             self.spark.catalog.dropTempView(name)
-            if name in self.views:
-                self.views.remove(name)
+            self.views.discard(name)
 
     def close(self) -> None:
-        for name in self.views:  # the session outlives the build (one per process): its tables do not
-            self.spark.catalog.dropTempView(name)
-        self.spark.catalog.clearCache()
-        self.views = []
+        self.forget(sorted(self.views))

@@ -26,20 +26,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from personalizer_adapters.batch.model import BASKET_GAP_S, CART, EVENT_WEIGHT, PURCHASE, VIEW, order_keys
 from personalizer_adapters.store.base import NO_ORDER
 
 from .base import Engine
 
 FIXED = 1_000_000_000  # popularity's fixed point: an event of weight 1 today is 10⁹
-VIEW_W, CART_W, PURCHASE_W = 1.0, 3.0, 5.0  # as model.EVENT_WEIGHT
-CART, PURCHASE = 1, 2
-BASKET_GAP_S = 3600  # as model.BASKET_GAP_S: purchases further apart are separate baskets
 
 
 def _sql(now: int, half_life_s: float) -> dict[str, str]:
     # A purchase starts another basket than the one before it (same person, same product): another order when
     # both orders are known, else a gap over BASKET_GAP_S (model.new_basket).
-    weight = f"CASE kind WHEN 0 THEN {VIEW_W} WHEN 1 THEN {CART_W} ELSE {PURCHASE_W} END"
+    weight = (f"CASE kind WHEN {VIEW} THEN {EVENT_WEIGHT[VIEW]} WHEN {CART} THEN {EVENT_WEIGHT[CART]} "
+              f"ELSE {EVENT_WEIGHT[PURCHASE]} END")
     return {
         "popularity": f"""
 SELECT product, SUM(CAST(ROUND({weight} * POWER(2.0, -CAST({now} - ts AS DOUBLE) / {half_life_s}) * {FIXED})
@@ -53,11 +52,12 @@ SELECT shopper, product, ts - pts AS gap FROM (
   FROM ev WHERE kind = {PURCHASE}) AS b
 WHERE pts IS NOT NULL
   AND CASE WHEN okey <> {NO_ORDER} AND pkey <> {NO_ORDER} THEN okey <> pkey ELSE ts - pts > {BASKET_GAP_S} END""",
-        "item_stats": """
+        "item_stats": f"""
 SELECT p.product, p.pop, COALESCE(b.buyers, 0) AS buyers, COALESCE(r.rebuyers, 0) AS rebuyers,
        COALESCE(m.gap, 0) AS median_gap
 FROM popularity AS p
-LEFT JOIN (SELECT product, COUNT(DISTINCT shopper) AS buyers FROM ev WHERE kind = 2 GROUP BY product) AS b
+LEFT JOIN (SELECT product, COUNT(DISTINCT shopper) AS buyers FROM ev WHERE kind = {PURCHASE} GROUP BY product)
+  AS b
   ON b.product = p.product
 LEFT JOIN (SELECT product, COUNT(DISTINCT shopper) AS rebuyers FROM rebuys GROUP BY product) AS r
   ON r.product = p.product
@@ -144,8 +144,6 @@ def item_stages(engine: Engine, events: npt.NDArray[Any], cat_of: npt.NDArray[An
     ``workers``: processes for the sparse product of an in-process engine (default: one per core)."""
     import pyarrow as pa
 
-    from personalizer_adapters.batch.model import order_keys
-
     P = len(cat_of)
     started = time.perf_counter()
 
@@ -158,7 +156,8 @@ def item_stages(engine: Engine, events: npt.NDArray[Any], cat_of: npt.NDArray[An
         "okey": order_keys(events)}))
     engine.load("items", pa.table({"product": np.arange(P, dtype=np.int32), "category": cat_of.astype(np.int32),
                                    "oos": np.asarray(oos, dtype=bool)}))
-    for name, sql in _sql(now, half_life_s).items():
+    relational = _sql(now, half_life_s)
+    for name, sql in relational.items():
         engine.stage(name, sql)
     step(f"events and item statistics, {len(events):,} events")
     stats = engine.fetch("SELECT * FROM item_stats")
@@ -203,5 +202,5 @@ def item_stages(engine: Engine, events: npt.NDArray[Any], cat_of: npt.NDArray[An
             neighbours[r, :len(c)], weights[r, :len(c)] = c, v
     categories = int(cat_of.max()) + 1 if len(cat_of) else 0
     best_categories, _ = _lists(engine.fetch(_top(CATEGORY_PAIRS, "n", 3)), categories)
-    engine.forget(["touch_pairs", "buy_pairs", *reversed(_sql(now, half_life_s)), "items", "ev"])
+    engine.forget(["touch_pairs", "buy_pairs", *reversed(relational), "items", "ev"])
     return ItemStages(popularity, rate, gap, neighbours, weights, also, co_rows, best_categories)

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from personalizer.identity import UID, sign
 from personalizer.keys import ID_RE, is_valid_id
-from personalizer.render import dumps_text
+from personalizer.render import dumps_text, safe_url
 
 from .images import banner_svg, product_svg
 
@@ -153,7 +153,8 @@ def create_app(catalog: Path, shoppers: Path, edge: str, signing_key: bytes) -> 
 
     def picture(p: Product) -> str:
         """The catalog's image where it has one, else the shop's drawing of the product."""
-        src = p.image if p.image.startswith(("/", "https://")) else f"/img/p/{p.id}.svg"
+        src = safe_url(p.image)  # the fragments' allow-list; of what it lets through, only paths and https
+        src = src if src.startswith(("/", "https://")) else f"/img/p/{p.id}.svg"
         return f'<img src="{html.escape(src, quote=True)}" alt="{html.escape(p.title, quote=True)}">'
 
     def price(p: Product) -> str:
