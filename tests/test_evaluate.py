@@ -14,7 +14,8 @@ import pytest
 from personalizer_adapters.batch.inputs import load_shop
 from personalizer_adapters.batch.seed import load_config
 from personalizer_adapters.batch.seedgen import generate
-from personalizer_adapters.quality.evaluate import Score, evaluate, holdout_split
+from personalizer_adapters.quality.evaluate import evaluate
+from personalizer_adapters.quality.holdout import Score, holdout_split
 from tests.data import realdata
 from tests.runtime.harness import ROOT
 

@@ -28,7 +28,8 @@ from personalizer_adapters.batch.build import build, by_shopper, positions_by_sh
 from personalizer_adapters.batch.model import PURCHASE, baskets_of, profile_payload
 from personalizer_adapters.batch.seedgen import Shop
 
-from .evaluate import Evaluation, Score
+from .evaluate import Evaluation
+from .holdout import Score
 
 # TIFU-KNN's parameters, as the paper's Instacart setting: group size, within- and across-group decay,
 # neighbours, and the weight of the person's own vector against their neighbours'.
