@@ -16,7 +16,7 @@ from personalizer import codec, keys
 from personalizer.banners import default_record
 from personalizer.records import Card
 from personalizer_adapters.engine.base import Engine, borrowed
-from personalizer_adapters.engine.stages import item_stages
+from personalizer_adapters.engine.stages import ItemStages, item_stages
 
 from .model import (
     CART,
@@ -103,15 +103,21 @@ def cart_products(ev: npt.NDArray[Any], products: int) -> list[int]:
     return sorted(set(last["product"][~bought].tolist()))
 
 
-def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]] | None = None,
-          progress: Callable[[str], None] = lambda _: None, campaigns: list[dict[str, Any]] | None = None,
-          engine: Engine | None = None) -> Built:
-    """Records for a new generation. ``previous`` (shopper -> (events digest, profile bytes)) lets a shopper
-    whose events did not change keep their profile record byte for byte, so a push of the next build
-    touches only the profiles of people who did something (a full rebuild passes ``None``). ``campaigns``:
-    the banner rules of the shop's campaigns file (``personalizer_adapters.campaigns``); none, no banners.
+@dataclass(frozen=True)
+class Fitted:
+    """A generation's model and what its shared records are made from."""
+
+    model: Model
+    items: ItemStages
+    X: sparse.csr_matrix                  # shopper x product, decayed interaction weights (the segments' lists)
+    popularity: npt.NDArray[np.float64]   # each product's decayed popularity
+    started: float                        # perf_counter at the start (progress lines give elapsed time)
+
+
+def fit_model(shop: Shop, cfg: dict[str, Any], progress: Callable[[str], None] = lambda _: None,
+              engine: Engine | None = None) -> Fitted:
+    """The model of a generation (what a profile is computed with) and the item stages behind it.
     ``engine``: where the relational stages run (``engine.stages``); none, a DuckDB of its own."""
-    campaigns = campaigns or []
     P, S, now = len(shop.products), len(shop.shoppers), shop.now
     ev = shop.events
     cats = sorted({p["category"] for p in shop.products})
@@ -130,12 +136,12 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     started = time.perf_counter()
     progress(f"build: interaction matrices ({X.nnz:,} shopper-item pairs)")
     use_ease = int(cfg.get("ease_max_items", EASE_MAX_ITEMS)) >= P
-    n_seg, n_nb = cfg["segment_list"], cfg["neighbours"]
+    n_nb = cfg["neighbours"]
     # The relational stages (popularity, re-buys, co-occurrence and the lists made of it) on the engine.
     with borrowed(engine, progress) as on:
         items = item_stages(on, ev, cat_of, oos, now=now, half_life_s=half_life_s, also_k=n_nb,
                             knn_k=None if use_ease else NEIGHBOURS_K, co_k=CO_CANDIDATES, progress=progress)
-    popularity, also, co_rows = items.popularity, items.also, items.co_rows
+    popularity = items.popularity
     if use_ease:  # the stronger similarity where the catalog allows it (a dense inverse: numpy); item-kNN beyond
         neighbours, weights = ease_neighbours(touched, NEIGHBOURS_K, float(cfg.get("ease_lambda", EASE_LAMBDA)))
         progress(f"build: EASE neighbours ({time.perf_counter() - started:.0f}s)")
@@ -168,6 +174,24 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
                   float(cfg.get("taste_weight", Model.taste_weight)),
                   float(cfg.get("recency_half_life", Model.recency_half_life)), items.repeat_rate,
                   items.repeat_interval)
+    return Fitted(model, items, X, popularity, started)
+
+
+def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]] | None = None,
+          progress: Callable[[str], None] = lambda _: None, campaigns: list[dict[str, Any]] | None = None,
+          engine: Engine | None = None) -> Built:
+    """Records for a new generation. ``previous`` (shopper -> (events digest, profile bytes)) lets a shopper
+    whose events did not change keep their profile record byte for byte, so a push of the next build
+    touches only the profiles of people who did something (a full rebuild passes ``None``). ``campaigns``:
+    the banner rules of the shop's campaigns file (``personalizer_adapters.campaigns``); none, no banners.
+    ``engine``: where the relational stages run (``engine.stages``); none, a DuckDB of its own."""
+    campaigns = campaigns or []
+    P, S, now = len(shop.products), len(shop.shoppers), shop.now
+    ev = shop.events
+    fitted = fit_model(shop, cfg, progress, engine)
+    model, items, X, popularity, started = fitted.model, fitted.items, fitted.X, fitted.popularity, fitted.started
+    gen, cards, cats, cat_of, oos = model.generation, model.cards, model.categories, model.category_of, ~model.in_stock
+    also, co_rows, n_seg, n_nb, prices = items.also, items.co_rows, cfg["segment_list"], cfg["neighbours"], model.prices
     rec: dict[str, bytes] = {}
 
     def put(key: str, kind: str, data: dict[str, Any], generation: str | None = gen) -> None:
