@@ -15,7 +15,8 @@ from personalizer.records import Card
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.inputs import load_shop
 from personalizer_adapters.batch.seedgen import Shop
-from personalizer_adapters.quality.nextbasket import last_basket_split, tifu_knn, tifu_vectors
+from personalizer_adapters.quality.holdout import last_basket_split
+from personalizer_adapters.quality.nextbasket import tifu_knn, tifu_vectors
 from tests.conftest import CONFIG, FixedClock, uid_cookie
 
 DAY = 86_400

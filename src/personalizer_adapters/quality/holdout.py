@@ -1,4 +1,5 @@
-"""The held-out split every relevance figure is computed on, and the metrics summed over it.
+"""The held-out splits every relevance figure is computed on (each person's last interactions, or their last
+basket), and the metrics summed over them.
 
 Shared by ``personalizer evaluate`` (the evaluation slice) and the build's tuning (the validation slice, cut
 from what the evaluation left to train on, so the two never overlap).
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from personalizer_adapters.batch.build import positions_by_shopper
+from personalizer_adapters.batch.model import PURCHASE, baskets_of
 from personalizer_adapters.batch.seedgen import Shop
 
 
@@ -79,3 +81,34 @@ class Score:
         return {"list": self.name, "people": self.n, "precision": self.precision / n, "recall": self.recall / n,
                 "ndcg": mean, "ndcg_ci95": 1.96 * sd / math.sqrt(n), "coverage": len(self.shown) / max(catalog, 1),
                 "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class BasketSplit:
+    train: Shop
+    targets: dict[int, frozenset[int]]   # person -> products of their held-out basket
+    before: dict[int, frozenset[int]]    # person -> products they bought before it
+    at: dict[int, int]                   # person -> when the held-out basket started (the ranking's "now")
+    too_few: int                         # people left out: fewer than two baskets
+
+
+def last_basket_split(shop: Shop) -> BasketSplit:
+    ev, S = shop.events, len(shop.shoppers)
+    keep = np.ones(len(ev), dtype=bool)
+    targets, before, at = {}, {}, {}
+    too_few = 0
+    for s, positions in enumerate(positions_by_shopper(ev, S)):
+        positions = positions[np.argsort(ev["ts"][positions], kind="stable")]
+        buys = positions[ev["kind"][positions] == PURCHASE]
+        if not len(buys):
+            continue
+        basket = baskets_of(ev["ts"][buys])
+        if basket[-1] < 1:
+            too_few += 1
+            continue
+        start = int(ev["ts"][buys][basket == basket[-1]].min())
+        targets[s] = frozenset(ev["product"][buys[basket == basket[-1]]].tolist())
+        before[s] = frozenset(ev["product"][buys[basket < basket[-1]]].tolist())
+        at[s] = start
+        keep[positions[ev["ts"][positions] >= start]] = False
+    return BasketSplit(replace(shop, events=ev[keep]), targets, before, at, too_few)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,47 +23,16 @@ from scipy import sparse
 
 from personalizer import again as again_rank
 from personalizer.again import Rebuy
-from personalizer_adapters.batch.build import build, by_shopper, positions_by_shopper
+from personalizer_adapters.batch.build import build, by_shopper
 from personalizer_adapters.batch.model import PURCHASE, baskets_of, profile_payload
 from personalizer_adapters.batch.seedgen import Shop
 
 from .evaluate import Evaluation
-from .holdout import Score
+from .holdout import Score, last_basket_split
 
 # TIFU-KNN's parameters, as the paper's Instacart setting: group size, within- and across-group decay,
 # neighbours, and the weight of the person's own vector against their neighbours'.
 TIFU_GROUP, TIFU_RB, TIFU_RG, TIFU_K, TIFU_ALPHA = 3, 0.9, 0.7, 300, 0.9
-
-
-@dataclass(frozen=True)
-class BasketSplit:
-    train: Shop
-    targets: dict[int, frozenset[int]]   # person -> products of their held-out basket
-    before: dict[int, frozenset[int]]    # person -> products they bought before it
-    at: dict[int, int]                   # person -> when the held-out basket started (the ranking's "now")
-    too_few: int                         # people left out: fewer than two baskets
-
-
-def last_basket_split(shop: Shop) -> BasketSplit:
-    ev, S = shop.events, len(shop.shoppers)
-    keep = np.ones(len(ev), dtype=bool)
-    targets, before, at = {}, {}, {}
-    too_few = 0
-    for s, positions in enumerate(positions_by_shopper(ev, S)):
-        positions = positions[np.argsort(ev["ts"][positions], kind="stable")]
-        buys = positions[ev["kind"][positions] == PURCHASE]
-        if not len(buys):
-            continue
-        basket = baskets_of(ev["ts"][buys])
-        if basket[-1] < 1:
-            too_few += 1
-            continue
-        start = int(ev["ts"][buys][basket == basket[-1]].min())
-        targets[s] = frozenset(ev["product"][buys[basket == basket[-1]]].tolist())
-        before[s] = frozenset(ev["product"][buys[basket < basket[-1]]].tolist())
-        at[s] = start
-        keep[positions[ev["ts"][positions] >= start]] = False
-    return BasketSplit(replace(shop, events=ev[keep]), targets, before, at, too_few)
 
 
 def purchases_matrix(train: Shop) -> sparse.csr_matrix:
