@@ -11,7 +11,8 @@ import pytest
 
 from personalizer import InMemoryKV, Personalizer, codec, keys
 from personalizer.again import DUE_FLOOR, RATE_FLOOR, Rebuy, due, most_due, rank
-from personalizer.records import Card
+from personalizer.errors import DecodeError
+from personalizer.records import Card, Settings
 from personalizer_adapters.batch.build import Built
 from personalizer_adapters.batch.inputs import load_shop
 from personalizer_adapters.batch.seedgen import Shop
@@ -104,6 +105,40 @@ def test_again_slot_ranks_the_profile_with_the_request_clock(built: Built) -> No
     assert reply.status == 200 and body["tier"] == "user"
     assert [i["id"] for i in body["items"]][:len(expected)] == expected[:4]
     assert set(expected) & set(data["bought"])  # what they bought is exactly what this slot is for
+
+
+@pytest.mark.parametrize("floor", [0.0, 1.0])
+def test_the_manifests_due_floor_orders_the_again_slot(built: Built, floor: float) -> None:
+    """The build tunes the due floor and ships it in the manifest's settings; the edge ranks with it."""
+    who, data = again_customer(built)
+    now = 1_793_491_200 + 3 * DAY
+    manifest = codec.decode(built.records[keys.MANIFEST], expect="manifest").data
+    records = {**built.records, keys.MANIFEST: codec.encode("manifest", {
+        **manifest, "settings": {**manifest["settings"], "again_due_floor": floor}}, generation=None,
+        produced_at=now)}
+    core = Personalizer(CONFIG, InMemoryKV(records), FixedClock(now), lambda: "v")
+    reply = asyncio.run(core.handle("GET", "/v1/recommendations", "slot=again&limit=24",
+                                    {"cookie": uid_cookie(who, issued_at=now)}))
+    entries = [Rebuy.parse(e) for e in data["again"]]
+    expected = [c.id for c in rank(entries, now, floor)]
+    assert [i["id"] for i in json.loads(reply.body)["items"]][:len(expected)] == expected
+    assert Settings.parse({"again_due_floor": floor}).again_due_floor == floor
+
+
+def test_a_due_floor_out_of_range_is_a_corrupt_manifest() -> None:
+    for bad in (1.5, -0.1, "0.3", True, None):
+        with pytest.raises(DecodeError):
+            Settings.parse({"again_due_floor": bad})
+    assert Settings.parse({}).again_due_floor == DUE_FLOOR
+
+
+def test_the_due_floor_changes_the_order() -> None:
+    """Just bought vs due: with floor 1 due-ness no longer matters, with floor 0 a just-bought item sinks."""
+    now = 100 * DAY
+    staple = Rebuy(card(1), 2.0, now - 14 * DAY, 14 * DAY, 0.8)
+    just_bought = Rebuy(card(2), 3.0, now - 1 * DAY, 30 * DAY, 0.8)
+    assert [c.id for c in rank([staple, just_bought], now, 1.0)] == ["p2", "p1"]
+    assert [c.id for c in rank([staple, just_bought], now, 0.0)] == ["p1", "p2"]
 
 
 def test_again_slot_without_history_is_the_segments_rebuys(built: Built) -> None:

@@ -39,23 +39,24 @@ class Rebuy:
         return cls(Card.parse(card), float(weight), last, interval, float(rate))
 
 
-def due(elapsed_s: float, interval_s: int) -> float:
-    """How due an item is (``DUE_FLOOR``..1): rising to 1 at its interval, fading once long overdue."""
+def due(elapsed_s: float, interval_s: int, floor: float = DUE_FLOOR) -> float:
+    """How due an item is (``floor``..1): rising to 1 at its interval, fading once long overdue."""
     if interval_s <= 0:
         return 1.0
     x = max(elapsed_s, 0.0) / interval_s
     if x <= 1:
-        return DUE_FLOOR + (1 - DUE_FLOOR) * x
+        return floor + (1 - floor) * x
     return 1.0 if x <= OVERDUE_AFTER else OVERDUE_AFTER / x
 
 
-def score(r: Rebuy, now: float) -> float:
-    return r.weight * (RATE_FLOOR + r.rate) * due(now - r.last, r.interval)
+def score(r: Rebuy, now: float, floor: float = DUE_FLOOR) -> float:
+    return r.weight * (RATE_FLOOR + r.rate) * due(now - r.last, r.interval, floor)
 
 
-def rank(rebuys: Iterable[Rebuy], now: float) -> list[Card]:
-    """Cards best first (ties: the profile's order, which is by weight)."""
-    scored = [(-score(r, now), n, r.card) for n, r in enumerate(rebuys)]
+def rank(rebuys: Iterable[Rebuy], now: float, due_floor: float = DUE_FLOOR) -> list[Card]:
+    """Cards best first (ties: the profile's order, which is by weight). ``due_floor``: the manifest's
+    (``Settings.again_due_floor``, which the build tunes on the shop's data)."""
+    scored = [(-score(r, now, due_floor), n, r.card) for n, r in enumerate(rebuys)]
     return [card for _, _, card in sorted(scored, key=lambda t: (t[0], t[1]))]
 
 

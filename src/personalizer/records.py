@@ -24,6 +24,13 @@ def _int(d: dict[str, Any], name: str, default: int | None = None) -> int:
     return v
 
 
+def _fraction(d: dict[str, Any], name: str, default: float) -> float:
+    v = d.get(name, default)
+    if not isinstance(v, int | float) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
+        raise DecodeError(f"field {name!r} is not a number from 0 to 1")
+    return float(v)
+
+
 def _list(d: dict[str, Any], name: str) -> list[Any]:
     v = d.get(name, [])
     if not isinstance(v, list):
@@ -85,6 +92,7 @@ class Settings:
     category_cap: int = 4
     cart_reminder_after_s: int = 6 * 3600
     shared_ttl_s: int = 300
+    again_due_floor: float = 0.3  # "buy it again": how due a just-bought item is (again.due; the build tunes it)
 
     @classmethod
     def parse(cls, d: Any) -> Settings:
@@ -93,7 +101,8 @@ class Settings:
         base = cls()
         return cls(_int(d, "category_cap", base.category_cap),
                    _int(d, "cart_reminder_after_s", base.cart_reminder_after_s),
-                   _int(d, "shared_ttl_s", base.shared_ttl_s))
+                   _int(d, "shared_ttl_s", base.shared_ttl_s),
+                   _fraction(d, "again_due_floor", base.again_due_floor))
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,7 +303,8 @@ class Personalizer:
             if slot == "again":  # re-buying is the point: only the cart and the page's other slots are left out
                 exclude = ({c.id for c in profile.cart} if profile else set()) | shown
                 cap = ask.limit  # a weekly shop is mostly one aisle: no cap
-                sources = [("user", again.rank(profile.again, self.clock.now()) if profile else ()),
+                mine_again = again.rank(profile.again, self.clock.now(), settings.again_due_floor) if profile else ()
+                sources = [("user", mine_again),
                            ("segment", rec.segment.again if rec.segment else ()),
                            ("popular", rec.popular.again if rec.popular else ())]  # no default: only re-buys
             elif slot == "home" and (profile or neighbours):

@@ -14,6 +14,8 @@ from personalizer.config import parse_config
 from personalizer.identity import UID, VID, sign
 
 from .engine.base import ENGINES
+from .tuning import BUDGET_S as TUNE_BUDGET_S
+from .tuning import PEOPLE as TUNE_PEOPLE
 
 
 def read_dev_vars(path: Path) -> dict[str, str]:
@@ -118,6 +120,10 @@ def _build(args: argparse.Namespace, engine: Any, t0: float) -> int:
     from .imports.formats import parse_mapping
 
     out = Path(args.out)
+    if args.tune_budget < 0 or args.tune_people < 1:
+        print("error: --tune-budget is seconds (0 or more) and --tune-people a number of shoppers (1 or more)",
+              file=sys.stderr)
+        return 2
     try:
         campaigns = load_campaigns(Path(args.campaigns)) if args.campaigns else []
     except CampaignsError as exc:
@@ -150,6 +156,9 @@ def _build(args: argparse.Namespace, engine: Any, t0: float) -> int:
     print(report.summary(), file=sys.stderr)
     for warning in report.mostly_bad():
         print(f"warning: {warning}", file=sys.stderr)
+    tuning = None if args.no_tune else _tune(shop, cfg, engine, args, out)
+    if tuning is not None:
+        cfg = {**cfg, **tuning.chosen}
     built = build(shop, cfg, None if args.full else previous_profiles(out), progress=_progress, campaigns=campaigns,
                   engine=engine)
     for warning in built.warnings:
@@ -159,16 +168,40 @@ def _build(args: argparse.Namespace, engine: Any, t0: float) -> int:
         return 2
     write_outputs(shop, built, out, erased, args.database)
     write_inputs(shop, out / "inputs", erased, events=False)  # the catalog as read: the demo shop on your data
+    if tuning is not None:  # the next build on the same data and settings keeps this choice
+        (out / "tuning.json").write_text(json.dumps(tuning.as_json(), indent=1) + "\n")
     (out / "report.json").write_text(json.dumps({
         "generation": built.generation, "products": len(shop.products), "shoppers": len(shop.shoppers),
         "events": len(shop.events), "records": len(built.records), "inputs": report.as_json(),
-        "warnings": list(built.warnings)}, indent=1) + "\n")
+        "warnings": list(built.warnings),
+        "tuning": tuning.as_json() if tuning is not None else {"note": "--no-tune: today's constants"}},
+        indent=1) + "\n")
     size = sum(len(v) for v in built.records.values())
     print(f"build: generation {built.generation}: {len(shop.products)} products, {len(shop.shoppers)} shoppers, "
           f"{len(shop.events)} events -> {len(built.records)} records ({built.reused} unchanged profiles "
           f"reused), {size / 1e6:.1f} MB in {out} "
           f"({time.perf_counter() - t0:.1f}s); counts in {(out / 'report.json').resolve()}", file=sys.stderr)
     return 0
+
+
+def _tune(shop: Any, cfg: dict[str, Any], engine: Any, args: argparse.Namespace, out: Path) -> Any:
+    """The tuning's choice for this build: the last build's (OUT/tuning.json, written with its outputs) when the
+    data and settings it was made from are the same (its fingerprint), else a new search."""
+    from .tuning.search import Tuning, fingerprint, tune
+
+    cache = out / "tuning.json"
+    mark = fingerprint(shop, cfg, args.tune_people, args.tune_budget)
+    try:
+        last = Tuning.from_json(json.loads(cache.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        last = None
+    if last is not None and last.fingerprint == mark:
+        print(f"tune: the data and settings are those of the last tuning: its choice is kept ({cache})",
+              file=sys.stderr)
+        for line in last.summary():
+            print(line, file=sys.stderr)
+        return last
+    return tune(shop, cfg, engine=engine, budget_s=args.tune_budget, people=args.tune_people, progress=_progress)
 
 
 def cmd_campaigns(args: argparse.Namespace) -> int:
@@ -309,10 +342,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.protocol == "next-basket":
         from .quality.nextbasket import evaluate_next_basket
 
-        result = evaluate_next_basket(shop, cfg, k=args.k, progress=_progress)
+        result = evaluate_next_basket(shop, cfg, k=args.k, tune=not args.no_tune, tune_budget=args.tune_budget,
+                                      progress=_progress)
     else:
         result = evaluate(shop, cfg, k=args.k, holdout=args.holdout, min_events=args.min_events,
-                          baselines=baselines, progress=_progress)
+                          baselines=baselines, tune=not args.no_tune, tune_budget=args.tune_budget,
+                          progress=_progress)
     print(json.dumps(result.as_json(), indent=1) if args.json else result.table())
     return 0
 
@@ -744,6 +779,12 @@ def parser() -> argparse.ArgumentParser:
                    help="take a column of the build's from one of your file's, e.g. catalog.id=Handle,"
                         "events.shopper=customer_email (repeatable; @FILE: one per line)")
     s.add_argument("--currency", default="EUR", help="the catalog's currency when its rows do not say (ISO 4217)")
+    s.add_argument("--no-tune", action="store_true",
+                   help="build with the config's constants (default: tune them on the shop's own data first)")
+    s.add_argument("--tune-budget", type=float, default=TUNE_BUDGET_S, metavar="SECONDS",
+                   help=f"the tuning search's time budget (default {TUNE_BUDGET_S:.0f})")
+    s.add_argument("--tune-people", type=int, default=TUNE_PEOPLE, metavar="N",
+                   help=f"tune on at most this many shoppers, drawn with the config's seed (default {TUNE_PEOPLE:,})")
     _tombstones_flag(s)
     _database_flag(s)
     s.set_defaults(func=cmd_build)
@@ -797,6 +838,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--baselines", help="comma-separated, from: count popularity, item-kNN (cosine), EASE, "
                                        "ALS (implicit) (default: all; '' for none)")
     s.add_argument("--json", action="store_true", help="print the results as JSON (the table otherwise)")
+    s.add_argument("--no-tune", action="store_true",
+                   help="leave out the tuned personal list (default: tune on the training part, then score it)")
+    s.add_argument("--tune-budget", type=float, default=TUNE_BUDGET_S, metavar="SECONDS")
     s.add_argument("--protocol", choices=("last-items", "next-basket"), default="last-items",
                    help="last-items: each person's last --holdout interactions, new to them (default); "
                         "next-basket: each person's last order whole, with its repeat and explore parts, against "

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from scipy import sparse
 
 from personalizer import codec, keys
+from personalizer.again import DUE_FLOOR
 from personalizer.banners import default_record
 from personalizer.records import Card
 from personalizer_adapters.engine.base import Engine, borrowed
@@ -21,6 +22,7 @@ from personalizer_adapters.engine.stages import ItemStages, item_stages
 from .model import (
     CART,
     EVENT_WEIGHT,
+    POPULAR_DEPTH,
     PURCHASE,
     Model,
     SegmentRules,
@@ -135,15 +137,16 @@ def fit_model(shop: Shop, cfg: dict[str, Any], progress: Callable[[str], None] =
     touched.data[:] = 1.0
     started = time.perf_counter()
     progress(f"build: interaction matrices ({X.nnz:,} shopper-item pairs)")
-    use_ease = int(cfg.get("ease_max_items", EASE_MAX_ITEMS)) >= P
-    n_nb = cfg["neighbours"]
+    # The similarity: EASE where the catalog allows it (unless the config or its tuning says item-kNN).
+    use_ease = int(cfg.get("ease_max_items", EASE_MAX_ITEMS)) >= P and cfg.get("similarity", "ease") != "knn"
+    n_nb, k_sim = cfg["neighbours"], int(cfg.get("neighbours_k", NEIGHBOURS_K))
     # The relational stages (popularity, re-buys, co-occurrence and the lists made of it) on the engine.
     with borrowed(engine, progress) as on:
         items = item_stages(on, ev, cat_of, oos, now=now, half_life_s=half_life_s, also_k=n_nb,
-                            knn_k=None if use_ease else NEIGHBOURS_K, co_k=CO_CANDIDATES, progress=progress)
+                            knn_k=None if use_ease else k_sim, co_k=CO_CANDIDATES, progress=progress)
     popularity = items.popularity
     if use_ease:  # the stronger similarity where the catalog allows it (a dense inverse: numpy); item-kNN beyond
-        neighbours, weights = ease_neighbours(touched, NEIGHBOURS_K, float(cfg.get("ease_lambda", EASE_LAMBDA)))
+        neighbours, weights = ease_neighbours(touched, k_sim, float(cfg.get("ease_lambda", EASE_LAMBDA)))
         progress(f"build: EASE neighbours ({time.perf_counter() - started:.0f}s)")
     else:
         assert items.neighbours is not None and items.weights is not None
@@ -173,7 +176,9 @@ def fit_model(shop: Shop, cfg: dict[str, Any], progress: Callable[[str], None] =
                   category_top, within_share, SegmentRules.from_config(cfg), prices,
                   float(cfg.get("taste_weight", Model.taste_weight)),
                   float(cfg.get("recency_half_life", Model.recency_half_life)), items.repeat_rate,
-                  items.repeat_interval)
+                  items.repeat_interval, str(cfg.get("personal_source", "model")),
+                  top_k(popularity, cfg["personal_list"] + POPULAR_DEPTH, oos).astype(np.int32),
+                  float(cfg.get("again_half_life", Model.again_half_life)), str(cfg.get("history", "weighted")))
     return Fitted(model, items, X, popularity, started)
 
 
@@ -265,7 +270,9 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
                                       "prices": prices}, generation=None)
     put(keys.MANIFEST, "manifest", {"generation": gen, "built_at": now, "segments": segment_ids,
                                     "settings": {"category_cap": 4, "cart_reminder_after_s": 6 * 3600,
-                                                 "shared_ttl_s": 300}}, generation=None)
+                                                 "shared_ttl_s": 300,
+                                                 "again_due_floor": float(cfg.get("again_due_floor", DUE_FLOOR))}},
+        generation=None)
     warnings = []
     if not len(popular_ix):
         warnings.append(f"the popular list is empty: {int(oos.sum()):,} of {P:,} products are out of stock"

@@ -101,7 +101,7 @@ def again_entries(model: Model, products: npt.NDArray[Any], kinds: npt.NDArray[A
     bp, bt = products[buys], ts[buys].astype(np.int64)
     basket = baskets_of(bt, None if keys is None else keys[buys])
     units = 1.0 if qty is None else np.minimum(np.maximum(qty[buys], 1), MAX_QTY_WEIGHT)
-    weight = np.exp2(-(basket[-1] - basket) / AGAIN_HALF_LIFE) * units
+    weight = np.exp2(-(basket[-1] - basket) / model.again_half_life) * units
     items, inverse = np.unique(bp, return_inverse=True)
     w = np.bincount(inverse, weights=weight, minlength=len(items))
     last = np.zeros(len(items), dtype=np.int64)
@@ -192,6 +192,15 @@ class Model:
     # Buy it again: each product's share of buyers who bought it again, and its typical interval (seconds).
     repeat_rate: npt.NDArray[np.float32] | None = None
     repeat_interval: npt.NDArray[np.int64] | None = None
+    # What the personal list is: "model" (the scoring below), or, when the build's tuning found that a textbook
+    # list beat it on the shop's own validation slice, "similarity" (the neighbour lists alone over the plain
+    # history: EASE's or item-kNN's list) or "popularity" (``popular``: the most popular items, unseen first).
+    personal_source: str = "model"
+    popular: npt.NDArray[np.int32] | None = None  # in-stock products by popularity, best first (a bounded head)
+    again_half_life: float = AGAIN_HALF_LIFE       # "buy it again": a purchase's weight halves every this many orders
+    # How a history weighs an item for the personal list: "weighted" sums its events by kind (a purchase weighs
+    # more than a view, and repeats add up); "distinct" counts each item once, at its latest interaction's recency.
+    history: str = "weighted"
 
     @cached_property
     def category_ids(self) -> list[str]:
@@ -211,13 +220,16 @@ class Model:
             "weights": self.weights, "category_top": self.category_top, "within_share": self.within_share}
         if self.repeat_rate is not None and self.repeat_interval is not None:
             arrays |= {"repeat_rate": self.repeat_rate, "repeat_interval": self.repeat_interval}
+        if self.popular is not None:
+            arrays["popular"] = self.popular
         npz = io.BytesIO()
         np.savez_compressed(npz, **arrays)  # type: ignore[arg-type]  # stubs: **kw as allow_pickle
         meta = json.dumps({
             "generation": self.generation, "now": self.now, "half_life_s": self.half_life_s,
             "personal_list": self.personal_list, "categories": self.categories, "cards": self.cards,
             "rules": self.rules.as_json(), "prices": self.prices or {}, "taste_weight": self.taste_weight,
-            "recency_half_life": self.recency_half_life})
+            "recency_half_life": self.recency_half_life, "personal_source": self.personal_source,
+            "again_half_life": self.again_half_life, "history": self.history})
         return {ARTIFACT_META: meta.encode(), ARTIFACT_ARRAYS: npz.getvalue()}
 
     @classmethod
@@ -229,7 +241,9 @@ class Model:
                        meta["categories"], arrays["category_of"], arrays["in_stock"], arrays["neighbours"],
                        arrays["weights"], arrays["category_top"], arrays["within_share"],
                        SegmentRules.from_json(meta["rules"]), meta["prices"], meta["taste_weight"],
-                       meta["recency_half_life"], arrays.get("repeat_rate"), arrays.get("repeat_interval"))
+                       meta["recency_half_life"], arrays.get("repeat_rate"), arrays.get("repeat_interval"),
+                       meta.get("personal_source", "model"), arrays.get("popular"),
+                       float(meta.get("again_half_life", AGAIN_HALF_LIFE)), meta.get("history", "weighted"))
 
     def save(self, directory: Path) -> dict[str, bytes]:
         """Write the artifacts into ``directory`` (each replaced atomically, ``model.json`` last: it names the
@@ -260,6 +274,66 @@ def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | Non
     return ranked
 
 
+def history(model: Model, products: npt.NDArray[Any], kinds: npt.NDArray[Any]) -> tuple[
+        npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+    """A person's events (in time order) as ``(items, weight of each for the personal list, affinity of each
+    category)``: the distinct items, sorted.
+
+    What the person did last says most about what they want next: each interaction's weight halves every
+    ``recency_half_life`` interactions back in their own history (their own clock, not the build's "now", so
+    a person who was away for a month is read the same as one who was here yesterday). The category affinity
+    (the segments, the taste term) always weighs events by kind; the list's weights as ``Model.history`` says."""
+    items, inverse = np.unique(products, return_inverse=True)
+    back = np.arange(len(products) - 1, -1, -1, dtype=np.float64)
+    decay = np.exp2(-back / model.recency_half_life)
+    x: npt.NDArray[Any] = np.bincount(inverse, EVENT_WEIGHT[kinds] * decay, minlength=len(items))
+    affinity = np.bincount(model.category_of[items], weights=x, minlength=len(model.categories))
+    if model.history == "distinct":
+        x = np.zeros(len(items))
+        np.maximum.at(x, inverse, decay)
+    return items, x, affinity
+
+
+POPULAR_DEPTH = 500  # the popularity list a model keeps: the personal list's length past what a person saw
+
+
+def personal_list(model: Model, items: npt.NDArray[Any], x: npt.NDArray[Any],
+                  affinity: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """The person's "for you" products, best first (``history``'s output): never one they saw, never one out of
+    stock.
+
+    Item-to-item similarity from the weighted history (item-kNN over the build's neighbour lists, EASE weights
+    where the catalog allows), plus a little taste-aware popularity (the person's category affinity times
+    each item's share of its category) so that a short history still fills a list. Where the build's tuning
+    chose a textbook list instead (``Model.personal_source``), that list."""
+    n = model.personal_list
+    if model.personal_source == "popularity" and model.popular is not None:
+        pool = model.popular.astype(np.int64)
+        at = np.minimum(np.searchsorted(items, pool), len(items) - 1)
+        popular: npt.NDArray[np.int64] = pool[(items[at] != pool) & model.in_stock[pool]][:n]
+        return popular
+    plain = model.personal_source == "similarity"  # the neighbour lists over who-touched-what: EASE's or kNN's list
+    if plain:
+        x = np.ones(len(items))
+    taste_weight = 0.0 if plain else model.taste_weight
+    taste = affinity / max(affinity.sum(), 1e-12)
+    favourite = np.argsort(-affinity, kind="stable")[:3]
+    liked = favourite[affinity[favourite] > 0]
+    pool = np.concatenate([model.neighbours[items].ravel(), model.category_top[liked].ravel()])
+    contrib = np.concatenate([(x[:, None] * model.weights[items]).ravel(),
+                              np.zeros(len(pool) - model.neighbours[items].size)])
+    candidates, where = np.unique(pool, return_inverse=True)
+    cf = np.bincount(where, weights=contrib, minlength=len(candidates))
+    pop = taste[model.category_of[candidates]] * model.within_share[candidates]
+    scores = (cf / max(cf.max(initial=0.0), 1e-12)
+              + taste_weight * pop / max(pop.max(initial=0.0), 1e-12))
+    # "For you" is for discovery: what the shopper already saw has the recently-viewed slot.
+    # Both sorted and distinct: a binary search says which candidates the person saw (np.isin costs more).
+    at = np.minimum(np.searchsorted(items, candidates), len(items) - 1)
+    excluded = (items[at] == candidates) | ~model.in_stock[candidates]
+    return candidates[top_k(scores, n, excluded)]
+
+
 def profile_payload(model: Model, shopper: str, loyalty: str | None, products: npt.NDArray[Any],
                     kinds: npt.NDArray[Any], ts: npt.NDArray[Any], qty: npt.NDArray[Any] | None = None,
                     keys: npt.NDArray[Any] | None = None) -> dict[str, Any]:
@@ -275,35 +349,10 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     qty = None if qty is None else qty[order]
     keys = None if keys is None else keys[order]
     cards, rules = model.cards, model.rules
-    items, inverse = np.unique(products, return_inverse=True)
-    # What the person did last says most about what they want next: each interaction's weight halves every
-    # `recency_half_life` interactions back in their own history (their own clock, not the build's "now", so
-    # a person who was away for a month is read the same as one who was here yesterday).
-    back = np.arange(len(products) - 1, -1, -1, dtype=np.float64)
-    weight = EVENT_WEIGHT[kinds] * np.exp2(-back / model.recency_half_life)
-    x = np.bincount(inverse, weight, minlength=len(items))
+    items, x, affinity = history(model, products, kinds)
     purchases = kinds == PURCHASE
     bought = np.unique(products[purchases]) if purchases.any() else products[:0]
-    # Personal list: item-to-item similarity from the weighted history (item-kNN over the build's neighbour
-    # lists, EASE weights where the catalog allows), plus a little taste-aware popularity (the person's
-    # category affinity times each item's share of its category) so that a short history still fills a list.
-    affinity = np.bincount(model.category_of[items], weights=x, minlength=len(model.categories))
-    taste = affinity / max(affinity.sum(), 1e-12)
-    favourite = np.argsort(-affinity, kind="stable")[:3]
-    liked = favourite[affinity[favourite] > 0]
-    pool = np.concatenate([model.neighbours[items].ravel(), model.category_top[liked].ravel()])
-    contrib = np.concatenate([(x[:, None] * model.weights[items]).ravel(),
-                              np.zeros(len(pool) - model.neighbours[items].size)])
-    candidates, where = np.unique(pool, return_inverse=True)
-    cf = np.bincount(where, weights=contrib, minlength=len(candidates))
-    pop = taste[model.category_of[candidates]] * model.within_share[candidates]
-    scores = (cf / max(cf.max(initial=0.0), 1e-12)
-              + model.taste_weight * pop / max(pop.max(initial=0.0), 1e-12))
-    # "For you" is for discovery: what the shopper already saw has the recently-viewed slot.
-    # Both sorted and distinct: a binary search says which candidates the person saw (np.isin costs more).
-    at = np.minimum(np.searchsorted(items, candidates), len(items) - 1)
-    excluded = (items[at] == candidates) | ~model.in_stock[candidates]
-    personal = candidates[top_k(scores, model.personal_list, excluded)]
+    personal = personal_list(model, items, x, affinity)
     # Recently viewed, newest first, distinct; the cart is the last add-to-cart not bought.
     recent = list(dict.fromkeys(products[kinds == VIEW][::-1].tolist()))[:12]
     carts = np.flatnonzero(kinds == CART)

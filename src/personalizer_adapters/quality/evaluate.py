@@ -6,8 +6,10 @@ re-recommend what the person already saw, so neither may the target). Everything
 Each list is then scored on the same people with precision@k, recall@k, NDCG@k (binary relevance) and
 catalog coverage, with the seconds it took (fit plus ranking everyone):
 
-- the project: the personal list (``profile_payload``, the user tier), the person's segment list and the
-  global popular list, exactly as the build would push them;
+- the project: the personal list (``profile_payload``, the user tier) with today's fixed constants and, with
+  ``tune``, with the constants the build's tuning chooses (``tuning.search``, run on this split's training part
+  only: its validation slice is cut from that, never from the held-out slice scored here), the person's
+  segment list and the global popular list, exactly as the build would push them;
 - baselines: interaction-count popularity, cosine item-kNN, EASE (Steck 2019; when the catalog is at most
   ``EASE_MAX_ITEMS``) and ALS (the ``implicit`` library, when installed);
 - on the seed shop, whose shoppers' latent tastes are known, the ranking by those tastes (an oracle).
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,9 +27,12 @@ import numpy.typing as npt
 from scipy import sparse
 
 from personalizer import codec, keys
-from personalizer_adapters.batch.build import build, by_shopper
+from personalizer_adapters.batch.build import build, by_shopper, fit_model
 from personalizer_adapters.batch.model import profile_payload
 from personalizer_adapters.batch.seedgen import CATEGORIES, Shop
+from personalizer_adapters.tuning import BUDGET_S
+from personalizer_adapters.tuning.search import Tuning
+from personalizer_adapters.tuning.search import tune as tune_on
 
 from .holdout import Score, holdout_split
 
@@ -106,6 +111,9 @@ class Evaluation:
     rows: list[dict[str, Any]]
     skipped: dict[str, str]  # list -> why it was not run
     split_note: str = ""     # how the split was made, when not the last-interactions one
+    tuning: dict[str, Any] | None = None  # what the tuning chose on its validation slice (Tuning.as_json)
+    # event positions in the shop given: the slice held out here, and the tuning's validation slice
+    slices: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
     def table(self) -> str:
         note = self.split_note or (
@@ -117,21 +125,24 @@ class Evaluation:
         lines += [f"{r['list']:26} {r['precision']:11.4f} {r['recall']:9.4f} {r['ndcg']:7.4f} {r['ndcg_ci95']:7.4f} "
                   f"{r['coverage']:8.3f} {r['seconds']:8.2f}" for r in self.rows]
         lines += [f"{name:26} not run: {why}" for name, why in self.skipped.items()]
+        if self.tuning is not None:
+            lines += Tuning.from_json(self.tuning).summary()
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
         return {"k": self.k, "holdout": self.holdout, "people": self.people, "left_out": {
             "short_history": self.short, "nothing_new": self.nothing_new}, "catalog": self.catalog,
-                "lists": self.rows, "not_run": self.skipped}
+                "lists": self.rows, "not_run": self.skipped, **({"tuning": self.tuning} if self.tuning else {})}
 
     def ndcg(self, name: str) -> float:
         return float(next(r["ndcg"] for r in self.rows if r["list"] == name))
 
 
 def evaluate(shop: Shop, cfg: dict[str, Any], *, k: int = 12, holdout: int = 3, min_events: int = 6,
-             baselines: tuple[str, ...] = tuple(BASELINES),
+             baselines: tuple[str, ...] = tuple(BASELINES), tune: bool = False, tune_budget: float | None = None,
              progress: Callable[[str], None] = lambda _: None) -> Evaluation:
-    """Score the project's lists and the ``baselines`` on one held-out split of ``shop``."""
+    """Score the project's lists and the ``baselines`` on one held-out split of ``shop``; ``tune``: also the
+    personal list as a tuned build would serve it (``tune_budget``: the search's seconds)."""
     split = holdout_split(shop, holdout, min_events)
     train, S, P = split.train, len(shop.shoppers), len(shop.products)
     people = sorted(split.targets)
@@ -181,6 +192,22 @@ def evaluate(shop: Shop, cfg: dict[str, Any], *, k: int = 12, holdout: int = 3, 
 
     run("personal (user tier)", lambda: lambda s, _: [index[c[0]] for c in profile(s)["cards"]])
     rows[-1]["seconds"] += build_s
+    tuning, slices = None, {"evaluation": np.setdiff1d(np.arange(len(shop.events)), split.kept)}
+    if tune:
+        started = time.perf_counter()
+        tuned = tune_on(train, cfg, budget_s=BUDGET_S if tune_budget is None else tune_budget, progress=progress)
+        tuned_model = fit_model(train, {**cfg, **tuned.chosen}).model
+        tune_s = time.perf_counter() - started
+        tuning, slices["validation"] = tuned.as_json(), split.kept[tuned.validation_rows]
+
+        def tuned_list(s: int, _: npt.NDArray[np.int64]) -> list[int]:
+            e = train_per[s]
+            return [tuned_model.index[c[0]] for c in profile_payload(
+                tuned_model, shop.shoppers[s]["id"], shop.shoppers[s].get("loyalty"), e["product"], e["kind"],
+                e["ts"])["cards"]]
+
+        run(f"personal, tuned ({tuned.served})", lambda: tuned_list)
+        rows[-1]["seconds"] += tune_s
     run("segment", lambda: segment)
     run("popular", lambda: listed(popular))
     X = interactions(train)
@@ -199,4 +226,5 @@ def evaluate(shop: Shop, cfg: dict[str, Any], *, k: int = 12, holdout: int = 3, 
         within = counts / np.maximum(np.bincount(model.category_of, weights=counts)[model.category_of], 1.0)
         run("latent taste (oracle)", lambda: lambda s, seen_: _unseen(
             np.asarray(tastes[s])[taste_order][model.category_of] * within, seen_, k))
-    return Evaluation(k, holdout, len(people), split.short, split.nothing_new, P, rows, skipped)
+    return Evaluation(k, holdout, len(people), split.short, split.nothing_new, P, rows, skipped, tuning=tuning,
+                      slices=slices)

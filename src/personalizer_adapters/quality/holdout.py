@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from personalizer_adapters.batch.build import positions_by_shopper
 from personalizer_adapters.batch.model import PURCHASE, baskets_of
@@ -24,6 +25,7 @@ class Split:
     targets: dict[int, frozenset[int]]  # evaluated shopper -> held-out products new to them
     short: int                          # people left out: fewer than min_events interactions
     nothing_new: int                    # people left out: their held-out products were all seen before
+    kept: npt.NDArray[np.int64]         # positions in the shop's events that train keeps (the rest: the slice)
 
 
 def holdout_split(shop: Shop, holdout: int, min_events: int) -> Split:
@@ -46,7 +48,7 @@ def holdout_split(shop: Shop, holdout: int, min_events: int) -> Split:
             continue
         targets[s] = new
         keep[hidden] = False
-    return Split(replace(shop, events=ev[keep]), targets, short, nothing_new)
+    return Split(replace(shop, events=ev[keep]), targets, short, nothing_new, np.flatnonzero(keep))
 
 
 @dataclass
@@ -62,7 +64,8 @@ class Score:
     ndcg_sq: float = 0.0
     shown: set[int] = field(default_factory=set)
 
-    def add(self, ranked: list[int], relevant: frozenset[int], k: int) -> None:
+    def add(self, ranked: list[int], relevant: frozenset[int], k: int) -> float:
+        """Count one person's ranked list; returns their NDCG@k."""
         top = ranked[:k]
         hits = [1.0 if p in relevant else 0.0 for p in top]
         dcg = sum(h / math.log2(i + 2) for i, h in enumerate(hits))
@@ -73,6 +76,7 @@ class Score:
         self.ndcg_sq += (dcg / ideal) ** 2
         self.n += 1
         self.shown.update(top)
+        return dcg / ideal
 
     def row(self, catalog: int) -> dict[str, Any]:
         n = max(self.n, 1)
@@ -90,6 +94,7 @@ class BasketSplit:
     before: dict[int, frozenset[int]]    # person -> products they bought before it
     at: dict[int, int]                   # person -> when the held-out basket started (the ranking's "now")
     too_few: int                         # people left out: fewer than two baskets
+    kept: npt.NDArray[np.int64]          # positions in the shop's events that train keeps (the rest: the slice)
 
 
 def last_basket_split(shop: Shop) -> BasketSplit:
@@ -111,4 +116,4 @@ def last_basket_split(shop: Shop) -> BasketSplit:
         before[s] = frozenset(ev["product"][buys[basket < basket[-1]]].tolist())
         at[s] = start
         keep[positions[ev["ts"][positions] >= start]] = False
-    return BasketSplit(replace(shop, events=ev[keep]), targets, before, at, too_few)
+    return BasketSplit(replace(shop, events=ev[keep]), targets, before, at, too_few, np.flatnonzero(keep))

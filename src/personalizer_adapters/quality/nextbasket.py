@@ -7,14 +7,17 @@ before) and its explore part (new to them), as "A Next Basket Recommendation Rea
 ACM TOIS 2023) asks. Lists are not filtered by what the person bought: re-buying is the point.
 
 Side by side: the project's ``again`` list (ranked by ``personalizer.again.rank`` at the basket's time, as
-the edge would), its ``home`` list, and ``again`` then ``home``; baselines P-TopFreq (the person's most
-bought), G-TopFreq (everyone's most bought) and TIFU-KNN (Hu et al., SIGIR 2020).
+the edge would), its ``home`` list, and ``again`` then ``home``; with ``tune``, ``again`` with the constants
+the build's tuning chooses on the training part (its validation basket is each person's one before the held-out
+one); baselines P-TopFreq (the person's most bought), G-TopFreq (everyone's most bought) and TIFU-KNN (Hu et
+al., SIGIR 2020).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,10 +25,12 @@ import numpy.typing as npt
 from scipy import sparse
 
 from personalizer import again as again_rank
-from personalizer.again import Rebuy
+from personalizer.again import DUE_FLOOR, Rebuy
 from personalizer_adapters.batch.build import build, by_shopper
-from personalizer_adapters.batch.model import PURCHASE, baskets_of, profile_payload
+from personalizer_adapters.batch.model import PURCHASE, Model, baskets_of, profile_payload
 from personalizer_adapters.batch.seedgen import Shop
+from personalizer_adapters.tuning import BUDGET_S
+from personalizer_adapters.tuning.search import tune as tune_on
 
 from .evaluate import Evaluation
 from .holdout import Score, last_basket_split
@@ -90,8 +95,8 @@ def tifu_knn(train: Shop, k_neighbours: int = TIFU_K, alpha: float = TIFU_ALPHA,
     return (alpha * U + (1 - alpha) * mean).tocsr()
 
 
-def evaluate_next_basket(shop: Shop, cfg: dict[str, Any], *, k: int = 12,
-                         progress: Callable[[str], None] = lambda _: None) -> Evaluation:
+def evaluate_next_basket(shop: Shop, cfg: dict[str, Any], *, k: int = 12, tune: bool = False,
+                         tune_budget: float = BUDGET_S, progress: Callable[[str], None] = lambda _: None) -> Evaluation:
     split = last_basket_split(shop)
     train, S, P = split.train, len(shop.shoppers), len(shop.products)
     people = sorted(split.targets)
@@ -132,10 +137,13 @@ def evaluate_next_basket(shop: Shop, cfg: dict[str, Any], *, k: int = 12,
                                           e["product"], e["kind"], e["ts"])
         return profiles[s]
 
-    def own_rebuys(s: int) -> list[int]:
+    def own_rebuys(s: int, m: Model = model, floor: float = DUE_FLOOR) -> list[int]:
         """The person's re-buys ranked as the edge ranks them, at the held-out basket's time."""
-        entries = [Rebuy.parse(e) for e in profile(s)["again"]]
-        return [index[c.id] for c in again_rank.rank(entries, split.at[s])]
+        e = per[s]
+        payload = profile(s) if m is model else profile_payload(m, shop.shoppers[s]["id"], None, e["product"],
+                                                                  e["kind"], e["ts"])
+        entries = [Rebuy.parse(x) for x in payload["again"]]
+        return [index[c.id] for c in again_rank.rank(entries, split.at[s], floor)]
 
     def home(s: int) -> list[int]:
         return [index[c[0]] for c in profile(s)["cards"]][:k]
@@ -144,6 +152,16 @@ def evaluate_next_basket(shop: Shop, cfg: dict[str, Any], *, k: int = 12,
     run("again (buy it again)", lambda s: list(dict.fromkeys(own_rebuys(s) + fallback))[:k], build_s)
     run("home (for you)", home)
     run("again, then home", lambda s: list(dict.fromkeys(own_rebuys(s) + home(s)))[:k])
+    tuning = None
+    if tune:
+        started = time.perf_counter()
+        tuned = tune_on(train, cfg, budget_s=tune_budget, progress=progress)
+        tuning = tuned.as_json()
+        chosen = tuned.chosen
+        tuned_model = replace(model, again_half_life=float(chosen.get("again_half_life", model.again_half_life)))
+        floor = float(chosen.get("again_due_floor", DUE_FLOOR))
+        run("again, tuned", lambda s: list(dict.fromkeys(own_rebuys(s, tuned_model, floor) + fallback))[:k],
+            time.perf_counter() - started)
     own = B.tocsr()
     run("P-TopFreq", lambda s: _top(own[s].toarray().ravel(), k, global_counts))
     everyone = _top(global_counts, k, global_counts)
@@ -153,4 +171,5 @@ def evaluate_next_basket(shop: Shop, cfg: dict[str, Any], *, k: int = 12,
     run("TIFU-KNN", lambda s: _top(tifu[s].toarray().ravel(), k, global_counts), time.perf_counter() - started)
     return Evaluation(k, 1, len(people), split.too_few, 0, P, rows, {},
                       split_note=f"each person's last basket held out (left out: {split.too_few} with fewer "
-                                 "than two baskets); repeat = bought before, explore = new to the person")
+                                 "than two baskets); repeat = bought before, explore = new to the person",
+                      tuning=tuning)
