@@ -128,12 +128,15 @@ lint: install
 BATCH_SCALE ?= 1000000 100000 20000000
 # The same build on Spark in local mode (local[2]), smaller: its self-join of the pairs is made for a cluster.
 SPARK_SCALE ?= 100000 10000 2000000
+# The build with tuning against without, side by side, at each "shoppers products events" of TUNE_SCALE.
+TUNE_SCALE ?= 100000 10000 2000000 1000000 100000 20000000
 bench: install kv-seed/out/kv.json
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/store_bench.py
 	$(PY) tests/bench/relevance_bench.py
 	$(PY) tests/bench/batch_bench.py $(BATCH_SCALE)
 	$(PY) tests/bench/batch_bench.py $(SPARK_SCALE) --engine=spark
+	$(PY) tests/bench/tune_bench.py $(TUNE_SCALE)
 
 # The origin as an AWS Lambda package (the `origin` extra only, x86_64 manylinux wheels for LAMBDA_PYTHON).
 LAMBDA_PYTHON ?= 3.13

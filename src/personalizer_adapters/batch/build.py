@@ -116,10 +116,14 @@ class Fitted:
     started: float                        # perf_counter at the start (progress lines give elapsed time)
 
 
+EaseCache = dict[tuple[float, int], tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]]
+
+
 def fit_model(shop: Shop, cfg: dict[str, Any], progress: Callable[[str], None] = lambda _: None,
-              engine: Engine | None = None) -> Fitted:
+              engine: Engine | None = None, ease_cache: EaseCache | None = None) -> Fitted:
     """The model of a generation (what a profile is computed with) and the item stages behind it.
-    ``engine``: where the relational stages run (``engine.stages``); none, a DuckDB of its own."""
+    ``engine``: where the relational stages run (``engine.stages``); none, a DuckDB of its own. ``ease_cache``:
+    EASE's neighbours by (λ, k) for fits of the same events (the tuning's: EASE does not change with the rest)."""
     P, S, now = len(shop.products), len(shop.shoppers), shop.now
     ev = shop.events
     cats = sorted({p["category"] for p in shop.products})
@@ -146,7 +150,11 @@ def fit_model(shop: Shop, cfg: dict[str, Any], progress: Callable[[str], None] =
                             knn_k=None if use_ease else k_sim, co_k=CO_CANDIDATES, progress=progress)
     popularity = items.popularity
     if use_ease:  # the stronger similarity where the catalog allows it (a dense inverse: numpy); item-kNN beyond
-        neighbours, weights = ease_neighbours(touched, k_sim, float(cfg.get("ease_lambda", EASE_LAMBDA)))
+        lam = float(cfg.get("ease_lambda", EASE_LAMBDA))
+        cache: EaseCache = {} if ease_cache is None else ease_cache
+        if (lam, k_sim) not in cache:
+            cache[(lam, k_sim)] = ease_neighbours(touched, k_sim, lam)
+        neighbours, weights = cache[(lam, k_sim)]
         progress(f"build: EASE neighbours ({time.perf_counter() - started:.0f}s)")
     else:
         assert items.neighbours is not None and items.weights is not None
