@@ -22,9 +22,11 @@ from personalizer_adapters.batch.seedgen import Shop, generate
 from personalizer_adapters.engine.base import Engine, EngineMissing, open_engine
 from personalizer_adapters.engine.stages import FIXED, item_stages
 from personalizer_adapters.store.base import NO_ORDER
+from personalizer_adapters.tuning.search import tune
 from tests.test_build import CFG, run_build
 from tests.test_build import inputs as build_inputs
 from tests.test_lake import log as lake_log
+from tests.test_tune import drifting_shop
 
 DAY = 86_400
 NOW = 100 * DAY
@@ -127,6 +129,23 @@ def test_duckdb_and_spark_build_the_same_records(make: Any) -> None:
     assert records["duckdb"].keys() == records["spark"].keys()
     differ = [k for k in records["duckdb"] if records["duckdb"][k] != records["spark"][k]]
     assert differ == []
+
+
+def test_tuning_on_spark_chooses_what_it_chooses_on_duckdb() -> None:
+    """The tuning's refits run on the build's engine: the same trials, scores and choice on either."""
+    shop = drifting_shop(4.0, people=400)
+    cfg = {**load_config(CFG), "ease_max_items": 0}  # item-kNN: the similarity the engine computes
+    grid = {"recency_half_life": (2.0, 4.0, 8.0), "half_life_days": (7.0, 90.0), "similarity": ("knn:25", "knn:50")}
+    results = {}
+    for name in ("duckdb", "spark"):
+        e = open_engine(name)
+        try:
+            results[name] = tune(shop, cfg, engine=e, grid=grid, budget_s=600).as_json()
+        finally:
+            e.close()
+        results[name].pop("seconds")
+    assert results["duckdb"]["trials"] >= 6
+    assert results["duckdb"] == results["spark"]
 
 
 def test_a_missing_engine_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -220,8 +220,10 @@ def _sample(shop: Shop, people: int, seed: int) -> tuple[Shop, npt.NDArray[np.in
 
 
 def tune(shop: Shop, cfg: dict[str, Any], *, engine: Engine | None = None, budget_s: float = BUDGET_S,
-         people: int = PEOPLE, progress: Callable[[str], None] = lambda _: None) -> Tuning:
-    """Search the model's constants on ``shop``'s own validation slice; ``Tuning.chosen`` is what to build with."""
+         people: int = PEOPLE, grid: dict[str, tuple[Any, ...]] | None = None,
+         progress: Callable[[str], None] = lambda _: None) -> Tuning:
+    """Search the model's constants on ``shop``'s own validation slice; ``Tuning.chosen`` is what to build with.
+    ``grid``: the constants to search and their values (default ``GRID``; one left out keeps the config's)."""
     started = time.perf_counter()
     deadline = started + budget_s
     P = len(shop.products)
@@ -270,12 +272,12 @@ def tune(shop: Shop, cfg: dict[str, Any], *, engine: Engine | None = None, budge
 
         best, best_ndcg = dict(fixed), trial(fixed)
         stopped = False
-        grid = {name: tuple(v for v in values if name != "similarity" or not str(v).startswith("ease")
-                            or ease_allowed(cfg, P)) for name, values in GRID.items()}
+        search_grid = {name: tuple(v for v in values if name != "similarity" or not str(v).startswith("ease")
+                                   or ease_allowed(cfg, P)) for name, values in (grid or GRID).items()}
         changed = True
         while changed and not stopped:
             changed = False
-            for name, values in grid.items():
+            for name, values in search_grid.items():
                 for value in values:
                     if value == best[name]:
                         continue
