@@ -133,7 +133,7 @@ def test_duckdb_and_spark_build_the_same_records(make: Any) -> None:
 
 def test_tuning_on_spark_chooses_what_it_chooses_on_duckdb() -> None:
     """The tuning's refits run on the build's engine: the same trials, scores and choice on either."""
-    shop = drifting_shop(4.0, people=400)
+    shop = drifting_shop(4.0, people=600)
     cfg = {**load_config(CFG), "ease_max_items": 0}  # item-kNN: the similarity the engine computes
     grid = {"recency_half_life": (2.0, 4.0, 8.0), "half_life_days": (7.0, 90.0), "similarity": ("knn:25", "knn:50")}
     results = {}

@@ -19,7 +19,7 @@ from personalizer_adapters.batch.build import build
 from personalizer_adapters.batch.seed import load_config
 from personalizer_adapters.batch.seedgen import Shop
 from personalizer_adapters.quality.evaluate import evaluate
-from personalizer_adapters.tuning.search import GRID, tune
+from personalizer_adapters.tuning.search import GRID, settings, start_point, tune
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = {**load_config(ROOT / "kv-seed" / "seed.toml"), "kv_profiles": 10**9}
@@ -161,7 +161,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_build_tunes_by_default_keeps_the_choice_for_the_same_data_and_says_so(tmp_path: Path) -> None:
-    catalog, events = _write_inputs(popular_shop(people=600), tmp_path)
+    catalog, events = _write_inputs(popular_shop(people=800), tmp_path)
     common = ("--catalog", str(catalog), "--events", str(events), "--out", str(tmp_path / "out"))
     first = _cli(*common)
     assert first.returncode == 0, first.stderr
@@ -181,3 +181,11 @@ def test_build_tunes_by_default_keeps_the_choice_for_the_same_data_and_says_so(t
     assert "--no-tune" in json.loads((tmp_path / "fixed" / "report.json").read_text())["tuning"]["note"]
     bad = _cli(*common, "--tune-budget", "-1")
     assert bad.returncode == 2 and "--tune-budget" in bad.stderr
+
+
+def test_too_few_people_to_tune_on_keep_todays_constants() -> None:
+    """A few hundred people cannot tell the constants apart: no search, today's constants, and it says so."""
+    result = tune(drifting_shop(2.0, people=300), CFG, budget_s=600)
+    assert result.served == "fixed" and result.trials == 0
+    assert result.chosen == settings(start_point(CFG, 240))
+    assert "at least 500 are needed to tune on: today's constants" in result.summary()[0]
