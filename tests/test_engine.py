@@ -89,6 +89,28 @@ def test_neighbours_also_bought_and_complements_by_hand(engine: Engine) -> None:
     assert [c.tolist() for c in s.complement_categories] == [[1, 2], [0], [0]]
 
 
+def test_co_occurrence_counts_each_persons_most_recent_items_only(engine: Engine) -> None:
+    """With a history cap of 2: a touched 0 (t 10, again at 20), 1 (t 11), 2 (t 12): their two most recent are
+    0 and 2, so 0-2 co-occur and 1 pairs with nothing of theirs; b touched 1 and 3 (one pair). Purchases are
+    capped the same way: a bought 1, 2, 3 (t 30-32): 2-3 only. Popularity still counts every event."""
+    ev = events([(0, 0, 0, 10), (0, 1, 0, 11), (0, 2, 0, 12), (0, 0, 0, 20), (1, 1, 0, 13), (1, 3, 0, 14),
+                 (0, 1, 2, 30), (0, 2, 2, 31), (0, 3, 2, 32)])
+    out_of_stock = np.zeros(4, dtype=bool)
+    cats = np.zeros(4, dtype=np.int32)
+    s = item_stages(engine, ev, cats, out_of_stock, now=NOW, half_life_s=10.0 * DAY, also_k=3, knn_k=3, co_k=3,
+                    history_cap=2)
+    assert s.neighbours is not None and s.weights is not None
+    # touched, capped: a {2, 3} (purchases at 31, 32 are their latest), b {1, 3}: 2-3 and 1-3, each
+    # 1 / sqrt(n3 * n) = 1 / sqrt(2 * 1)
+    assert s.neighbours[3, :2].tolist() == [1, 2]
+    assert s.weights[3, :2].tolist() == pytest.approx([1 / math.sqrt(2)] * 2)
+    assert s.weights[0].tolist() == [0, 0, 0]  # a's item 0 fell out of their two most recent
+    assert [c.tolist() for c, _ in s.co_rows] == [[], [], [3], [2]]  # purchases {1, 2, 3} capped to {2, 3}
+    assert s.popularity[0] > 0
+    uncapped = stages(engine, ev, 4, knn_k=3)
+    assert uncapped.weights is not None and uncapped.weights[0].max() > 0
+
+
 def test_no_events_gives_empty_lists_and_the_engine_keeps_nothing(engine: Engine) -> None:
     s = stages(engine, events([]), 3)
     assert s.popularity.tolist() == [0, 0, 0] and [a.tolist() for a in s.also] == [[], [], []]

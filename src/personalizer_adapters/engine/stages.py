@@ -6,7 +6,7 @@ product index, category index, out of stock), per product:
 - ``item_stats``: popularity (each event's weight halving every ``half_life_days``), buyers, re-buyers (people
   who bought it again in a later basket) and the median interval between one person's consecutive purchases;
 - ``touch_pairs`` / ``buy_pairs``: co-occurrence of two items in people's histories (any event) and in their
-  carts and purchases, as cosine similarity;
+  carts and purchases, as cosine similarity, over each person's ``PAIR_HISTORY`` most recent items;
 - the lists the records need: item-kNN neighbours (``NEIGHBOURS_K``), also-bought (co-purchase, taste to break
   ties, in stock only), complement candidates (strongest co-purchases), and per category the categories most
   bought alongside it.
@@ -32,9 +32,23 @@ from personalizer_adapters.store.base import NO_ORDER
 from .base import Engine
 
 FIXED = 1_000_000_000  # popularity's fixed point: an event of weight 1 today is 10⁹
+# Each person's most recent distinct items that count for co-occurrence: a history of n items makes n² pairs,
+# all on one person (one task of a distributed join). The generated 1M shop's heaviest shopper has 41,064 items,
+# 1.7 billion pairs on their own; capped, a million. Items beyond the cap still count for everything else.
+PAIR_HISTORY = 1_000
 
 
-def _sql(now: int, half_life_s: float) -> dict[str, str]:
+def _recent(where: str, cap: int) -> str:
+    """Distinct (shopper, product) rows of ``ev`` matching ``where``, each person's ``cap`` most recent products
+    (by their last event; ties by product)."""
+    return f"""
+SELECT shopper, product FROM (
+  SELECT shopper, product, ROW_NUMBER() OVER (PARTITION BY shopper ORDER BY MAX(ts) DESC, product) AS rn
+  FROM ev WHERE {where} GROUP BY shopper, product) AS h
+WHERE rn <= {cap}"""
+
+
+def _sql(now: int, half_life_s: float, cap: int = PAIR_HISTORY) -> dict[str, str]:
     # A purchase starts another basket than the one before it (same person, same product): another order when
     # both orders are known, else a gap over BASKET_GAP_S (model.new_basket).
     weight = (f"CASE kind WHEN {VIEW} THEN {EVENT_WEIGHT[VIEW]} WHEN {CART} THEN {EVENT_WEIGHT[CART]} "
@@ -69,8 +83,8 @@ LEFT JOIN (
   WHERE rn = CAST(FLOOR((n + 1) / 2) AS BIGINT)) AS m
   ON m.product = p.product
 ORDER BY p.product""",
-        "touched": "SELECT DISTINCT shopper, product FROM ev",
-        "strong": f"SELECT DISTINCT shopper, product FROM ev WHERE kind >= {CART}",
+        "touched": _recent("TRUE", cap),
+        "strong": _recent(f"kind >= {CART}", cap),
     }
 
 
@@ -139,9 +153,10 @@ def _lists(table: Any, n: int) -> tuple[list[npt.NDArray[np.int64]], list[npt.ND
 
 def item_stages(engine: Engine, events: npt.NDArray[Any], cat_of: npt.NDArray[Any], oos: npt.NDArray[np.bool_], *,
                 now: int, half_life_s: float, also_k: int, knn_k: int | None, co_k: int, workers: int | None = None,
-                progress: Callable[[str], None] = lambda _: None) -> ItemStages:
+                history_cap: int = PAIR_HISTORY, progress: Callable[[str], None] = lambda _: None) -> ItemStages:
     """Run the stages on ``engine``. ``knn_k``: item-kNN neighbours per item, or None (EASE gives them);
-    ``workers``: processes for the sparse product of an in-process engine (default: one per core)."""
+    ``workers``: processes for the sparse product of an in-process engine (default: one per core);
+    ``history_cap``: each person's most recent distinct items that count for co-occurrence."""
     import pyarrow as pa
 
     P = len(cat_of)
@@ -156,7 +171,7 @@ def item_stages(engine: Engine, events: npt.NDArray[Any], cat_of: npt.NDArray[An
         "okey": order_keys(events)}))
     engine.load("items", pa.table({"product": np.arange(P, dtype=np.int32), "category": cat_of.astype(np.int32),
                                    "oos": np.asarray(oos, dtype=bool)}))
-    relational = _sql(now, half_life_s)
+    relational = _sql(now, half_life_s, history_cap)
     for name, sql in relational.items():
         engine.stage(name, sql)
     step(f"events and item statistics, {len(events):,} events")
