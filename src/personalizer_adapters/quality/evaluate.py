@@ -111,7 +111,7 @@ class Evaluation:
     rows: list[dict[str, Any]]
     skipped: dict[str, str]  # list -> why it was not run
     split_note: str = ""     # how the split was made, when not the last-interactions one
-    tuning: dict[str, Any] | None = None  # what the tuning chose on its validation slice (Tuning.as_json)
+    tuning: Tuning | None = None  # what the tuning chose on its validation slice
     # event positions in the shop given: the slice held out here, and the tuning's validation slice
     slices: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
@@ -126,13 +126,14 @@ class Evaluation:
                   f"{r['coverage']:8.3f} {r['seconds']:8.2f}" for r in self.rows]
         lines += [f"{name:26} not run: {why}" for name, why in self.skipped.items()]
         if self.tuning is not None:
-            lines += Tuning.from_json(self.tuning).summary()
+            lines += self.tuning.summary()
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:
         return {"k": self.k, "holdout": self.holdout, "people": self.people, "left_out": {
             "short_history": self.short, "nothing_new": self.nothing_new}, "catalog": self.catalog,
-                "lists": self.rows, "not_run": self.skipped, **({"tuning": self.tuning} if self.tuning else {})}
+                "lists": self.rows, "not_run": self.skipped,
+                **({"tuning": self.tuning.as_json()} if self.tuning is not None else {})}
 
     def ndcg(self, name: str) -> float:
         return float(next(r["ndcg"] for r in self.rows if r["list"] == name))
@@ -198,7 +199,7 @@ def evaluate(shop: Shop, cfg: dict[str, Any], *, k: int = 12, holdout: int = 3, 
         tuned = tune_on(train, cfg, budget_s=BUDGET_S if tune_budget is None else tune_budget, progress=progress)
         tuned_model = fit_model(train, {**cfg, **tuned.chosen}).model
         tune_s = time.perf_counter() - started
-        tuning, slices["validation"] = tuned.as_json(), split.kept[tuned.validation_rows]
+        tuning, slices["validation"] = tuned, split.kept[tuned.validation_rows]
 
         def tuned_list(s: int, _: npt.NDArray[np.int64]) -> list[int]:
             e = train_per[s]

@@ -156,7 +156,7 @@ def evaluate_next_basket(shop: Shop, cfg: dict[str, Any], *, k: int = 12, tune: 
     if tune:
         started = time.perf_counter()
         tuned = tune_on(train, cfg, budget_s=tune_budget, progress=progress)
-        tuning = tuned.as_json()
+        tuning = tuned
         chosen = tuned.chosen
         tuned_model = replace(model, again_half_life=float(chosen.get("again_half_life", model.again_half_life)))
         floor = float(chosen.get("again_due_floor", DUE_FLOOR))
