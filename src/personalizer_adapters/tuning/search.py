@@ -191,11 +191,12 @@ class Tuning:
 
 
 class _Validation:
-    """The validation people's training histories (time order) and targets; scores a model's personal list."""
+    """The validation people's training histories (``per``: each shopper's training events; kept in time
+    order) and targets; scores a model's personal list."""
 
-    def __init__(self, train: Shop, targets: dict[int, frozenset[int]], people: list[int], k: int) -> None:
+    def __init__(self, per: list[npt.NDArray[Any]], targets: dict[int, frozenset[int]], people: list[int],
+                 k: int) -> None:
         self.k, self.targets = k, targets
-        per = by_shopper(train.events, len(train.shoppers))
         self.history: dict[int, tuple[npt.NDArray[Any], npt.NDArray[Any]]] = {}
         for s in people:
             e = per[s][np.argsort(per[s]["ts"], kind="stable")]
@@ -248,8 +249,10 @@ def tune(shop: Shop, cfg: dict[str, Any], *, engine: Engine | None = None, budge
                       fingerprint(shop, cfg, people, budget_s), validation_rows, note)
     people_order = np.random.default_rng(int(cfg.get("seed", 0)) + 1).permutation(sorted(split.targets)).tolist()
     n_guard = max(MIN_PEOPLE // 2, int(len(people_order) * GUARD_SHARE))
-    search = _Validation(split.train, split.targets, sorted(people_order[n_guard:]), K)
-    guard = _Validation(split.train, split.targets, sorted(people_order[:n_guard]), K)
+    per = by_shopper(split.train.events, len(split.train.shoppers))  # each training history, split once for both
+    search = _Validation(per, split.targets, sorted(people_order[n_guard:]), K)
+    guard = _Validation(per, split.targets, sorted(people_order[:n_guard]), K)
+    del per
     progress(f"tune: {len(split.targets):,} validation people ({sampled:,} of {shoppers:,} shoppers; "
              f"{len(guard.history):,} kept for the guard), budget {budget_s:.0f}s")
     with borrowed(engine, progress) as on:
