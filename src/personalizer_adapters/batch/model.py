@@ -269,8 +269,9 @@ def top_k(scores: npt.NDArray[Any], k: int, exclude: npt.NDArray[np.bool_] | Non
     k = min(k, int((s > 0).sum()))
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-s, k - 1)[:k]
-    ranked: npt.NDArray[np.int64] = part[np.lexsort((part, -s[part]))]
+    kth = -np.partition(-s, k - 1)[k - 1]  # the k-th best score: every tie of it competes, the lowest index wins
+    part = np.flatnonzero(s >= kth)
+    ranked: npt.NDArray[np.int64] = part[np.lexsort((part, -s[part]))][:k]
     return ranked
 
 
