@@ -61,8 +61,12 @@ def positions_by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.ND
 
 
 def by_shopper(events: npt.NDArray[Any], shoppers: int) -> list[npt.NDArray[Any]]:
-    """Events split per shopper index (no per-event Python work)."""
-    return [events[p] for p in positions_by_shopper(events, shoppers)]
+    """Events split per shopper index, each shopper's in their order in ``events`` (no per-event Python work):
+    views of one copy of the events, grouped by shopper (do not write to them)."""
+    order = np.argsort(events["shopper"], kind="stable")
+    grouped = events[order]
+    bounds = np.searchsorted(grouped["shopper"], np.arange(shoppers + 1)).tolist()
+    return [grouped[bounds[i]:bounds[i + 1]] for i in range(shoppers)]
 
 
 def ease_neighbours(X: sparse.csr_matrix, k: int, lam: float,

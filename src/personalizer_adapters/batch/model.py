@@ -208,6 +208,17 @@ class Model:
         return category_ids(self.categories)
 
     @cached_property
+    def similarity(self) -> Any:
+        """The neighbour lists as a sparse products x products matrix of their positive weights (float64), for
+        the batch's sparse products (``personal_lists``); scipy is imported here, never on the origin's path."""
+        from scipy import sparse
+
+        P, K = self.neighbours.shape
+        real = self.weights > 0
+        return sparse.csr_matrix((self.weights[real].astype(np.float64), self.neighbours[real],
+                                  np.concatenate([[0], np.cumsum(real.sum(axis=1))])), shape=(P, len(self.cards)))
+
+    @cached_property
     def index(self) -> dict[str, int]:
         """Each product id's index (computed once: the miss path asks on every call; do not mutate)."""
         return {c[0]: i for i, c in enumerate(self.cards)}
@@ -320,9 +331,11 @@ def personal_list(model: Model, items: npt.NDArray[Any], x: npt.NDArray[Any],
     taste = affinity / max(affinity.sum(), 1e-12)
     favourite = np.argsort(-affinity, kind="stable")[:3]
     liked = favourite[affinity[favourite] > 0]
-    pool = np.concatenate([model.neighbours[items].ravel(), model.category_top[liked].ravel()])
-    contrib = np.concatenate([(x[:, None] * model.weights[items]).ravel(),
-                              np.zeros(len(pool) - model.neighbours[items].size)])
+    weights = model.weights[items]
+    real = weights > 0  # a neighbour list's padding (index 0, weight 0) is no neighbour
+    neighbours = model.neighbours[items][real]
+    pool = np.concatenate([neighbours, model.category_top[liked].ravel()])
+    contrib = np.concatenate([(x[:, None] * weights)[real], np.zeros(len(pool) - len(neighbours))])
     candidates, where = np.unique(pool, return_inverse=True)
     cf = np.bincount(where, weights=contrib, minlength=len(candidates))
     pop = taste[model.category_of[candidates]] * model.within_share[candidates]
@@ -335,9 +348,92 @@ def personal_list(model: Model, items: npt.NDArray[Any], x: npt.NDArray[Any],
     return candidates[top_k(scores, n, excluded)]
 
 
+TINY = 1e-250  # a history weight below this (decayed past ~830 half-lives) could vanish in a product
+
+
+def personal_lists(model: Model, owner: npt.NDArray[Any], products: npt.NDArray[Any], kinds: npt.NDArray[Any],
+                   people: int) -> tuple[npt.NDArray[np.float64], list[npt.NDArray[np.int64]]]:
+    """``history`` and ``personal_list`` for many people at once: ``(category affinity, a row per person;
+    each person's personal list)``, equal to the one-person functions' value for value (the origin computes one
+    person's on a miss; a test holds that the two agree).
+
+    ``owner``: each event's person, ``0 .. people - 1``; the events grouped by person, in time order within
+    each. Every sum adds the same numbers in the same order as the one-person code, so the floats are the same
+    bits; the numpy work is a few calls for the whole group instead of a few dozen per person."""
+    from scipy import sparse
+
+    P, C = len(model.cards), len(model.categories)
+    owner = owner.astype(np.int64)
+    ends = np.cumsum(np.bincount(owner, minlength=people))
+    back = (ends[owner] - 1 - np.arange(len(owner))).astype(np.float64)  # the person's events after this one
+    decay = np.exp2(-back / model.recency_half_life)
+    seen, inverse = np.unique(owner * P + products.astype(np.int64), return_inverse=True)  # by person, then item
+    who, items = seen // P, seen % P
+    x: npt.NDArray[Any] = np.bincount(inverse, EVENT_WEIGHT[kinds] * decay, minlength=len(seen))
+    summed: npt.NDArray[Any] = np.bincount(who * C + model.category_of[items], weights=x,
+                                          minlength=people * C)
+    affinity = summed.reshape(people, C)
+    if not len(seen):
+        return affinity, [np.empty(0, dtype=np.int64) for _ in range(people)]
+    if model.personal_source == "popularity" and model.popular is not None:  # a filter of one list: per person
+        bounds = np.searchsorted(who, np.arange(people + 1))
+        return affinity, [personal_list(model, items[bounds[r]:bounds[r + 1]], x[bounds[r]:bounds[r + 1]],
+                                        affinity[r]) for r in range(people)]
+    if model.history == "distinct":
+        x = np.zeros(len(seen))
+        np.maximum.at(x, inverse, decay)
+    plain = model.personal_source == "similarity"
+    if plain:
+        x = np.ones(len(seen))
+    if len(x) and x.min() < TINY:  # a weight so small that x·w could round to 0: one person at a time
+        bounds = np.searchsorted(who, np.arange(people + 1))
+        return affinity, [personal_list(model, items[bounds[r]:bounds[r + 1]], x[bounds[r]:bounds[r + 1]],
+                                        affinity[r]) for r in range(people)]
+    taste_weight = 0.0 if plain else model.taste_weight
+    taste = affinity / np.maximum(affinity.sum(axis=1), 1e-12)[:, None]
+    favourite = np.argsort(-affinity, axis=1, kind="stable")[:, :3]
+    liked = np.take_along_axis(affinity, favourite, axis=1) > 0
+    # The candidates' similarity scores as a sparse product (history x neighbour weights): for each person it adds
+    # x·w over their items in order (sorted), as the one-person bincount does, so the same sums; a product of
+    # positive numbers is positive, so its pattern is the neighbours' pool. Then each person's liked categories'
+    # top items that are not in it, at 0.
+    bounds = np.searchsorted(who, np.arange(people + 1))
+    H = sparse.csr_matrix((x, items, bounds), shape=(people, P))
+    HW = (H @ model.similarity).tocsr()
+    HW.sort_indices()
+    nb_key = np.repeat(np.arange(people, dtype=np.int64), np.diff(HW.indptr)) * P + HW.indices
+    depth = model.category_top.shape[1]
+    cat_key = np.unique(np.repeat(np.nonzero(liked)[0].astype(np.int64), depth) * P
+                        + model.category_top[favourite[liked]].ravel())
+    at = np.minimum(np.searchsorted(nb_key, cat_key), max(len(nb_key) - 1, 0))
+    extra = cat_key[nb_key[at] != cat_key] if len(nb_key) else cat_key
+    ckey = np.concatenate([nb_key, extra])
+    order = np.argsort(ckey, kind="stable")  # two sorted runs: one merge
+    ckey, cf = ckey[order], np.concatenate([HW.data, np.zeros(len(extra))])[order]
+    c_owner, candidates = ckey // P, ckey % P
+    pop = taste[c_owner, model.category_of[candidates]] * model.within_share[candidates]
+    cf_max, pop_max = np.zeros(people), np.zeros(people)
+    np.maximum.at(cf_max, c_owner, cf)
+    np.maximum.at(pop_max, c_owner, pop)
+    scores = cf / np.maximum(cf_max, 1e-12)[c_owner] + taste_weight * pop / np.maximum(pop_max, 1e-12)[c_owner]
+    at = np.minimum(np.searchsorted(seen, ckey), len(seen) - 1)
+    keep = (scores > 0) & (seen[at] != ckey) & model.in_stock[candidates]
+    c_owner, candidates, scores = c_owner[keep], candidates[keep], scores[keep]
+    bounds = np.searchsorted(c_owner, np.arange(people + 1))
+    n, lists = model.personal_list, []
+    for r in range(people):  # top_k's order (score, then index), of each person's candidates (sorted by index)
+        cand, score = candidates[bounds[r]:bounds[r + 1]], scores[bounds[r]:bounds[r + 1]]
+        if len(cand) > n:  # the n best and every tie of the n-th (the lowest index among them wins)
+            best = score >= np.partition(score, len(score) - n)[len(score) - n]
+            cand, score = cand[best], score[best]
+        lists.append(cand[np.lexsort((cand, -score))[:n]])
+    return affinity, lists
+
+
 def profile_payload(model: Model, shopper: str, loyalty: str | None, products: npt.NDArray[Any],
                     kinds: npt.NDArray[Any], ts: npt.NDArray[Any], qty: npt.NDArray[Any] | None = None,
-                    keys: npt.NDArray[Any] | None = None) -> dict[str, Any]:
+                    keys: npt.NDArray[Any] | None = None,
+                    ranked: tuple[npt.NDArray[Any], npt.NDArray[np.int64]] | None = None) -> dict[str, Any]:
     """A v1 profile payload from one shopper's events (product indices, kinds, timestamps; any order; with
     each event's quantity and order key where the source gave them: the purchase value and "buy it again" use
     them).
@@ -350,10 +446,13 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     qty = None if qty is None else qty[order]
     keys = None if keys is None else keys[order]
     cards, rules = model.cards, model.rules
-    items, x, affinity = history(model, products, kinds)
+    if ranked is None:
+        items, x, affinity = history(model, products, kinds)
+        personal = personal_list(model, items, x, affinity)
+    else:  # computed for many people at once (``personal_lists``): the same values
+        affinity, personal = ranked
     purchases = kinds == PURCHASE
     bought = np.unique(products[purchases]) if purchases.any() else products[:0]
-    personal = personal_list(model, items, x, affinity)
     # Recently viewed, newest first, distinct; the cart is the last add-to-cart not bought.
     recent = list(dict.fromkeys(products[kinds == VIEW][::-1].tolist()))[:12]
     carts = np.flatnonzero(kinds == CART)

@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import numpy.typing as npt
 
 from personalizer import codec
 from personalizer_adapters.engine.parallel import fork_map
 
-from .model import Model, order_keys, profile_payload, quantities
+from .model import Model, order_keys, personal_lists, profile_payload, quantities
 from .seedgen import Shop
 
 CHUNK = 2_000           # shoppers per task: big enough to amortise the pickling, small enough to show progress
@@ -67,8 +68,21 @@ def events_digest(events: npt.NDArray[Any], loyalty: str | None, products: list[
                           + str(loyalty).encode()).hexdigest()[:24]
 
 
+def _ranked(model: Model, todo: list[npt.NDArray[Any]]) -> list[tuple[npt.NDArray[Any], npt.NDArray[np.int64]]]:
+    """The category affinity and personal list of each of these people (their events, any order), computed
+    together (``personal_lists``)."""
+    if not todo:
+        return []
+    ts, products, kinds = (np.concatenate([e[field] for e in todo]) for field in ("ts", "product", "kind"))
+    owner = np.repeat(np.arange(len(todo)), [len(e) for e in todo])
+    order = np.lexsort((ts, owner))  # by person, in time order (stable: profile_payload's order)
+    affinity, lists = personal_lists(model, owner[order], products[order], kinds[order], len(todo))
+    return list(zip(affinity, lists, strict=True))
+
+
 def _run(job: ProfileJob, lo: int, hi: int) -> list[Outcome]:
-    out = []
+    out: list[Outcome | None] = []
+    todo: list[tuple[int, str]] = []  # (shopper, digest) of the profiles to compute
     for s in range(lo, hi):
         events, shopper = job.per_shopper[s], job.shop.shoppers[s]
         if not len(events):
@@ -80,11 +94,16 @@ def _run(job: ProfileJob, lo: int, hi: int) -> list[Outcome]:
             segments = codec.decode(before[1], expect="profile").data["segments"]
             out.append(Outcome(digest, segments, before[1], True, False))
             continue
+        out.append(None)
+        todo.append((s, digest))
+    ranked = _ranked(job.model, [job.per_shopper[s] for s, _ in todo])
+    for (s, digest), lists in zip(todo, ranked, strict=True):
+        events, shopper = job.per_shopper[s], job.shop.shoppers[s]
         prof = profile_payload(job.model, shopper["id"], shopper.get("loyalty"), events["product"], events["kind"],
-                               events["ts"], quantities(events), order_keys(events))
+                               events["ts"], quantities(events), order_keys(events), ranked=lists)
         record, trimmed = fit_profile(prof, job.now) if s < job.pushed else (None, False)
-        out.append(Outcome(digest, prof["segments"], record, False, not prof["cards"], trimmed))
-    return out
+        out[s - lo] = Outcome(digest, prof["segments"], record, False, not prof["cards"], trimmed)
+    return [o for o in out if o is not None]
 
 
 def _chunk(job: ProfileJob, bounds: tuple[int, int]) -> list[Outcome]:
