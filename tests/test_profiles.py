@@ -11,7 +11,16 @@ import pytest
 
 from personalizer_adapters.batch.build import fit_model
 from personalizer_adapters.batch.inputs import load_shop
-from personalizer_adapters.batch.model import history, personal_list, personal_lists, top_k
+from personalizer_adapters.batch.model import (
+    again_entries,
+    again_lists,
+    history,
+    order_keys,
+    personal_list,
+    personal_lists,
+    quantities,
+    top_k,
+)
 from personalizer_adapters.batch.seed import load_config
 from personalizer_adapters.batch.seedgen import Shop, generate
 from tests.runtime.harness import ROOT
@@ -73,3 +82,41 @@ def test_lists_for_many_people_at_once_are_each_persons_own(similarity: str) -> 
                 assert lists[s].tolist() == personal_list(m, items, x, own_affinity).tolist(), (name, variant, s)
                 filled += len(lists[s]) > 0
             assert filled > people // 2, (name, variant)
+
+
+def _orders_shops() -> list[tuple[str, Shop, dict[str, Any]]]:
+    """Shops with re-buys: the seed; Instacart (orders by time); The Complete Journey (quantities, order keys)."""
+    from tests.data import realdata
+
+    seed_cfg = {**load_config(CFG), "products": 600, "shoppers": 1500, "kv_profiles": 1500}
+    out = [("seed", generate(seed_cfg), seed_cfg)]
+    for name, people in (("instacart", 10**9), ("completejourney", 300)):
+        catalog, events = realdata.load(name)
+        shop, _ = load_shop(catalog, events, None, strict=False, now=None)
+        keep = shop.events["shopper"] < people
+        out.append((name, Shop(shop.products, shop.shoppers[:people], shop.events[keep], shop.now),
+                    {**load_config(CFG), "ease_max_items": 0}))
+    return out
+
+
+def test_buy_it_again_for_many_people_at_once_is_each_persons_own() -> None:
+    """The batch's "buy it again" entries for a group of people are the entries the origin computes for one."""
+    for name, shop, cfg in _orders_shops():
+        model = fit_model(shop, cfg).model
+        ev = shop.events[np.lexsort((shop.events["ts"], shop.events["shopper"]))]
+        names = ev.dtype.names or ()
+        people = len(shop.shoppers)
+        bounds = np.searchsorted(ev["shopper"], np.arange(people + 1))
+        for half_life in (1.0, model.again_half_life, 20.0):
+            m = replace(model, again_half_life=half_life)
+            together = again_lists(m, ev["shopper"], ev["product"], ev["kind"], ev["ts"],
+                                   ev["qty"] if "qty" in names else None, ev["order"] if "order" in names else None,
+                                   people)
+            filled = 0
+            for s in range(people):
+                mine = ev[bounds[s]:bounds[s + 1]]
+                own = again_entries(m, mine["product"], mine["kind"], mine["ts"], quantities(mine),
+                                    order_keys(mine))
+                assert together[s] == own, (name, half_life, s)
+                filled += bool(own)
+            assert filled > 20, (name, half_life)

@@ -113,6 +113,42 @@ def again_entries(model: Model, products: npt.NDArray[Any], kinds: npt.NDArray[A
              int(model.repeat_interval[items[i]]), round(float(model.repeat_rate[items[i]]), 4)] for i in order]
 
 
+def again_lists(model: Model, owner: npt.NDArray[Any], products: npt.NDArray[Any], kinds: npt.NDArray[Any],
+                ts: npt.NDArray[Any], qty: npt.NDArray[Any] | None, keys: npt.NDArray[Any] | None,
+                people: int) -> list[list[list[Any]]]:
+    """``again_entries`` for many people at once (events grouped by person, in time order within each), equal to
+    the one-person function's entries (a test holds that they agree)."""
+    if model.repeat_rate is None or model.repeat_interval is None:
+        return [[] for _ in range(people)]
+    buys = kinds == PURCHASE
+    who, bp, bt = owner[buys].astype(np.int64), products[buys].astype(np.int64), ts[buys].astype(np.int64)
+    if not len(who):
+        return [[] for _ in range(people)]
+    # Baskets counted over the whole group: a person's numbers are baskets_of's plus a constant of theirs, and only
+    # the distance back from their last basket counts.
+    basket = np.cumsum(np.concatenate([[0], new_basket(bt, None if keys is None else keys[buys].astype(np.int64))]))
+    ends = np.flatnonzero(np.concatenate([who[1:] != who[:-1], [True]]))  # a person's last purchase
+    last_basket = np.zeros(people, dtype=np.int64)
+    last_basket[who[ends]] = basket[ends]
+    units = 1.0 if qty is None else np.minimum(np.maximum(qty[buys], 1), MAX_QTY_WEIGHT)
+    weight = np.exp2(-(last_basket[who] - basket) / model.again_half_life) * units
+    P = len(model.cards)
+    bought, inverse = np.unique(who * P + bp, return_inverse=True)
+    w = np.bincount(inverse, weights=weight, minlength=len(bought))
+    last = np.zeros(len(bought), dtype=np.int64)
+    np.maximum.at(last, inverse, bt)
+    mine, items = bought // P, bought % P
+    keep = (model.repeat_rate[items] > 0) & model.in_stock[items]
+    mine, items, w, last = mine[keep], items[keep], w[keep], last[keep]
+    order = np.lexsort((items, -w, mine))  # the most bought first, ties by index, person by person
+    mine, items, w, last = mine[order], items[order], w[order], last[order]
+    bounds = np.searchsorted(mine, np.arange(people + 1))
+    cards, rate, interval = model.cards, model.repeat_rate, model.repeat_interval
+    return [[[cards[int(items[i])], round(float(w[i]), 4), int(last[i]), int(interval[items[i]]),
+              round(float(rate[items[i]]), 4)] for i in range(bounds[r], min(bounds[r] + MAX_AGAIN, bounds[r + 1]))]
+            for r in range(people)]
+
+
 CATEGORY_ID_MAX = 48  # "likes-" + this stays within the 64 characters of an id
 
 
@@ -433,7 +469,8 @@ def personal_lists(model: Model, owner: npt.NDArray[Any], products: npt.NDArray[
 def profile_payload(model: Model, shopper: str, loyalty: str | None, products: npt.NDArray[Any],
                     kinds: npt.NDArray[Any], ts: npt.NDArray[Any], qty: npt.NDArray[Any] | None = None,
                     keys: npt.NDArray[Any] | None = None,
-                    ranked: tuple[npt.NDArray[Any], npt.NDArray[np.int64]] | None = None) -> dict[str, Any]:
+                    ranked: tuple[npt.NDArray[Any], npt.NDArray[np.int64], list[list[Any]]] | None = None
+                    ) -> dict[str, Any]:
     """A v1 profile payload from one shopper's events (product indices, kinds, timestamps; any order; with
     each event's quantity and order key where the source gave them: the purchase value and "buy it again" use
     them).
@@ -449,8 +486,8 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
     if ranked is None:
         items, x, affinity = history(model, products, kinds)
         personal = personal_list(model, items, x, affinity)
-    else:  # computed for many people at once (``personal_lists``): the same values
-        affinity, personal = ranked
+    else:  # computed for many people at once (``personal_lists``, ``again_lists``): the same values
+        affinity, personal, again = ranked
     purchases = kinds == PURCHASE
     bought = np.unique(products[purchases]) if purchases.any() else products[:0]
     # Recently viewed, newest first, distinct; the cart is the last add-to-cart not bought.
@@ -484,5 +521,5 @@ def profile_payload(model: Model, shopper: str, loyalty: str | None, products: n
         "recent": [cards[i] for i in recent], "bought": [cards[i][0] for i in bought_recent],
         "cart": [cards[i] for i in cart], "cart_updated_at": cart_at, "loyalty": loyalty,
         "categories": list(dict.fromkeys(cards[i][6] for i in recent))[:3], "watched": watched,
-        "again": again_entries(model, products, kinds, ts, qty, keys),
+        "again": again_entries(model, products, kinds, ts, qty, keys) if ranked is None else again,
     }

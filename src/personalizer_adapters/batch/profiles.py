@@ -18,7 +18,7 @@ import numpy.typing as npt
 from personalizer import codec
 from personalizer_adapters.engine.parallel import fork_map
 
-from .model import Model, order_keys, personal_lists, profile_payload, quantities
+from .model import Model, again_lists, order_keys, personal_lists, profile_payload, quantities
 from .seedgen import Shop
 
 CHUNK = 2_000           # shoppers per task: big enough to amortise the pickling, small enough to show progress
@@ -68,16 +68,22 @@ def events_digest(events: npt.NDArray[Any], loyalty: str | None, products: list[
                           + str(loyalty).encode()).hexdigest()[:24]
 
 
-def _ranked(model: Model, todo: list[npt.NDArray[Any]]) -> list[tuple[npt.NDArray[Any], npt.NDArray[np.int64]]]:
-    """The category affinity and personal list of each of these people (their events, any order), computed
-    together (``personal_lists``)."""
+def _together(model: Model, todo: list[npt.NDArray[Any]]) -> list[tuple[npt.NDArray[Any], npt.NDArray[np.int64],
+                                                                           list[list[Any]]]]:
+    """The category affinity, personal list and "buy it again" entries of each of these people (their events,
+    any order), computed together (``personal_lists``, ``again_lists``)."""
     if not todo:
         return []
+    names = todo[0].dtype.names or ()
     ts, products, kinds = (np.concatenate([e[field] for e in todo]) for field in ("ts", "product", "kind"))
     owner = np.repeat(np.arange(len(todo)), [len(e) for e in todo])
     order = np.lexsort((ts, owner))  # by person, in time order (stable: profile_payload's order)
-    affinity, lists = personal_lists(model, owner[order], products[order], kinds[order], len(todo))
-    return list(zip(affinity, lists, strict=True))
+    owner, ts, products, kinds = owner[order], ts[order], products[order], kinds[order]
+    qty, keys = ((np.concatenate([e[field] for e in todo])[order] if field in names else None)
+                 for field in ("qty", "order"))
+    affinity, lists = personal_lists(model, owner, products, kinds, len(todo))
+    again = again_lists(model, owner, products, kinds, ts, qty, keys, len(todo))
+    return list(zip(affinity, lists, again, strict=True))
 
 
 def _run(job: ProfileJob, lo: int, hi: int) -> list[Outcome]:
@@ -96,7 +102,7 @@ def _run(job: ProfileJob, lo: int, hi: int) -> list[Outcome]:
             continue
         out.append(None)
         todo.append((s, digest))
-    ranked = _ranked(job.model, [job.per_shopper[s] for s, _ in todo])
+    ranked = _together(job.model, [job.per_shopper[s] for s, _ in todo])
     for (s, digest), lists in zip(todo, ranked, strict=True):
         events, shopper = job.per_shopper[s], job.shop.shoppers[s]
         prof = profile_payload(job.model, shopper["id"], shopper.get("loyalty"), events["product"], events["kind"],
