@@ -347,6 +347,32 @@ def test_profiles_are_the_same_bytes_on_any_number_of_workers(monkeypatch: pytes
     assert sum(o.record is not None for o in forked) == 1200
 
 
+def test_outputs_written_with_the_store_in_a_child_are_the_outputs_written_in_turn(tmp_path: Path) -> None:
+    """A large build writes the origin's store in a forked child beside the KV files: the same files, the same
+    store; and what goes wrong in the child is raised by the build, as it would be in one process."""
+    import sqlite3
+    from contextlib import closing
+
+    from personalizer_adapters.batch.seed import write_outputs
+
+    cfg = {**load_config(CFG), **MID}
+    shop = generate(cfg)
+    built = build(shop, cfg)
+    for name, alongside_min in (("turn", 10**12), ("child", 0)):
+        write_outputs(shop, built, tmp_path / name, alongside_min=alongside_min)
+    for name in ("kv.json", "manifest.json", "profiles.digests.json", "generation.txt", "origin/model.json"):
+        assert (tmp_path / "turn" / name).read_bytes() == (tmp_path / "child" / name).read_bytes(), name
+    dumps = []
+    for name in ("turn", "child"):
+        with closing(sqlite3.connect(tmp_path / name / "origin" / "store.sqlite")) as db:
+            dumps.append([db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                          for t in ("shoppers", "events", "records", "meta", "artifacts")])
+    assert len(dumps[0][1]) == len(shop.events) and dumps[0] == dumps[1]
+    for alongside_min in (10**12, 0):
+        with pytest.raises(ValueError, match="postgresql://"):
+            write_outputs(shop, built, tmp_path / "bad", database="mysql://x", alongside_min=alongside_min)
+
+
 def test_an_oversized_profile_is_trimmed_to_the_edge_bound() -> None:
     """A profile whose encoding passes MAX_PROFILE_BYTES is shortened until it fits, and says so."""
     from personalizer import codec as core_codec
@@ -402,3 +428,16 @@ def test_every_command_shows_an_example_in_its_help() -> None:
         own = subprocess.run([sys.executable, "-m", "personalizer_adapters.cli", command, "--help"],
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert own.returncode == 0 and f"example: {example}" in " ".join(own.stdout.split()), command
+
+
+def test_kv_json_is_wranglers_bulk_format_whatever_the_key() -> None:
+    """kv.json's lines are made without json.dumps per pair: still one compact JSON array, keys escaped."""
+    import base64
+
+    from personalizer_adapters.batch.seed import bulk_json
+
+    records = {"pz1:p:u1": b"\x00\x01", 'odd "key" \\ é \u2028\n': b"\xff" * 70, "empty": b""}
+    text = bulk_json(records)
+    assert json.loads(text) == [{"key": k, "value": base64.b64encode(records[k]).decode(), "base64": True}
+                                for k in sorted(records)]
+    assert text.isascii() and text.count("\n") == len(records) + 2  # "[", a line a pair, "]"

@@ -44,16 +44,17 @@ def bulk_json(records: dict[str, bytes]) -> str:
 
 def bulk_json_lines(records: dict[str, bytes]) -> Iterator[str]:
     """The same JSON array, one pair per line, produced lazily: a million records never become one string."""
+    from json.encoder import encode_basestring_ascii as quoted  # json.dumps' own escaping of a string
+
     yield "["
-    for n, key in enumerate(sorted(records)):
-        pair = json.dumps({"key": key, "value": base64.b64encode(records[key]).decode(), "base64": True},
-                          separators=(",", ":"))
+    for n, key in enumerate(sorted(records)):  # json.dumps of {"key", "value", "base64"}, compact, made directly
+        pair = f'{{"key":{quoted(key)},"value":"{base64.b64encode(records[key]).decode()}","base64":true}}'
         yield ("\n" if n == 0 else ",\n") + pair
     yield "\n]\n"
 
 
 def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[str] = frozenset(),
-                 database: str | None = None) -> None:
+                 database: str | None = None, shared: list[tuple[str, bytes]] | None = None) -> None:
     """The origin's data: model artifacts (in ``directory``, and in the store), and a profile store with every
     shopper (pushed or not) but the erased, whose ids go into the store's tombstones so the origin refuses them
     too: the SQLite file beside the artifacts, or the database at ``database``."""
@@ -61,7 +62,8 @@ def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[st
     ev = shop.events
     ids = [s["id"] for s in shop.shoppers]
     products = [p["id"] for p in shop.products]
-    shared = ((k, v) for k, v in built.records.items() if k.startswith(f"pz1:g:{built.generation}:"))
+    if shared is None:  # the generation's shared records (given: a child need not walk every record)
+        shared = [(k, v) for k, v in built.records.items() if k.startswith(f"pz1:g:{built.generation}:")]
     store = open_stores(directory, database).profiles
     store.add_tombstones(erased)
     erased = erased | store.tombstones()
@@ -90,21 +92,28 @@ def replace_file(path: Path, chunks: Iterable[str]) -> None:
     tmp.replace(path)
 
 
+ALONGSIDE_MIN = 1_000_000  # events from which the origin's store is written in a child beside the KV files
+
+
 def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str] = frozenset(),
-                  database: str | None = None) -> None:
+                  database: str | None = None, alongside_min: int = ALONGSIDE_MIN) -> None:
     """A build's outputs: kv.json (wrangler bulk format), generation.txt, manifest.json (key -> content
     hash), and origin/ (model artifacts, and the profile store unless ``database`` keeps it). Each file is
-    replaced atomically."""
+    replaced atomically. From ``alongside_min`` events, the origin's store is written by a forked child while
+    this process writes the KV files (two cores: about the time of the longer of the two)."""
+    from personalizer_adapters.engine.parallel import alongside
     from personalizer_adapters.kv.plan import digest
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, chunks in (("kv.json", bulk_json_lines(built.records)),
-                         ("manifest.json", [json.dumps({"generation": built.generation, "records": {
-                             k: digest(v) for k, v in sorted(built.records.items())}}, indent=0)]),
-                         ("profiles.digests.json", [json.dumps(built.digests, sort_keys=True)]),
-                         ("generation.txt", [built.generation + "\n"])):
-        replace_file(out_dir / name, chunks)
-    write_origin(shop, built, out_dir / "origin", erased, database)
+    shared = [(k, v) for k, v in built.records.items() if k.startswith(f"pz1:g:{built.generation}:")]
+    with alongside(lambda: write_origin(shop, built, out_dir / "origin", erased, database, shared),
+                   parallel=len(shop.events) >= alongside_min):
+        for name, chunks in (("kv.json", bulk_json_lines(built.records)),
+                             ("manifest.json", [json.dumps({"generation": built.generation, "records": {
+                                 k: digest(v) for k, v in sorted(built.records.items())}}, indent=0)]),
+                             ("profiles.digests.json", [json.dumps(built.digests, sort_keys=True)]),
+                             ("generation.txt", [built.generation + "\n"])):
+            replace_file(out_dir / name, chunks)
 
 
 def previous_profiles(out_dir: Path) -> dict[str, tuple[str, bytes]] | None:

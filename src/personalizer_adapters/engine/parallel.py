@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -39,5 +40,24 @@ def fork_map(func: Callable[[Any, T], R], job: Any, tasks: Sequence[T], *, worke
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             yield from pool.imap(_call, tasks)
+    finally:
+        _CURRENT = None
+
+
+@contextmanager
+def alongside(func: Callable[[], None], *, parallel: bool = True) -> Iterator[None]:
+    """Run ``func()`` in a forked child while the block runs in this process; after the block, wait for it and
+    raise what it raised. Not ``parallel``: ``func()`` runs here, after the block."""
+    global _CURRENT
+    if not parallel:
+        yield
+        func()
+        return
+    _CURRENT = (lambda work, _: work(), func)
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            pending = pool.apply_async(_call, (None,))
+            yield
+            pending.get()
     finally:
         _CURRENT = None
