@@ -31,6 +31,7 @@ from .model import (
 )
 from .profiles import ProfileJob, profile_outcomes
 from .seedgen import Shop
+from .spool import Spool
 
 NEIGHBOURS_K = 50  # similar items kept per item: the personal list's reach
 EASE_MAX_ITEMS = 20_000  # EASE inverts a dense items x items matrix (20k: 1.6 GB in float32)
@@ -41,7 +42,7 @@ CO_CANDIDATES = 256  # co-purchased items kept per item as complement candidates
 @dataclass(frozen=True)
 class Built:
     generation: str
-    records: dict[str, bytes]   # key -> encoded value for KV: shared records, pushed profiles, inventory, manifest
+    records: Spool   # key -> encoded value for KV: shared records, pushed profiles, inventory, manifest (on disk)
     model: Model
     digests: dict[str, str]     # shopper -> digest of their events: unchanged next time = profile reused
     reused: int
@@ -209,7 +210,7 @@ def build(shop: Shop, cfg: dict[str, Any], previous: dict[str, tuple[str, bytes]
     model, items, X, popularity, started = fitted.model, fitted.items, fitted.X, fitted.popularity, fitted.started
     gen, cards, cats, cat_of, oos = model.generation, model.cards, model.categories, model.category_of, ~model.in_stock
     also, co_rows, n_seg, n_nb, prices = items.also, items.co_rows, cfg["segment_list"], cfg["neighbours"], model.prices
-    rec: dict[str, bytes] = {}
+    rec = Spool()  # a million profiles are gigabytes: their values wait on disk, not in memory
 
     def put(key: str, kind: str, data: dict[str, Any], generation: str | None = gen) -> None:
         rec[key] = codec.encode(kind, data, generation=generation, produced_at=now)

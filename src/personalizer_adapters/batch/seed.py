@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,12 @@ def build_seed(config_path: Path, erased: set[str] | frozenset[str] = frozenset(
     return shop, build(shop, cfg, campaigns=load_campaigns(campaigns_file(config_path, cfg)))
 
 
-def bulk_json(records: dict[str, bytes]) -> str:
+def bulk_json(records: Mapping[str, bytes]) -> str:
     """Records in the format of ``wrangler kv bulk put`` (base64 values), sorted for stable output."""
     return "".join(bulk_json_lines(records))
 
 
-def bulk_json_lines(records: dict[str, bytes]) -> Iterator[str]:
+def bulk_json_lines(records: Mapping[str, bytes]) -> Iterator[str]:
     """The same JSON array, one pair per line, produced lazily: a million records never become one string."""
     from json.encoder import encode_basestring_ascii as quoted  # json.dumps' own escaping of a string
 
