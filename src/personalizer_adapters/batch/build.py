@@ -142,8 +142,7 @@ def fit_model(shop: Shop, cfg: dict[str, Any], progress: Callable[[str], None] =
     # Shopper x product: decayed interaction weights (the segments' lists); who touched what, 0/1 and undecayed
     # (EASE's input: item similarity must not fade with the calendar, old items would lose every neighbour).
     X = sparse.csr_matrix((w, (ev["shopper"], ev["product"])), shape=(S, P))
-    touched = X.copy()
-    touched.data[:] = 1.0
+    del w
     started = time.perf_counter()
     progress(f"build: interaction matrices ({X.nnz:,} shopper-item pairs)")
     # The similarity: EASE where the catalog allows it (unless the config or its tuning says item-kNN).
@@ -158,7 +157,10 @@ def fit_model(shop: Shop, cfg: dict[str, Any], progress: Callable[[str], None] =
         lam = float(cfg.get("ease_lambda", EASE_LAMBDA))
         cache: EaseCache = {} if ease_cache is None else ease_cache
         if (lam, k_sim) not in cache:
+            touched = X.copy()
+            touched.data[:] = 1.0
             cache[(lam, k_sim)] = ease_neighbours(touched, k_sim, lam)
+            del touched
         neighbours, weights = cache[(lam, k_sim)]
         progress(f"build: EASE neighbours ({time.perf_counter() - started:.0f}s)")
     else:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from personalizer_adapters.store import open_stores
+from personalizer_adapters.store.base import SnapshotEvent
 from personalizer_adapters.store.profiles import ProfileStore
 
 from .build import Built, build
@@ -54,7 +55,7 @@ def bulk_json_lines(records: Mapping[str, bytes]) -> Iterator[str]:
 
 
 def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[str] = frozenset(),
-                 database: str | None = None, shared: list[tuple[str, bytes]] | None = None) -> None:
+                 database: str | None = None, shared: list[str] | None = None) -> None:
     """The origin's data: model artifacts (in ``directory``, and in the store), and a profile store with every
     shopper (pushed or not) but the erased, whose ids go into the store's tombstones so the origin refuses them
     too: the SQLite file beside the artifacts, or the database at ``database``."""
@@ -62,16 +63,25 @@ def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[st
     ev = shop.events
     ids = [s["id"] for s in shop.shoppers]
     products = [p["id"] for p in shop.products]
-    if shared is None:  # the generation's shared records (given: a child need not walk every record)
-        shared = [(k, v) for k, v in built.records.items() if k.startswith(f"pz1:g:{built.generation}:")]
+    if shared is None:  # the keys of the generation's shared records (given: a child need not walk every key)
+        shared = [k for k in built.records if k.startswith(f"pz1:g:{built.generation}:")]
     store = open_stores(directory, database).profiles
     store.add_tombstones(erased)
     erased = erased | store.tombstones()
     store.replace_all(
         ((s["id"], s["loyalty"]) for s in shop.shoppers if s["id"] not in erased),
-        zip([ids[i] for i in ev["shopper"].tolist()], [products[i] for i in ev["product"].tolist()],
-            ev["kind"].tolist(), ev["ts"].tolist(), quantities(ev).tolist(), order_keys(ev).tolist(), strict=True),
-        shared, built.generation, artifacts)
+        _event_rows(ev, ids, products),
+        ((k, built.records[k]) for k in shared), built.generation, artifacts)
+
+
+def _event_rows(ev: Any, ids: list[str], products: list[str], chunk: int = 1 << 20) -> Iterator[SnapshotEvent]:
+    """The events as the store's rows, a chunk at a time (20M events as Python lists at once: gigabytes)."""
+    qty, order = quantities(ev), order_keys(ev)
+    for lo in range(0, len(ev), chunk):
+        part = ev[lo:lo + chunk]
+        yield from zip([ids[i] for i in part["shopper"].tolist()], [products[i] for i in part["product"].tolist()],
+                       part["kind"].tolist(), part["ts"].tolist(), qty[lo:lo + chunk].tolist(),
+                       order[lo:lo + chunk].tolist(), strict=True)
 
 
 def erased_in(out_dir: Path, database: str | None = None) -> set[str]:
@@ -105,12 +115,12 @@ def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str
     from personalizer_adapters.kv.plan import digest
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    shared = [(k, v) for k, v in built.records.items() if k.startswith(f"pz1:g:{built.generation}:")]
+    shared = [k for k in built.records if k.startswith(f"pz1:g:{built.generation}:")]
     with alongside(lambda: write_origin(shop, built, out_dir / "origin", erased, database, shared),
                    parallel=len(shop.events) >= alongside_min):
         for name, chunks in (("kv.json", bulk_json_lines(built.records)),
                              ("manifest.json", [json.dumps({"generation": built.generation, "records": {
-                                 k: digest(v) for k, v in sorted(built.records.items())}}, indent=0)]),
+                                 k: digest(built.records[k]) for k in sorted(built.records)}}, indent=0)]),
                              ("profiles.digests.json", [json.dumps(built.digests, sort_keys=True)]),
                              ("generation.txt", [built.generation + "\n"])):
             replace_file(out_dir / name, chunks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,10 @@ class DuckDBEngine:
             raise EngineMissing("the DuckDB engine needs duckdb: pip install '.[batch]'") from exc
         self._spill = tempfile.TemporaryDirectory(prefix="pz-duckdb-")
         self.loaded: set[str] = set()  # Arrow tables registered (views), not tables of DuckDB's
-        self.con = duckdb.connect(config={"temp_directory": self._spill.name})
+        config: dict[str, str | bool | int | float | list[str]] = {"temp_directory": self._spill.name}
+        if os.environ.get("PZ_DUCKDB_MEMORY"):  # DuckDB's memory limit (e.g. "1GB"): past it, it spills to disk
+            config["memory_limit"] = os.environ["PZ_DUCKDB_MEMORY"]
+        self.con = duckdb.connect(config=config)
 
     def load(self, name: str, table: Any) -> None:
         self.con.register(name, table)

@@ -174,6 +174,7 @@ def item_stages(engine: Engine, events: npt.NDArray[Any], cat_of: npt.NDArray[An
     relational = _sql(now, half_life_s, history_cap)
     for name, sql in relational.items():
         engine.stage(name, sql)
+    engine.forget(["ev"])  # what follows reads the staged tables: the events' memory is the next stage's
     step(f"events and item statistics, {len(events):,} events")
     stats = engine.fetch("SELECT * FROM item_stats")
     product = stats.column("product").to_numpy()
@@ -217,5 +218,5 @@ def item_stages(engine: Engine, events: npt.NDArray[Any], cat_of: npt.NDArray[An
             neighbours[r, :len(c)], weights[r, :len(c)] = c, v
     categories = int(cat_of.max()) + 1 if len(cat_of) else 0
     best_categories, _ = _lists(engine.fetch(_top(CATEGORY_PAIRS, "n", 3)), categories)
-    engine.forget(["touch_pairs", "buy_pairs", *reversed(relational), "items", "ev"])
+    engine.forget(["touch_pairs", "buy_pairs", *reversed(relational), "items"])
     return ItemStages(popularity, rate, gap, neighbours, weights, also, co_rows, best_categories)
