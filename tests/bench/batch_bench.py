@@ -66,7 +66,8 @@ def peak_rss_gib() -> float:
 
 
 def peak_worker_gib() -> float:
-    """The largest forked profile worker's peak (pages it shares with the parent copy-on-write included)."""
+    """The largest forked worker's peak (similarity, profiles, the origin store's writer; the pages it shares with
+    the parent copy-on-write included)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 / 1024
 
 
@@ -88,12 +89,12 @@ def main() -> None:
     t2 = time.perf_counter()
     size = sum(len(v) for v in built.records.values())
     print(f"batch: build on {engine_name} {t2 - t1:.1f}s -> {len(built.records):,} records, {size / 1e9:.2f} GB "
-          f"(peak {peak_rss_gib():.2f} GiB; largest profile worker {peak_worker_gib():.2f} GiB)", flush=True)
+          f"(peak {peak_rss_gib():.2f} GiB; largest forked worker {peak_worker_gib():.2f} GiB)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         write_outputs(shop, built, Path(tmp))
         t3 = time.perf_counter()
         print(f"batch: outputs written {t3 - t2:.1f}s (kv.json, manifest.json, origin/ with the events) "
-              f"(peak {peak_rss_gib():.2f} GiB)", flush=True)
+              f"(peak {peak_rss_gib():.2f} GiB; largest forked worker {peak_worker_gib():.2f} GiB)", flush=True)
         del built
         loaded = Build.load(Path(tmp))
         plan = make_plan(loaded, TargetState())
