@@ -12,6 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -37,10 +39,15 @@ def fork_map(func: Callable[[Any, T], R], job: Any, tasks: Sequence[T], *, worke
             yield func(job, task)
         return
     _CURRENT = (func, job)
+    # An executor, not a Pool: a worker the kernel kills (out of memory) breaks it, where a Pool waits forever.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            yield from pool.imap(_call, tasks)
+        yield from pool.map(_call, tasks)
+    except BrokenProcessPool as exc:
+        raise MemoryError("a worker of the build died (the machine's memory ran out?): fewer workers or a "
+                          "machine with more memory") from exc
     finally:
+        pool.shutdown(cancel_futures=True)  # the tasks not started yet, if the caller stopped early
         _CURRENT = None
 
 
@@ -55,9 +62,11 @@ def alongside(func: Callable[[], None], *, parallel: bool = True) -> Iterator[No
         return
     _CURRENT = (lambda work, _: work(), func)
     try:
-        with multiprocessing.get_context("fork").Pool(1) as pool:
-            pending = pool.apply_async(_call, (None,))
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            pending = pool.submit(_call, None)
             yield
-            pending.get()
+            pending.result()
+    except BrokenProcessPool as exc:
+        raise MemoryError("the build's writer of the origin's store died (the machine's memory ran out?)") from exc
     finally:
         _CURRENT = None
