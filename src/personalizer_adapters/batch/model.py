@@ -249,10 +249,10 @@ class Model:
         the batch's sparse products (``personal_lists``); scipy is imported here, never on the origin's path."""
         from scipy import sparse
 
-        P, K = self.neighbours.shape
+        P = len(self.cards)
         real = self.weights > 0
         return sparse.csr_matrix((self.weights[real].astype(np.float64), self.neighbours[real],
-                                  np.concatenate([[0], np.cumsum(real.sum(axis=1))])), shape=(P, len(self.cards)))
+                                  np.concatenate([[0], np.cumsum(real.sum(axis=1))])), shape=(P, P))
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -411,20 +411,22 @@ def personal_lists(model: Model, owner: npt.NDArray[Any], products: npt.NDArray[
     affinity = summed.reshape(people, C)
     if not len(seen):
         return affinity, [np.empty(0, dtype=np.int64) for _ in range(people)]
-    if model.personal_source == "popularity" and model.popular is not None:  # a filter of one list: per person
-        bounds = np.searchsorted(who, np.arange(people + 1))
+    bounds = np.searchsorted(who, np.arange(people + 1))  # each person's rows of ``seen``
+
+    def one_at_a_time(x: npt.NDArray[Any]) -> tuple[npt.NDArray[np.float64], list[npt.NDArray[np.int64]]]:
         return affinity, [personal_list(model, items[bounds[r]:bounds[r + 1]], x[bounds[r]:bounds[r + 1]],
                                         affinity[r]) for r in range(people)]
+
+    if model.personal_source == "popularity" and model.popular is not None:  # a filter of one list: per person
+        return one_at_a_time(x)
     if model.history == "distinct":
         x = np.zeros(len(seen))
         np.maximum.at(x, inverse, decay)
     plain = model.personal_source == "similarity"
     if plain:
         x = np.ones(len(seen))
-    if len(x) and x.min() < TINY:  # a weight so small that x·w could round to 0: one person at a time
-        bounds = np.searchsorted(who, np.arange(people + 1))
-        return affinity, [personal_list(model, items[bounds[r]:bounds[r + 1]], x[bounds[r]:bounds[r + 1]],
-                                        affinity[r]) for r in range(people)]
+    if x.min() < TINY:  # a weight so small that x·w could round to 0: one person at a time
+        return one_at_a_time(x)
     taste_weight = 0.0 if plain else model.taste_weight
     taste = affinity / np.maximum(affinity.sum(axis=1), 1e-12)[:, None]
     favourite = np.argsort(-affinity, axis=1, kind="stable")[:, :3]
@@ -433,7 +435,6 @@ def personal_lists(model: Model, owner: npt.NDArray[Any], products: npt.NDArray[
     # x·w over their items in order (sorted), as the one-person bincount does, so the same sums; a product of
     # positive numbers is positive, so its pattern is the neighbours' pool. Then each person's liked categories'
     # top items that are not in it, at 0.
-    bounds = np.searchsorted(who, np.arange(people + 1))
     H = sparse.csr_matrix((x, items, bounds), shape=(people, P))
     HW = (H @ model.similarity).tocsr()
     HW.sort_indices()
@@ -455,15 +456,10 @@ def personal_lists(model: Model, owner: npt.NDArray[Any], products: npt.NDArray[
     at = np.minimum(np.searchsorted(seen, ckey), len(seen) - 1)
     keep = (scores > 0) & (seen[at] != ckey) & model.in_stock[candidates]
     c_owner, candidates, scores = c_owner[keep], candidates[keep], scores[keep]
-    bounds = np.searchsorted(c_owner, np.arange(people + 1))
-    n, lists = model.personal_list, []
-    for r in range(people):  # top_k's order (score, then index), of each person's candidates (sorted by index)
-        cand, score = candidates[bounds[r]:bounds[r + 1]], scores[bounds[r]:bounds[r + 1]]
-        if len(cand) > n:  # the n best and every tie of the n-th (the lowest index among them wins)
-            best = score >= np.partition(score, len(score) - n)[len(score) - n]
-            cand, score = cand[best], score[best]
-        lists.append(cand[np.lexsort((cand, -score))[:n]])
-    return affinity, lists
+    at = np.searchsorted(c_owner, np.arange(people + 1))
+    # Each person's candidates are sorted by index, so top_k's ties by position are ties by index.
+    return affinity, [candidates[at[r]:at[r + 1]][top_k(scores[at[r]:at[r + 1]], model.personal_list)]
+                      for r in range(people)]
 
 
 def profile_payload(model: Model, shopper: str, loyalty: str | None, products: npt.NDArray[Any],
