@@ -55,7 +55,7 @@ def bulk_json_lines(records: Mapping[str, bytes]) -> Iterator[str]:
 
 
 def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[str] = frozenset(),
-                 database: str | None = None, shared: list[str] | None = None) -> None:
+                 database: str | None = None) -> None:
     """The origin's data: model artifacts (in ``directory``, and in the store), and a profile store with every
     shopper (pushed or not) but the erased, whose ids go into the store's tombstones so the origin refuses them
     too: the SQLite file beside the artifacts, or the database at ``database``."""
@@ -63,8 +63,7 @@ def write_origin(shop: Shop, built: Built, directory: Path, erased: frozenset[st
     ev = shop.events
     ids = [s["id"] for s in shop.shoppers]
     products = [p["id"] for p in shop.products]
-    if shared is None:  # the keys of the generation's shared records (given: a child need not walk every key)
-        shared = [k for k in built.records if k.startswith(f"pz1:g:{built.generation}:")]
+    shared = [k for k in built.records if k.startswith(f"pz1:g:{built.generation}:")]  # keys: values read lazily
     store = open_stores(directory, database).profiles
     store.add_tombstones(erased)
     erased = erased | store.tombstones()
@@ -115,8 +114,7 @@ def write_outputs(shop: Shop, built: Built, out_dir: Path, erased: frozenset[str
     from personalizer_adapters.kv.plan import digest
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    shared = [k for k in built.records if k.startswith(f"pz1:g:{built.generation}:")]
-    with alongside(lambda: write_origin(shop, built, out_dir / "origin", erased, database, shared),
+    with alongside(lambda: write_origin(shop, built, out_dir / "origin", erased, database),
                    parallel=len(shop.events) >= alongside_min):
         for name, chunks in (("kv.json", bulk_json_lines(built.records)),
                              ("manifest.json", [json.dumps({"generation": built.generation, "records": {
